@@ -1,0 +1,41 @@
+# One entry point for people and CI: `make app` starts the app, `make test` runs the tests.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
+export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
+APP_NOTEBOOK := notebooks/01_quickstart.ipynb
+PORT ?= 8866
+
+.PHONY: setup app test lab lock clean
+
+setup: $(STAMP)
+
+# Reinstall whenever the pins or the package metadata change.
+$(STAMP): constraints.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip==25.3"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[app,dev]"
+	# librosa's numba kernels compile on first use (~20 s): do it once here, not in the first notebook.
+	$(BIN)/python -c "import numpy as np, asrkit.features as f; f.log_mel(np.zeros(16000, np.float32)); f.mfcc(np.zeros(16000, np.float32))"
+	touch $(STAMP)
+
+app: setup
+	$(BIN)/voila $(APP_NOTEBOOK) --port=$(PORT) --Voila.ip=127.0.0.1
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Re-resolve the pins from pyproject's ranges (needs the registries).
+lock:
+	rm -rf .cache/lock-venv && $(PYTHON) -m venv .cache/lock-venv
+	.cache/lock-venv/bin/python -m pip install --quiet "pip==25.3" && .cache/lock-venv/bin/python -m pip install --quiet ".[app,dev]"
+	( echo "# Resolved pins for Python 3.11 on Linux x86-64; regenerate with 'make lock'."; \
+	  .cache/lock-venv/bin/python -m pip freeze --exclude asrkit ) > constraints.txt
+
+clean:
+	rm -rf $(VENV) .cache

@@ -1,0 +1,158 @@
+"""The ``asrkit`` command: transcribe files, evaluate on a manifest, show versions and models.
+
+Exit codes: 0 success; 1 some inputs could not be read (the rest were processed); 2 bad usage, an
+unknown model, a bad manifest or a bad setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+import asrkit
+from asrkit.audio import AudioError, load_audio
+from asrkit.config import Config, ConfigError
+from asrkit.evaluate import evaluate, format_report
+from asrkit.formats import FORMATS, render
+from asrkit.manifest import ManifestError, read_manifest
+from asrkit.models import UnknownModelError, available_models, load_model, resolve_model
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+SUFFIXES = {"text": ".txt", "json": ".json", "srt": ".srt", "vtt": ".vtt"}
+VERSIONED = ("tensorflow-cpu", "keras", "librosa", "jiwer", "numpy", "soundfile", "av", "soxr")
+
+
+def _warn_untrained(model) -> None:
+    if not model.card.trained:
+        print(
+            f"WARNING: model {model.name!r} is UNTRAINED (random weights): its transcripts are "
+            "meaningless. It stands in until a trained model ships.",
+            file=sys.stderr,
+        )
+
+
+def _transcribe(args: argparse.Namespace, config: Config) -> int:
+    model = load_model(args.model, config=config)
+    _warn_untrained(model)
+    if args.output_dir:
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+    status = EXIT_OK
+    many = len(args.files) > 1
+    for path in tqdm(args.files, unit="file", disable=not many):
+        try:
+            audio = load_audio(path, limits=config.audio_limits)
+        except AudioError as err:
+            print(f"error: {err}", file=sys.stderr)
+            status = EXIT_PARTIAL
+            continue
+        transcript = model.transcribe(audio)
+        text = render(transcript, args.format, file=str(path), model_trained=model.card.trained)
+        if args.output_dir:
+            (args.output_dir / (path.stem + SUFFIXES[args.format])).write_text(text, encoding="utf-8")
+        elif many and args.format == "text":
+            print(f"{path}\t{text}", end="")
+        else:
+            print(text, end="")
+    return status
+
+
+def _eval(args: argparse.Namespace, config: Config) -> int:
+    utterances = read_manifest(args.manifest)[: args.limit]
+    model = load_model(args.model, config=config)
+    _warn_untrained(model)
+    report = evaluate(model, utterances, batch_size=config.batch_size, limits=config.audio_limits)
+    print(format_report(report))
+    if args.json:
+        summary = {
+            "model": report.model,
+            "manifest": str(args.manifest),
+            "normalizer": report.normalizer,
+            "wer": report.corpus.wer,
+            "cer": report.corpus.cer,
+            "rtf": report.rtf,
+            "utterances": [
+                {
+                    "id": r.utterance.id,
+                    "reference": r.score.reference,
+                    "hypothesis": r.score.hypothesis,
+                    "wer": r.score.wer,
+                    "cer": r.score.cer,
+                    "error": r.error,
+                }
+                for r in report.rows
+            ],
+        }
+        args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return EXIT_PARTIAL if report.failed else EXIT_OK
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _info(args: argparse.Namespace, config: Config) -> int:
+    print(f"asrkit {asrkit.__version__} on Python {platform.python_version()} ({platform.machine()})")
+    for dist in VERSIONED:
+        print(f"  {dist:<15} {_version(dist)}")
+    print(f"settings: {config}")
+    folder = resolve_model(args.model, config=config)
+    model = load_model(folder, config=config)
+    card = model.card
+    trained = "trained" if card.trained else "UNTRAINED (random weights, transcripts are meaningless)"
+    print(f"model: {card.name} [{trained}] from {folder}")
+    print(f"  {card.description}")
+    if card.training_data:
+        print(f"  training data: {card.training_data}")
+    for split, result in card.metrics.items():
+        print(f"  {split}: " + ", ".join(f"{k}={v}" for k, v in result.items()))
+    print(f"device: {getattr(model, 'device', 'cpu')}")
+    print("registered models: " + ", ".join(e.name for e in available_models()))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asrkit", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"asrkit {asrkit.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    model_help = "registry name or model folder (default: $ASR_MODEL_NAME or 'default')"
+
+    p = commands.add_parser("transcribe", help="transcribe audio files")
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("--model", help=model_help)
+    p.add_argument("--format", choices=FORMATS, default="text")
+    p.add_argument("--output-dir", type=Path, help="write FILE's stem + .txt/.json/.srt/.vtt here")
+    p.set_defaults(run=_transcribe)
+
+    p = commands.add_parser("eval", help="word and character error rates on a manifest")
+    p.add_argument("manifest", type=Path, metavar="MANIFEST", help=".tsv or NeMo .jsonl manifest")
+    p.add_argument("--model", help=model_help)
+    p.add_argument("--limit", type=int, help="only the first N utterances")
+    p.add_argument("--json", type=Path, help="also write the results as JSON here")
+    p.set_defaults(run=_eval)
+
+    p = commands.add_parser("info", help="versions, settings, the model and the device")
+    p.add_argument("--model", help=model_help)
+    p.set_defaults(run=_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args, Config.from_env())
+    except (ConfigError, UnknownModelError, ManifestError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

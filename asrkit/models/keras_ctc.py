@@ -1,0 +1,208 @@
+"""Our own TensorFlow/Keras character CTC models: network, save/load and inference.
+
+A model folder holds ``model.keras`` (the network, loaded in Keras safe mode) and ``card.json``
+(a :class:`~asrkit.models.base.ModelCard` whose ``config`` is a :class:`CTCModelConfig`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import keras
+import tensorflow as tf
+
+from asrkit.decoding import greedy_decode, words_from_chars
+from asrkit.features import FeatureConfig, compute_features
+from asrkit.models.base import ModelCard, Transcript
+from asrkit.text import CharTokenizer
+
+WEIGHTS_FILE = "model.keras"
+BACKEND = "keras-ctc"
+
+
+@dataclass(frozen=True)
+class CTCModelConfig:
+    """Everything needed to rebuild the network and read its output."""
+
+    # input features (kind, sizes, frame rate)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    # output characters; index 0 of the output is the CTC blank, then these in order
+    alphabet: str = CharTokenizer().alphabet
+    # stride-2 causal convolutions in front: each halves the frame rate
+    subsampling_layers: int = 2
+    # channels of each subsampling convolution
+    conv_channels: int = 64
+    # unidirectional GRU layers after subsampling (causal, so they can run chunk by chunk)
+    rnn_layers: int = 2
+    # units per GRU layer
+    rnn_units: int = 128
+
+    @property
+    def subsampling(self) -> int:
+        return 2**self.subsampling_layers
+
+    @property
+    def frame_duration_s(self) -> float:
+        """Seconds of audio per output frame."""
+        return self.features.hop_length * self.subsampling / self.features.sample_rate
+
+    def output_length(self, n_frames: int) -> int:
+        """Output frames for ``n_frames`` input frames (each causal stride-2 conv: ceil(n / 2))."""
+        for _ in range(self.subsampling_layers):
+            n_frames = -(-n_frames // 2)
+        return n_frames
+
+    def to_dict(self) -> dict:
+        return {"backend": BACKEND, **asdict(self), "features": self.features.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CTCModelConfig:
+        data = dict(data)
+        backend = data.pop("backend", BACKEND)
+        if backend != BACKEND:
+            raise ValueError(f"config is for backend {backend!r}, not {BACKEND!r}")
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
+        features = FeatureConfig.from_dict(data.pop("features", {}))
+        return cls(features=features, **data)
+
+
+def build_network(
+    config: CTCModelConfig, *, feature_mean: np.ndarray, feature_std: np.ndarray
+) -> keras.Model:
+    """The CTC network: (batch, n_frames, n_features) features to (batch, n_out, vocab) logits.
+
+    ``feature_mean`` and ``feature_std`` (shape (n_features,)) are fixed in a Normalization layer, so
+    the saved model normalises exactly as it was trained and a stream needs no utterance statistics.
+    """
+    n_features = config.features.num_features
+    inputs = keras.Input(shape=(None, n_features), name="features")
+    x = keras.layers.Normalization(
+        axis=-1, mean=feature_mean, variance=np.square(feature_std), name="normalize"
+    )(inputs)
+    for i in range(config.subsampling_layers):
+        x = keras.layers.Conv1D(
+            config.conv_channels, 3, strides=2, padding="causal", activation="relu", name=f"subsample{i}"
+        )(x)
+    for i in range(config.rnn_layers):
+        x = keras.layers.GRU(config.rnn_units, return_sequences=True, name=f"gru{i}")(x)
+    vocab_size = CharTokenizer(config.alphabet).vocab_size
+    logits = keras.layers.Dense(vocab_size, name="logits")(x)
+    return keras.Model(inputs, logits, name="ctc")
+
+
+def select_device(requested: str) -> str:
+    """Make TensorFlow use "cpu" or "gpu" ("auto": a GPU if there is one); return what is used."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if requested == "cpu" and gpus:
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError:
+            # TensorFlow fixes its devices at first use; say so instead of pretending
+            warnings.warn("ASR_DEVICE=cpu came after TensorFlow started on the GPU; it stays there")
+            return "gpu"
+    if requested in ("gpu", "auto") and gpus:
+        return "gpu"
+    if requested == "gpu":
+        warnings.warn("ASR_DEVICE=gpu but TensorFlow finds no GPU here: running on the CPU")
+    return "cpu"
+
+
+class KerasCTCModel:
+    """A Keras character CTC model behind the :class:`~asrkit.models.base.ASRModel` contract.
+
+    Examples
+    --------
+    >>> model = KerasCTCModel.load("models/untrained-tiny")  # doctest: +SKIP
+    >>> model.transcribe(load_audio("clip.flac")).text  # doctest: +SKIP
+    """
+
+    def __init__(
+        self, network: keras.Model, card: ModelCard, *, batch_size: int = 8, device: str = "cpu"
+    ) -> None:
+        self.card = card
+        self.config = CTCModelConfig.from_dict(card.config)
+        self.tokenizer = CharTokenizer(self.config.alphabet)
+        self.sample_rate = self.config.features.sample_rate
+        self.batch_size = batch_size
+        self.device = device
+        self.network = network
+        n_features = self.config.features.num_features
+        self._infer = tf.function(
+            lambda x: network(x, training=False),
+            input_signature=[tf.TensorSpec([None, None, n_features], tf.float32)],
+        )
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @classmethod
+    def load(cls, folder: str | Path, *, batch_size: int = 8, device: str = "auto") -> KerasCTCModel:
+        """Load a model folder; the network is deserialised in Keras safe mode (no code runs)."""
+        folder = Path(folder)
+        card = ModelCard.load(folder)
+        used = select_device(device)
+        network = keras.saving.load_model(folder / WEIGHTS_FILE, compile=False, safe_mode=True)
+        return cls(network, card, batch_size=batch_size, device=used)
+
+    def save(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.network.save(folder / WEIGHTS_FILE)
+        self.card.save(folder)
+        return folder
+
+    def features(self, audio: np.ndarray) -> np.ndarray:
+        """Features of one utterance, shape (n_frames, n_features)."""
+        audio = np.asarray(audio)
+        if audio.ndim != 1 or not np.issubdtype(audio.dtype, np.floating):
+            raise ValueError(
+                f"audio must be mono float samples of shape (n_samples,), got {audio.dtype} "
+                f"{audio.shape}; asrkit.audio.load_audio gives that from any file or array"
+            )
+        return compute_features(audio.astype(np.float32, copy=False), config=self.config.features)
+
+    def logits(self, features: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run the network over feature matrices padded together; each result is (n_out, vocab)."""
+        lengths = [len(f) for f in features]
+        batch = np.zeros((len(features), max(max(lengths, default=0), 1), self.config.features.num_features), np.float32)
+        for row, f in zip(batch, features):
+            row[: len(f)] = f
+        # causal layers: right padding never changes the frames before it
+        out = self._infer(tf.constant(batch)).numpy()
+        return [o[: self.config.output_length(n)] for o, n in zip(out, lengths)]
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        return self.transcribe_batch([audio])[0]
+
+    def transcribe_batch(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
+        feats = [self.features(a) for a in audios]
+        # similar lengths together, so little of each batch is padding
+        order = sorted(range(len(feats)), key=lambda i: len(feats[i]))
+        results: list[Transcript | None] = [None] * len(feats)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            for i, logits in zip(chunk, self.logits([feats[i] for i in chunk])):
+                text, chars = greedy_decode(
+                    logits, tokenizer=self.tokenizer, frame_duration_s=self.config.frame_duration_s
+                )
+                results[i] = Transcript(
+                    text=text,
+                    duration_s=len(audios[i]) / self.sample_rate,
+                    words=words_from_chars(chars),
+                    chars=chars,
+                    model=self.name,
+                )
+        return results  # type: ignore[return-value]
+
+    def create_stream(self):
+        from asrkit.streaming import BufferedStream
+
+        return BufferedStream(self)

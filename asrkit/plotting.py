@@ -1,0 +1,40 @@
+"""Pictures of audio and transcripts, for notebooks and reports (matplotlib)."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from asrkit.audio import SAMPLE_RATE
+from asrkit.features import FRAMES_PER_SECOND, FeatureConfig, log_mel
+from asrkit.models.base import Transcript
+
+
+def plot_spectrogram(
+    audio: np.ndarray, *, transcript: Transcript | None = None, ax: Axes | None = None
+) -> Axes:
+    """Log-mel spectrogram of ``audio`` (shape (n_samples,), 16 kHz), with word times if given.
+
+    Examples
+    --------
+    >>> ax = plot_spectrogram(load_audio("clip.flac"), transcript=model.transcribe(audio))  # doctest: +SKIP
+    """
+    if ax is None:
+        # a Figure not registered with pyplot is freed with its last reference, so repeated
+        # plots in a long-running kernel do not pile up
+        ax = Figure(figsize=(10, 3), layout="constrained").add_subplot()
+    mel = log_mel(audio, config=FeatureConfig())
+    duration = len(audio) / SAMPLE_RATE
+    ax.imshow(
+        mel.T, origin="lower", aspect="auto", cmap="magma",
+        extent=(0.0, len(mel) / FRAMES_PER_SECOND, 0, mel.shape[1]),
+    )
+    ax.set(xlabel="time (s)", ylabel="mel band", xlim=(0.0, max(duration, 1e-3)))
+    if transcript is not None:
+        for word in transcript.words:
+            ax.axvspan(word.start, word.end, color="white", alpha=0.12)
+            ax.text((word.start + word.end) / 2, mel.shape[1] * 0.92, word.text, color="white",
+                    ha="center", va="top", fontsize=8, clip_on=True)
+        ax.set_title(transcript.text or "(nothing recognised)", fontsize=9, loc="left")
+    return ax

@@ -1,0 +1,39 @@
+"""Shared test helpers: where ../shared/data is, and a tiny model built once per session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(os.environ.get("ASRKIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+JFK = "speech/fixtures/wav/jfk.flac"
+FIXTURES_DEV = "splits/fixtures_dev.tsv"
+
+
+def shared_path(relative: str) -> Path:
+    """A file under ../shared/data, or skip the test saying the data is absent."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        pytest.skip(f"needs {path}: the shared speech data (../shared/data beside the repo) is absent")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A small untrained Keras CTC model saved to a temporary folder."""
+    import numpy as np
+
+    from asrkit.features import FeatureConfig
+    from asrkit.models.base import ModelCard
+    from asrkit.models.keras_ctc import CTCModelConfig, KerasCTCModel, build_network
+
+    config = CTCModelConfig(conv_channels=8, rnn_layers=1, rnn_units=16)
+    n = FeatureConfig().num_features
+    network = build_network(config, feature_mean=np.full(n, -5.0), feature_std=np.full(n, 3.0))
+    card = ModelCard(name="tiny-test", description="tiny untrained test model", trained=False,
+                     config=config.to_dict())
+    folder = tmp_path_factory.mktemp("models") / "tiny-test"
+    KerasCTCModel(network, card).save(folder)
+    return folder

@@ -1,0 +1,29 @@
+"""Every notebook runs top to bottom in a fresh kernel, as a user would open it."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from conftest import JFK, SHARED_DATA
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_runs_top_to_bottom(path):
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    if path.name == "01_quickstart.ipynb" and (SHARED_DATA / JFK).exists():
+        outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+        assert any("image/png" in o.get("data", {}) for o in outputs), "no spectrogram was drawn"
+        assert any("WER" in o.get("text", "") for o in outputs), "no WER was printed"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code")
