@@ -297,13 +297,34 @@ def _declared_seconds(
     return None  # e.g. live recordings such as MediaRecorder's WebM
 
 
-def _to_mono_16k(samples: np.ndarray, rate: int, src: str, limits: AudioLimits) -> np.ndarray:
-    """Validate float32 samples, shape (frames, channels); return (n_samples,) at SAMPLE_RATE."""
+def to_mono(
+    samples: np.ndarray, *, sample_rate: int, limits: AudioLimits = DEFAULT_LIMITS
+) -> np.ndarray:
+    """Validate raw samples and mix them to mono float32 in [-1, 1], keeping their rate.
+
+    For audio that arrives in pieces (a microphone, a socket), where each piece must be checked
+    but resampling belongs to a stateful resampler that sees the pieces in order.
+
+    Parameters
+    ----------
+    samples : np.ndarray, shape (frames,) or (frames, channels)
+        Integer samples are scaled by their dtype's full scale.
+    sample_rate : int
+        Their rate in Hz.
+
+    Returns
+    -------
+    np.ndarray, shape (frames,), dtype float32
+    """
+    src = "<array>"
+    floats, _ = _from_array(np.asarray(samples), sample_rate, src, limits)
+    return _validated_mono(floats, src)
+
+
+def _validated_mono(samples: np.ndarray, src: str) -> np.ndarray:
+    """Check float32 samples, shape (frames, channels), for NaN and scale; average the channels."""
     if not len(samples):
         raise EmptyAudioError(f"{src}: contains no audio samples")
-    _check_rate(rate, src)
-    _check_channels(samples.shape[1], src)
-    _check_duration(len(samples) / rate, src, limits)
     peak = float(np.max(np.abs(samples)))
     if not math.isfinite(peak):  # max propagates NaN, and inf is its own max
         raise InvalidSamplesError(f"{src}: contains NaN or infinite samples")
@@ -313,6 +334,15 @@ def _to_mono_16k(samples: np.ndarray, rate: int, src: str, limits: AudioLimits) 
             "unscaled integer PCM, scale it to [-1, 1] (int16: divide by 32768)"
         )
     mono = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1, dtype=np.float32)
+    return np.clip(mono, -1.0, 1.0)
+
+
+def _to_mono_16k(samples: np.ndarray, rate: int, src: str, limits: AudioLimits) -> np.ndarray:
+    """Validate float32 samples, shape (frames, channels); return (n_samples,) at SAMPLE_RATE."""
+    _check_rate(rate, src)
+    _check_channels(samples.shape[1], src)
+    _check_duration(len(samples) / rate, src, limits)
+    mono = _validated_mono(samples, src)
     if rate != SAMPLE_RATE:
         mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
     # Clipping also absorbs the slight overshoot band-limited resampling adds near full scale.
