@@ -22,7 +22,7 @@ $(STAMP): constraints.txt pyproject.toml
 	touch $(STAMP)
 
 app: setup
-	$(BIN)/voila $(APP_NOTEBOOK) --port=$(PORT) --Voila.ip=127.0.0.1
+	$(BIN)/voila $(APP_NOTEBOOK) --port=$(PORT) --Voila.ip=127.0.0.1 --token $(VOILA_ARGS)
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/
