@@ -61,8 +61,23 @@ class AlignedWord:
     hypothesis: str | None
 
 
+class _Rates:
+    """Word and character error rates of a score holding ``words`` and ``chars`` counts."""
+
+    words: ErrorCounts
+    chars: ErrorCounts
+
+    @property
+    def wer(self) -> float:
+        return self.words.rate
+
+    @property
+    def cer(self) -> float:
+        return self.chars.rate
+
+
 @dataclass(frozen=True)
-class UtteranceScore:
+class UtteranceScore(_Rates):
     """Score of one hypothesis against its reference (both as normalised text)."""
 
     reference: str
@@ -71,30 +86,14 @@ class UtteranceScore:
     chars: ErrorCounts
     alignment: tuple[AlignedWord, ...]
 
-    @property
-    def wer(self) -> float:
-        return self.words.rate
-
-    @property
-    def cer(self) -> float:
-        return self.chars.rate
-
 
 @dataclass(frozen=True)
-class CorpusScore:
+class CorpusScore(_Rates):
     """Scores of many utterances and their totals (errors summed, then divided)."""
 
     utterances: tuple[UtteranceScore, ...]
     words: ErrorCounts
     chars: ErrorCounts
-
-    @property
-    def wer(self) -> float:
-        return self.words.rate
-
-    @property
-    def cer(self) -> float:
-        return self.chars.rate
 
 
 def _counts(chunks) -> ErrorCounts:

@@ -29,22 +29,12 @@ from asrkit.audio import (
     UnsupportedFormatError,
     load_audio,
 )
+from conftest import JFK, shared_path
 
-# The repository lives at <root>/main and the shared data at <root>/shared/data.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-JFK = ("speech", "fixtures", "wav", "jfk.flac")
 JFK_FRAMES = 176_000  # 11 s at 16 kHz
 # Lossy codecs pad the last frame, so lengths may differ by a few ms.
 LENGTH_TOLERANCE = int(0.02 * SAMPLE_RATE)
 FORMATS = ["wav", "flac", "ogg", "mp3", "m4a", "webm"]
-
-
-def shared_path(*parts: str) -> Path:
-    """A path under ../shared/data; skips the test when the shared data is not there."""
-    path = SHARED_DATA.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"../shared/data is absent: {path} not found")
-    return path
 
 
 def encode_soundfile(samples: np.ndarray, rate: int, fmt: str, subtype: str | None = None) -> bytes:
@@ -103,7 +93,7 @@ def peak_frequency(audio: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def jfk() -> np.ndarray:
-    samples, rate = sf.read(shared_path(*JFK), dtype="float32")
+    samples, rate = sf.read(shared_path(JFK), dtype="float32")
     assert rate == SAMPLE_RATE and len(samples) == JFK_FRAMES
     return samples
 

@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,9 +19,8 @@ from asrkit.features import (
     mfcc,
     normalize,
 )
+from conftest import JFK, shared_path
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
-JFK = DATA_DIR / "speech" / "fixtures" / "wav" / "jfk.flac"
 KINDS = ["log_mel", "mfcc"]
 
 
@@ -41,11 +39,9 @@ def _stream(audio: np.ndarray, boundaries: list[int], config: FeatureConfig) -> 
 
 @pytest.fixture(scope="module")
 def jfk() -> np.ndarray:
-    if not JFK.exists():
-        pytest.skip(f"shared speech data not found at {DATA_DIR} (expected ../shared/data beside the repo)")
     import soundfile
 
-    audio, sample_rate = soundfile.read(JFK, dtype="float32")
+    audio, sample_rate = soundfile.read(shared_path(JFK), dtype="float32")
     assert sample_rate == SAMPLE_RATE and audio.ndim == 1
     return audio
 

@@ -1,13 +1,11 @@
 import csv
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from asrkit.text import BLANK_ID, DEFAULT_ALPHABET, CharTokenizer, normalize_text
-
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import SHARED_DATA, shared_path
 
 EXAMPLES = [
     # case, punctuation and whitespace
@@ -73,15 +71,14 @@ def test_normalize_text_is_idempotent_and_in_alphabet(text):
 
 
 def _manifest_rows() -> list[tuple[str, dict[str, str]]]:
-    manifests = sorted(DATA_DIR.glob("splits/*.tsv")) + sorted(DATA_DIR.glob("speech/*/manifest.tsv"))
-    if not manifests:
-        pytest.skip(f"shared speech data not found at {DATA_DIR} (expected ../shared/data beside the repo)")
+    shared_path("splits")
+    manifests = sorted(SHARED_DATA.glob("splits/*.tsv")) + sorted(SHARED_DATA.glob("speech/*/manifest.tsv"))
     rows = []
     for manifest in manifests:
         with manifest.open(newline="", encoding="utf-8") as file:
             # QUOTE_NONE: transcripts contain quote marks that are text, not TSV quoting.
             reader = csv.DictReader(file, delimiter="\t", quoting=csv.QUOTE_NONE)
-            rows += [(manifest.relative_to(DATA_DIR).as_posix(), row) for row in reader]
+            rows += [(manifest.relative_to(SHARED_DATA).as_posix(), row) for row in reader]
     return rows
 
 
