@@ -25,6 +25,8 @@ from asrkit.models import UnknownModelError, available_models, load_model, resol
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 SUFFIXES = {"text": ".txt", "json": ".json", "srt": ".srt", "vtt": ".vtt"}
+SHARED_DATA = Path("../shared/data")
+EXCLUDED_TEXTS = "splits/eval_texts_to_exclude_from_training.txt"
 VERSIONED = ("tensorflow-cpu", "keras", "librosa", "jiwer", "numpy", "soundfile", "av", "soxr")
 
 
@@ -119,6 +121,33 @@ def _info(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def _synth(args: argparse.Namespace, config: Config) -> int:
+    from asrkit.data.synth import allowed_sentences, build_corpus, plan, read_sentences
+
+    excluded = (args.shared_data / EXCLUDED_TEXTS).read_text(encoding="utf-8").splitlines()
+    sentences = allowed_sentences(read_sentences(args.shared_data / "text"), excluded)[: args.limit]
+    manifest = build_corpus(plan(sentences, seed=args.seed), args.out, jobs=args.jobs)
+    print(f"{len(sentences)} sentences ({len(excluded)} evaluation texts excluded) -> {manifest}")
+    return EXIT_OK
+
+
+def _train(args: argparse.Namespace, config: Config) -> int:
+    from asrkit.models.keras_ctc import CTCModelConfig
+    from asrkit.train import TrainConfig, run
+
+    model_config = CTCModelConfig(
+        conv_channels=args.conv_channels, rnn_layers=args.rnn_layers, rnn_units=args.rnn_units,
+        lookahead_frames=args.lookahead, dropout=args.dropout,
+    )
+    best = run(
+        args.run_dir, shared_data=args.shared_data, synthetic=args.synthetic, model_config=model_config,
+        config=TrainConfig(steps=args.steps, peak_lr=args.lr, eval_every=args.eval_every),
+        name=args.name, max_minutes=args.max_minutes,
+    )
+    print(f"best model so far: {best}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asrkit", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"asrkit {asrkit.__version__}")
@@ -138,6 +167,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N utterances")
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     p.set_defaults(run=_eval)
+
+    p = commands.add_parser("synth", help="synthesise a labelled training corpus with Debian's TTS engines")
+    p.add_argument("out", type=Path, metavar="OUT_DIR")
+    p.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="the shared data folder")
+    p.add_argument("--limit", type=int, help="only the first N allowed sentences")
+    p.add_argument("--seed", type=int, default=0, help="voice, speed, pitch and gain draws")
+    p.add_argument("--jobs", type=int, default=2, help="synthesis processes")
+    p.set_defaults(run=_synth)
+
+    p = commands.add_parser("train", help="train (or resume) a Keras CTC model")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="checkpoints, history and best/ go here")
+    p.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="the shared data folder")
+    p.add_argument("--synthetic", type=Path, nargs="*", default=[], help="corpora made by 'asrkit synth'")
+    p.add_argument("--name", default="asrkit-ctc", help="the trained model's registry name")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--max-minutes", type=float, help="checkpoint and stop after this long; run again to resume")
+    p.add_argument("--conv-channels", type=int, default=256)
+    p.add_argument("--rnn-layers", type=int, default=3)
+    p.add_argument("--rnn-units", type=int, default=256)
+    p.add_argument("--lookahead", type=int, default=4, help="future output frames (40 ms each)")
+    p.add_argument("--dropout", type=float, default=0.1)
+    p.set_defaults(run=_train)
 
     p = commands.add_parser("info", help="versions, settings, the model and the device")
     p.add_argument("--model", help=model_help)

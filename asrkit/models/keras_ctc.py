@@ -41,6 +41,11 @@ class CTCModelConfig:
     rnn_layers: int = 2
     # units per GRU layer
     rnn_units: int = 128
+    # future output frames a depthwise "lookahead" convolution after the GRUs sees (DeepSpeech 2's
+    # row convolution): 0 for none; each adds one output frame of latency
+    lookahead_frames: int = 0
+    # dropout after each GRU layer while training
+    dropout: float = 0.0
 
     @property
     def subsampling(self) -> int:
@@ -73,6 +78,26 @@ class CTCModelConfig:
         return cls(features=features, **data)
 
 
+@keras.saving.register_keras_serializable(package="asrkit")
+class ValidFrames(keras.layers.Layer):
+    """1.0 for output frames inside the utterance, 0.0 for batch padding, shape (batch, n_out, 1).
+
+    Padding is recognised as all-zero feature frames (a real log-mel frame is never exactly zero), and
+    output frame t covers input frame ``stride * t`` onwards.
+    """
+
+    def __init__(self, stride: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.stride = stride
+
+    def call(self, features):
+        valid = keras.ops.any(keras.ops.not_equal(features, 0.0), axis=-1)
+        return keras.ops.expand_dims(keras.ops.cast(valid[:, :: self.stride], self.compute_dtype), -1)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "stride": self.stride}
+
+
 def build_network(
     config: CTCModelConfig, *, feature_mean: np.ndarray, feature_std: np.ndarray
 ) -> keras.Model:
@@ -92,6 +117,14 @@ def build_network(
         )(x)
     for i in range(config.rnn_layers):
         x = keras.layers.GRU(config.rnn_units, return_sequences=True, name=f"gru{i}")(x)
+        if config.dropout:
+            x = keras.layers.Dropout(config.dropout, name=f"dropout{i}")(x)
+    if config.lookahead_frames:
+        # padding frames must not leak into the last real frames' look-ahead, or a batch would
+        # decode differently from the same utterances one by one
+        x = keras.layers.Multiply(name="mask_padding")([x, ValidFrames(config.subsampling, name="valid")(inputs)])
+        x = keras.layers.ZeroPadding1D((0, config.lookahead_frames), name="future")(x)
+        x = keras.layers.DepthwiseConv1D(config.lookahead_frames + 1, name="lookahead")(x)
     vocab_size = CharTokenizer(config.alphabet).vocab_size
     logits = keras.layers.Dense(vocab_size, name="logits")(x)
     return keras.Model(inputs, logits, name="ctc")

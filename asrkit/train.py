@@ -1,0 +1,274 @@
+"""Training a Keras CTC model: AdamW with warm-up and cosine decay, clipping, checkpoints, resume.
+
+A run directory holds ``checkpoints/`` (network, optimiser, step and epoch, every
+``checkpoint_every`` steps), ``history.jsonl`` (one line per logged step) and ``best/`` (a model
+folder, rewritten whenever the dev WER improves). Running again on the same directory resumes
+where the last checkpoint stopped, so a run may be interrupted at any moment.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from asrkit.audio import load_audio
+from asrkit.data.augment import Augmenter
+from asrkit.data.dataset import MAX_BATCH_FRAMES, FeatureCache, Source, batches
+from asrkit.manifest import read_manifest
+from asrkit.features import FRAMES_PER_SECOND
+from asrkit.metrics import score_corpus
+from asrkit.models.base import ModelCard
+from asrkit.models.keras_ctc import CTCModelConfig, KerasCTCModel, build_network
+from asrkit.text import BLANK_ID, CharTokenizer
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings, saved with every run."""
+
+    # optimiser steps in all; a resumed run continues towards this count
+    steps: int = 30_000
+    # learning rate after warm-up
+    peak_lr: float = 1e-3
+    # steps of linear warm-up from 0
+    warmup_steps: int = 500
+    # the cosine decay ends at peak_lr times this
+    final_lr_fraction: float = 0.05
+    # AdamW's decoupled weight decay
+    weight_decay: float = 1e-3
+    # global gradient norm limit
+    clip_norm: float = 5.0
+    # padded feature frames per batch
+    max_batch_frames: int = MAX_BATCH_FRAMES
+    # steps between progress records in history.jsonl
+    log_every: int = 50
+    # steps between checkpoints
+    checkpoint_every: int = 200
+    # steps between dev evaluations (and best-model saves)
+    eval_every: int = 1000
+    # evaluations without dev improvement before stopping early
+    patience: int = 6
+    # seed for initialisation and batch order
+    seed: int = 0
+    # compute in float16 with float32 weights (faster on GPUs, not on CPUs)
+    mixed_precision: bool = False
+
+
+class LearningRate(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up, then cosine decay to ``final_fraction`` of the peak."""
+
+    def __init__(self, peak: float, warmup: int, total: int, final_fraction: float) -> None:
+        self.peak, self.warmup, self.total, self.final_fraction = peak, warmup, total, final_fraction
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = step / max(self.warmup, 1)
+        progress = tf.clip_by_value((step - self.warmup) / max(self.total - self.warmup, 1), 0.0, 1.0)
+        cosine = self.final_fraction + (1 - self.final_fraction) * 0.5 * (1 + tf.cos(math.pi * progress))
+        return self.peak * tf.where(step < self.warmup, warm, cosine)
+
+    def get_config(self) -> dict:
+        return {"peak": self.peak, "warmup": self.warmup, "total": self.total, "final_fraction": self.final_fraction}
+
+
+def train(
+    run_dir: str | Path,
+    *,
+    cache: FeatureCache,
+    dev: Sequence[tuple[np.ndarray, str]],
+    model_config: CTCModelConfig,
+    config: TrainConfig = TrainConfig(),
+    name: str = "asrkit-ctc",
+    training_data: str = "",
+    max_minutes: float | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train (or resume) a model in ``run_dir``; returns the folder of the best model so far.
+
+    Parameters
+    ----------
+    cache : FeatureCache
+        Training examples.
+    dev : sequence of (audio, reference text)
+        Held-out utterances scored with greedy decoding every ``eval_every`` steps.
+    max_minutes : float, optional
+        Stop (after a checkpoint) once this much wall time has passed; run again to continue.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+    sample = cache.features[:: max(1, len(cache.features) // 200_000)].astype(np.float32)
+    mean, std = sample.mean(axis=0), sample.std(axis=0) + 1e-5
+    network = build_network(model_config, feature_mean=mean, feature_std=std)
+    optimizer = keras.optimizers.AdamW(
+        LearningRate(config.peak_lr, config.warmup_steps, config.steps, config.final_lr_fraction),
+        weight_decay=config.weight_decay,
+        global_clipnorm=config.clip_norm,
+    )
+    optimizer.build(network.trainable_variables)
+    epoch = tf.Variable(0, dtype=tf.int64)
+    best_wer = tf.Variable(float("inf"), dtype=tf.float64)
+    stale_evals = tf.Variable(0, dtype=tf.int64)
+    checkpoint = tf.train.Checkpoint(
+        network=network, optimizer=optimizer, epoch=epoch, best_wer=best_wer, stale_evals=stale_evals
+    )
+    manager = tf.train.CheckpointManager(checkpoint, run_dir / "checkpoints", max_to_keep=2)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+
+    n_features = model_config.features.num_features
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None, n_features], tf.float32),
+            tf.TensorSpec([None], tf.int32),
+            tf.TensorSpec([None, None], tf.int32),
+            tf.TensorSpec([None], tf.int32),
+        ]
+    )
+    def train_step(x, x_len, y, y_len):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(network(x, training=True), tf.float32)
+            out_len = x_len
+            for _ in range(model_config.subsampling_layers):
+                out_len = (out_len + 1) // 2
+            loss = tf.reduce_mean(
+                tf.nn.ctc_loss(y, logits, y_len, out_len, logits_time_major=False, blank_index=BLANK_ID)
+                / tf.cast(y_len, tf.float32)
+            )
+        grads = tape.gradient(loss, network.trainable_variables)
+        optimizer.apply_gradients(zip(grads, network.trainable_variables))
+        return loss
+
+    def card(metrics: dict) -> ModelCard:
+        return ModelCard(
+            name=name,
+            description=f"{network.count_params():,}-parameter causal conv + GRU character CTC model "
+            f"({model_config.lookahead_frames * model_config.frame_duration_s * 1000:.0f} ms look-ahead)",
+            trained=True,
+            training_data=training_data,
+            metrics=metrics,
+            config=model_config.to_dict(),
+        )
+
+    def evaluate_dev() -> float:
+        model = KerasCTCModel(network, card({}), batch_size=16)
+        hyps = [t.text for t in model.transcribe_batch([a for a, _ in dev])]
+        return score_corpus([r for _, r in dev], hyps).wer
+
+    history = (run_dir / "history.jsonl").open("a")
+    fill = mean.astype(np.float32)  # SpecAugment's masks take the mean, which normalises to 0
+    started = time.monotonic()
+    step = int(optimizer.iterations.numpy())
+    bar = tqdm(total=config.steps, initial=step, unit="step", desc="training", disable=not progress)
+    audio_s, window_start, losses = 0.0, time.monotonic(), []
+    stop = step >= config.steps or stale_evals.numpy() >= config.patience
+    while not stop:
+        rng = np.random.default_rng(config.seed * 1000 + int(epoch.numpy()))
+        for x, x_len, y, y_len in batches(cache, rng=rng, max_frames=config.max_batch_frames, fill=fill):
+            losses.append(float(train_step(x, x_len, y, y_len)))
+            audio_s += float(x_len.sum()) / FRAMES_PER_SECOND
+            step += 1
+            bar.update(1)
+            if step % config.log_every == 0:
+                speed = audio_s / (time.monotonic() - window_start)
+                lr = float(optimizer.learning_rate)
+                record = {"step": step, "epoch": int(epoch.numpy()), "loss": float(np.mean(losses)),
+                          "lr": lr, "x_realtime": speed, "minutes": (time.monotonic() - started) / 60}
+                bar.set_postfix(loss=f"{record['loss']:.3f}", xRT=f"{speed:.0f}")
+                history.write(json.dumps(record) + "\n")
+                history.flush()
+                audio_s, window_start, losses = 0.0, time.monotonic(), []
+            if step % config.eval_every == 0:
+                wer = evaluate_dev()
+                history.write(json.dumps({"step": step, "dev_wer": wer}) + "\n")
+                history.flush()
+                if wer < best_wer.numpy():
+                    best_wer.assign(wer)
+                    stale_evals.assign(0)
+                    KerasCTCModel(network, card({"dev_wer_greedy": round(wer, 4), "step": step})).save(run_dir / "best")
+                else:
+                    stale_evals.assign_add(1)
+            out_of_time = max_minutes is not None and time.monotonic() - started > max_minutes * 60
+            if step % config.checkpoint_every == 0 or out_of_time or step >= config.steps:
+                manager.save(checkpoint_number=step)
+            if out_of_time or step >= config.steps or stale_evals.numpy() >= config.patience:
+                stop = True
+                break
+        else:
+            epoch.assign_add(1)
+    bar.close()
+    history.close()
+    KerasCTCModel(network, card({"step": step})).save(run_dir / "last")
+    return run_dir / "best"
+
+
+def default_sources(shared_data: Path, synthetic: Sequence[Path]) -> list[Source]:
+    """The real speech clean and with augmented copies, and each synthetic corpus augmented once."""
+    return [
+        Source(shared_data / "splits/kathleen_train.tsv", clean=True, copies=3),
+        Source(shared_data / "splits/fsdd_train.tsv", clean=True, copies=2),
+        *(Source(folder / "manifest.tsv", clean=False, copies=1) for folder in synthetic),
+    ]
+
+
+def dev_set(shared_data: Path, *, per_split: int = 100) -> list[tuple[np.ndarray, str]]:
+    """Held-out utterances for early stopping: the first of kathleen_dev and of fsdd_dev.
+
+    fixtures_dev stays out: choosing checkpoints on it would tune to the strangers it stands for.
+    """
+    items = []
+    for split in ("kathleen_dev", "fsdd_dev"):
+        for utt in read_manifest(shared_data / f"splits/{split}.tsv")[:per_split]:
+            items.append((load_audio(utt.audio_path), utt.transcript))
+    return items
+
+
+def run(
+    run_dir: str | Path,
+    *,
+    shared_data: str | Path,
+    synthetic: Sequence[str | Path] = (),
+    model_config: CTCModelConfig = CTCModelConfig(),
+    config: TrainConfig = TrainConfig(),
+    name: str = "asrkit-ctc",
+    max_minutes: float | None = None,
+) -> Path:
+    """Build (once) the feature cache of the default sources, then train or resume in ``run_dir``."""
+    run_dir, shared_data = Path(run_dir), Path(shared_data)
+    sources = default_sources(shared_data, [Path(s) for s in synthetic])
+    cache_dir = run_dir / "features"
+    if (cache_dir / "offsets.npy").exists():
+        cache = FeatureCache.load(cache_dir)
+    else:
+        augmenter = Augmenter(shared_data / "noise", seed=config.seed)
+        cache = FeatureCache.build(
+            sources,
+            features=model_config.features,
+            tokenizer=CharTokenizer(model_config.alphabet),
+            output_length=model_config.output_length,
+            augment=augmenter,
+        )
+        cache.save(cache_dir)
+    described = "; ".join(
+        f"{s.manifest.parent.name}/{s.manifest.name}" + (" clean" if s.clean else "") + (f" + {s.copies} augmented" if s.copies else "")
+        for s in sources
+    )
+    training_data = f"{described} ({cache.hours:.1f} h of features in all, noise and RIRs from noise/)"
+    return train(
+        run_dir, cache=cache, dev=dev_set(shared_data), model_config=model_config, config=config,
+        name=name, training_data=training_data, max_minutes=max_minutes,
+    )

@@ -1,0 +1,62 @@
+import json
+
+import numpy as np
+import pytest
+
+from asrkit.data.dataset import FeatureCache
+from asrkit.models import load_model
+from asrkit.models.keras_ctc import CTCModelConfig
+from asrkit.train import LearningRate, TrainConfig, train
+
+MODEL = CTCModelConfig(conv_channels=16, rnn_layers=1, rnn_units=32, lookahead_frames=2)
+
+
+def tiny_cache(n: int = 8) -> FeatureCache:
+    """Random features whose label is a function of them, so there is something to learn."""
+    rng = np.random.default_rng(0)
+    feats, labels = [], []
+    for i in range(n):
+        feats.append(rng.normal(-5, 2, (120, 80)).astype(np.float16))
+        labels.append(np.array([3 + i % 5, 4 + i % 7, 3 + i % 5], np.int16))
+    offsets = np.concatenate([[0], np.cumsum([len(f) for f in feats])])
+    label_offsets = np.concatenate([[0], np.cumsum([len(l) for l in labels])])
+    return FeatureCache(np.concatenate(feats), offsets, np.concatenate(labels), label_offsets)
+
+
+def history(run_dir):
+    return [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+
+
+def test_learning_rate_warms_up_then_decays():
+    lr = LearningRate(1e-3, warmup=10, total=110, final_fraction=0.1)
+    assert float(lr(0)) == 0.0 and float(lr(5)) == pytest.approx(5e-4)
+    assert float(lr(10)) == pytest.approx(1e-3) and float(lr(60)) == pytest.approx(5.5e-4)
+    assert float(lr(110)) == pytest.approx(1e-4) and float(lr(500)) == pytest.approx(1e-4)
+
+
+@pytest.mark.timeout(300)
+def test_training_lowers_the_loss_saves_a_loadable_model_and_resumes(tmp_path):
+    dev = [(np.random.default_rng(1).uniform(-0.2, 0.2, 16000).astype(np.float32), "hello")]
+    config = TrainConfig(steps=40, warmup_steps=5, peak_lr=3e-3, log_every=10, eval_every=20, checkpoint_every=20)
+    cache = tiny_cache()
+    train(tmp_path, cache=cache, dev=dev, model_config=MODEL, config=config, name="t", progress=False)
+    losses = [r["loss"] for r in history(tmp_path) if "loss" in r]
+    assert len(losses) == 4 and losses[-1] < 0.7 * losses[0]
+    model = load_model(tmp_path / "best")
+    assert model.card.trained and model.card.metrics["step"] in (20, 40)
+    assert "dev_wer_greedy" in model.card.metrics
+
+    # interrupting and running again continues from the last checkpoint, not from scratch
+    train(tmp_path, cache=cache, dev=dev, model_config=MODEL, config=TrainConfig(**{**config.__dict__, "steps": 60}),
+          name="t", progress=False)
+    steps = [r["step"] for r in history(tmp_path) if "loss" in r]
+    assert steps == [10, 20, 30, 40, 50, 60]
+    assert load_model(tmp_path / "last").card.metrics["step"] == 60
+
+
+def test_stopping_on_time_checkpoints_first(tmp_path):
+    dev = [(np.zeros(8000, np.float32), "a")]
+    config = TrainConfig(steps=1000, warmup_steps=5, log_every=1000, eval_every=1000, checkpoint_every=1000)
+    train(tmp_path, cache=tiny_cache(), dev=dev, model_config=MODEL, config=config, max_minutes=0, progress=False)
+    checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").glob("ckpt-*.index"))
+    assert checkpoints == ["ckpt-1.index"]
