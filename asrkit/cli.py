@@ -148,6 +148,34 @@ def _train(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def lm_sentences(shared_data: Path) -> list[str]:
+    """Text a language model may learn from: the TTS sentence sources and the training transcripts,
+    less every evaluation sentence."""
+    from asrkit.data.synth import allowed_sentences, read_sentences
+
+    excluded = (shared_data / EXCLUDED_TEXTS).read_text(encoding="utf-8").splitlines()
+    train_texts = [u.transcript for split in ("kathleen_train", "fsdd_train")
+                   for u in read_manifest(shared_data / f"splits/{split}.tsv")]
+    return allowed_sentences([*read_sentences(shared_data / "text"), *train_texts], excluded)
+
+
+def _decoder(args: argparse.Namespace, config: Config) -> int:
+    from asrkit.lm import NGramLM
+    from asrkit.models.keras_ctc import KerasCTCModel
+    from asrkit.train import tune_decoder, with_decoder
+
+    sentences = lm_sentences(args.shared_data)
+    lm = NGramLM.build(sentences, order=args.order)
+    model = KerasCTCModel.load(args.model)
+    dev = [(load_audio(u.audio_path), u.transcript) for u in read_manifest(args.dev)[: args.limit]]
+    decoder, results = tune_decoder(model, lm, dev)
+    for r in results:
+        print(f"alpha={r['alpha']:<4} beta={r['beta']:<4} dev WER {100 * r['wer']:.2f}%")
+    out = with_decoder(model, lm, decoder, name=args.name or args.out.name).save(args.out)
+    print(f"{args.order}-gram LM from {len(sentences)} sentences; best {decoder} -> {out}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asrkit", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"asrkit {asrkit.__version__}")
@@ -191,6 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lookahead", type=int, default=4, help="future output frames (40 ms each)")
     p.add_argument("--dropout", type=float, default=0.1)
     p.set_defaults(run=_train)
+
+    p = commands.add_parser("decoder", help="build a word LM from allowed text and tune beam search on a dev set")
+    p.add_argument("model", type=Path, metavar="MODEL_DIR", help="a trained Keras CTC model folder")
+    p.add_argument("out", type=Path, metavar="OUT_DIR", help="the model with its LM and decoder settings")
+    p.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="the shared data folder")
+    p.add_argument("--dev", type=Path, default=SHARED_DATA / "splits/kathleen_dev.tsv", help="tuning manifest")
+    p.add_argument("--limit", type=int, default=100, help="tune on the first N utterances")
+    p.add_argument("--order", type=int, default=3, help="n-gram order")
+    p.add_argument("--name", help="registry name of the result (default: OUT_DIR's name)")
+    p.set_defaults(run=_decoder)
 
     p = commands.add_parser("info", help="versions, settings, the model and the device")
     p.add_argument("--model", help=model_help)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
 import numpy as np
 
+from asrkit.lm import NGramLM
 from asrkit.models.base import Span
 from asrkit.text import BLANK_ID, CharTokenizer
 
@@ -72,3 +77,113 @@ def words_from_chars(chars: tuple[Span, ...]) -> tuple[Span, ...]:
         else:
             current.append(span)
     return tuple(words)
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    """How a CTC model turns scores into text; saved in the model card."""
+
+    # word n-gram language model file (ARPA, optionally .gz) in the model folder; None: greedy decoding
+    lm: str | None = None
+    # weight of the language model's log probability
+    alpha: float = 0.5
+    # bonus per word, offsetting the language model's preference for fewer words
+    beta: float = 1.0
+    # prefixes kept per frame
+    beam_width: int = 16
+    # characters scoring this far (natural log) below a frame's best are not extended
+    prune: float = 8.0
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def beam_search(
+    logits: np.ndarray,
+    *,
+    tokenizer: CharTokenizer,
+    frame_duration_s: float,
+    lm: NGramLM | None = None,
+    config: DecoderConfig = DecoderConfig(),
+) -> tuple[str, tuple[Span, ...]]:
+    """CTC prefix beam search, scoring each completed word with a word language model.
+
+    A prefix's score is ``log P_ctc + alpha * log P_lm(words) + beta * n_words``, as in DeepSpeech's
+    decoder. Same inputs and outputs as :func:`greedy_decode`; character spans run from the frame a
+    character was first emitted to the next frame.
+
+    Examples
+    --------
+    >>> tok = CharTokenizer()
+    >>> logits = np.log(np.eye(tok.vocab_size)[[tok.encode(c)[0] for c in "hi"]] + 1e-3)
+    >>> beam_search(logits, tokenizer=tok, frame_duration_s=0.04)[0]
+    'hi'
+    """
+    if logits.ndim != 2 or logits.shape[1] != tokenizer.vocab_size:
+        raise ValueError(f"logits must have shape (n_frames, {tokenizer.vocab_size}); got {logits.shape}")
+    logp = _log_softmax(logits.astype(np.float64))
+    space = tokenizer.encode(" ")[0]
+    chars = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
+    neg_inf = -math.inf
+    # prefix (tuple of token ids) -> [log P ending in blank, log P ending in a character]
+    beams: dict[tuple[int, ...], list[float]] = {(): [0.0, neg_inf]}
+    lm_score: dict[tuple[int, ...], float] = {(): 0.0}
+    first_frame: dict[tuple[int, ...], tuple[int, ...]] = {(): ()}
+
+    def word_score(prefix: tuple[int, ...], final: bool = False) -> float:
+        """alpha * ln P(last word | earlier words) + beta, for a prefix that just completed a word."""
+        words = "".join(chars[i] for i in prefix).split()
+        if not words:
+            return 0.0
+        score = config.beta
+        if lm is not None:
+            context = tuple(["<s>", *words[:-1]][-(lm.order - 1) :]) if lm.order > 1 else ()
+            score += config.alpha * lm.logprob(context, words[-1])
+            if final:
+                score += config.alpha * lm.logprob(tuple([*words][-(lm.order - 1) :]), "</s>")
+        return score
+
+    for t, frame in enumerate(logp):
+        candidates = np.flatnonzero(frame >= frame.max() - config.prune)
+        nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [neg_inf, neg_inf])
+        for prefix, (p_blank, p_char) in beams.items():
+            total = np.logaddexp(p_blank, p_char)
+            last = prefix[-1] if prefix else None
+            for c in candidates:
+                p = frame[c]
+                if c == BLANK_ID:
+                    entry = nxt[prefix]
+                    entry[0] = np.logaddexp(entry[0], total + p)
+                    continue
+                if c == space and (last is None or last == space):
+                    continue  # leading and doubled spaces carry no information
+                extended = (*prefix, int(c))
+                if extended not in lm_score:
+                    lm_score[extended] = lm_score[prefix] + (word_score(prefix) if c == space else 0.0)
+                    first_frame[extended] = (*first_frame[prefix], t)
+                entry = nxt[extended]
+                if c == last:
+                    # a repeat only extends the prefix after a blank; otherwise it merges
+                    entry[1] = np.logaddexp(entry[1], p_blank + p)
+                    same = nxt[prefix]
+                    same[1] = np.logaddexp(same[1], p_char + p)
+                else:
+                    entry[1] = np.logaddexp(entry[1], total + p)
+        beams = dict(
+            sorted(nxt.items(), key=lambda kv: np.logaddexp(*kv[1]) + lm_score[kv[0]], reverse=True)[: config.beam_width]
+        )
+
+    def final_score(prefix: tuple[int, ...]) -> float:
+        ends_word = bool(prefix) and prefix[-1] != space
+        bonus = word_score(prefix, final=True) if ends_word else 0.0
+        return float(np.logaddexp(*beams[prefix])) + lm_score[prefix] + bonus
+
+    best = max(beams, key=final_score)
+    spans = tuple(
+        Span(chars[c], f * frame_duration_s, (f + 1) * frame_duration_s) for c, f in zip(best, first_frame[best])
+    )
+    if spans and spans[-1].text == " ":
+        spans = spans[:-1]
+    return "".join(s.text for s in spans), spans

@@ -8,6 +8,7 @@ where the last checkpoint stopped, so a run may be interrupted at any moment.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -24,11 +25,15 @@ from asrkit.audio import load_audio
 from asrkit.data.augment import Augmenter
 from asrkit.data.dataset import MAX_BATCH_FRAMES, FeatureCache, Source, batches
 from asrkit.manifest import read_manifest
+from asrkit.decoding import DecoderConfig, beam_search
 from asrkit.features import FRAMES_PER_SECOND
+from asrkit.lm import NGramLM
 from asrkit.metrics import score_corpus
 from asrkit.models.base import ModelCard
 from asrkit.models.keras_ctc import CTCModelConfig, KerasCTCModel, build_network
 from asrkit.text import BLANK_ID, CharTokenizer
+
+LM_FILE = "lm.arpa.gz"
 
 
 @dataclass(frozen=True)
@@ -272,3 +277,39 @@ def run(
         run_dir, cache=cache, dev=dev_set(shared_data), model_config=model_config, config=config,
         name=name, training_data=training_data, max_minutes=max_minutes,
     )
+
+
+def tune_decoder(
+    model: KerasCTCModel,
+    lm: NGramLM,
+    dev: Sequence[tuple[np.ndarray, str]],
+    *,
+    alphas: Sequence[float] = (0.3, 0.5, 0.8, 1.2),
+    betas: Sequence[float] = (0.0, 1.0, 2.0),
+    beam_width: int = 16,
+    progress: bool = True,
+) -> tuple[DecoderConfig, list[dict]]:
+    """Grid-search the language model's weight and word bonus on held-out utterances.
+
+    The network runs once per utterance; only decoding repeats. Returns the best setting (its
+    ``lm`` names the file the model folder will hold) and every setting's dev WER.
+    """
+    logits = [model.logits([model.features(audio)])[0] for audio, _ in dev]
+    refs = [text for _, text in dev]
+    results = []
+    for alpha, beta in tqdm([(a, b) for a in alphas for b in betas], desc="tuning decoder", disable=not progress):
+        config = DecoderConfig(lm=LM_FILE, alpha=alpha, beta=beta, beam_width=beam_width)
+        hyps = [
+            beam_search(l, tokenizer=model.tokenizer, frame_duration_s=model.config.frame_duration_s, lm=lm, config=config)[0]
+            for l in logits
+        ]
+        results.append({"alpha": alpha, "beta": beta, "wer": score_corpus(refs, hyps).wer})
+    best = min(results, key=lambda r: r["wer"])
+    return DecoderConfig(lm=LM_FILE, alpha=best["alpha"], beta=best["beta"], beam_width=beam_width), results
+
+
+def with_decoder(model: KerasCTCModel, lm: NGramLM | None, decoder: DecoderConfig, *, name: str) -> KerasCTCModel:
+    """The same network under a new name, decoding as ``decoder`` says."""
+    config = dataclasses.replace(model.config, decoder=decoder)
+    card = dataclasses.replace(model.card, name=name, config=config.to_dict())
+    return KerasCTCModel(model.network, card, lm=lm)

@@ -60,3 +60,21 @@ def test_stopping_on_time_checkpoints_first(tmp_path):
     train(tmp_path, cache=tiny_cache(), dev=dev, model_config=MODEL, config=config, max_minutes=0, progress=False)
     checkpoints = sorted(p.name for p in (tmp_path / "checkpoints").glob("ckpt-*.index"))
     assert checkpoints == ["ckpt-1.index"]
+
+
+def test_tune_decoder_and_save_with_a_language_model(tmp_path, tiny_model_dir):
+    from asrkit.lm import NGramLM
+    from asrkit.models.keras_ctc import KerasCTCModel
+    from asrkit.train import tune_decoder, with_decoder
+
+    model = KerasCTCModel.load(tiny_model_dir)
+    lm = NGramLM.build(["hello world", "hello there"], order=2)
+    rng = np.random.default_rng(2)
+    dev = [(rng.uniform(-0.2, 0.2, 8000).astype(np.float32), "hello world")] * 2
+    decoder, results = tune_decoder(model, lm, dev, alphas=(0.5, 1.0), betas=(0.0, 2.0), beam_width=4, progress=False)
+    assert len(results) == 4 and decoder.lm == "lm.arpa.gz"
+    assert min(r["wer"] for r in results) == next(r["wer"] for r in results if (r["alpha"], r["beta"]) == (decoder.alpha, decoder.beta))
+    with_decoder(model, lm, decoder, name="tiny-lm").save(tmp_path / "tiny-lm")
+    loaded = load_model(tmp_path / "tiny-lm")
+    assert loaded.name == "tiny-lm" and loaded.lm is not None and loaded.config.decoder == decoder
+    assert isinstance(loaded.transcribe(dev[0][0]).text, str)

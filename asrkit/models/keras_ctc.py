@@ -16,8 +16,9 @@ import numpy as np
 import keras
 import tensorflow as tf
 
-from asrkit.decoding import greedy_decode, words_from_chars
+from asrkit.decoding import DecoderConfig, beam_search, greedy_decode, words_from_chars
 from asrkit.features import FeatureConfig, compute_features
+from asrkit.lm import NGramLM
 from asrkit.models.base import ModelCard, Transcript
 from asrkit.text import CharTokenizer
 
@@ -46,6 +47,8 @@ class CTCModelConfig:
     lookahead_frames: int = 0
     # dropout after each GRU layer while training
     dropout: float = 0.0
+    # greedy decoding, or beam search with a word language model
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
 
     @property
     def subsampling(self) -> int:
@@ -75,7 +78,8 @@ class CTCModelConfig:
         if unknown:
             raise ValueError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
         features = FeatureConfig.from_dict(data.pop("features", {}))
-        return cls(features=features, **data)
+        decoder = DecoderConfig(**data.pop("decoder", {}))
+        return cls(features=features, decoder=decoder, **data)
 
 
 @keras.saving.register_keras_serializable(package="asrkit")
@@ -157,7 +161,13 @@ class KerasCTCModel:
     """
 
     def __init__(
-        self, network: keras.Model, card: ModelCard, *, batch_size: int = 8, device: str = "cpu"
+        self,
+        network: keras.Model,
+        card: ModelCard,
+        *,
+        lm: NGramLM | None = None,
+        batch_size: int = 8,
+        device: str = "cpu",
     ) -> None:
         self.card = card
         self.config = CTCModelConfig.from_dict(card.config)
@@ -166,6 +176,7 @@ class KerasCTCModel:
         self.batch_size = batch_size
         self.device = device
         self.network = network
+        self.lm = lm
         n_features = self.config.features.num_features
         self._infer = tf.function(
             lambda x: network(x, training=False),
@@ -183,12 +194,16 @@ class KerasCTCModel:
         card = ModelCard.load(folder)
         used = select_device(device)
         network = keras.saving.load_model(folder / WEIGHTS_FILE, compile=False, safe_mode=True)
-        return cls(network, card, batch_size=batch_size, device=used)
+        lm_file = CTCModelConfig.from_dict(card.config).decoder.lm
+        lm = NGramLM.load(folder / lm_file) if lm_file else None
+        return cls(network, card, lm=lm, batch_size=batch_size, device=used)
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.network.save(folder / WEIGHTS_FILE)
+        if self.lm is not None:
+            self.lm.save(folder / self.config.decoder.lm)
         self.card.save(folder)
         return folder
 
@@ -212,6 +227,13 @@ class KerasCTCModel:
         out = self._infer(tf.constant(batch)).numpy()
         return [o[: self.config.output_length(n)] for o, n in zip(out, lengths)]
 
+    def decode(self, logits: np.ndarray) -> tuple[str, tuple]:
+        """Text and character spans from (n_out, vocab) logits, as the model card's decoder says."""
+        frame = self.config.frame_duration_s
+        if self.lm is None:
+            return greedy_decode(logits, tokenizer=self.tokenizer, frame_duration_s=frame)
+        return beam_search(logits, tokenizer=self.tokenizer, frame_duration_s=frame, lm=self.lm, config=self.config.decoder)
+
     def transcribe(self, audio: np.ndarray) -> Transcript:
         return self.transcribe_batch([audio])[0]
 
@@ -223,9 +245,7 @@ class KerasCTCModel:
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             for i, logits in zip(chunk, self.logits([feats[i] for i in chunk])):
-                text, chars = greedy_decode(
-                    logits, tokenizer=self.tokenizer, frame_duration_s=self.config.frame_duration_s
-                )
+                text, chars = self.decode(logits)
                 results[i] = Transcript(
                     text=text,
                     duration_s=len(audios[i]) / self.sample_rate,

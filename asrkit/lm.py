@@ -1,0 +1,154 @@
+"""Word n-gram language models: built from text with interpolated Kneser-Ney, stored as ARPA.
+
+Build one only from text that may be trained on: never from ``fixtures_dev`` or any sentence in
+``splits/eval_texts_to_exclude_from_training.txt`` (see :func:`asrkit.data.synth.allowed_sentences`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+from asrkit.text import normalize_text
+
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+# Kneser-Ney's absolute discount; 0.75 is the usual choice when counts of counts are not estimated.
+DISCOUNT = 0.75
+LN10 = math.log(10)
+
+
+class NGramLM:
+    """A backoff word n-gram model: ``logprob(context, word)`` in natural log.
+
+    Examples
+    --------
+    >>> lm = NGramLM.build(["the cat sat", "the cat ran", "a dog sat"], order=2)
+    >>> lm.logprob(("the",), "cat") > lm.logprob(("the",), "dog")
+    True
+    """
+
+    def __init__(self, order: int, probs: dict[tuple[str, ...], tuple[float, float]]) -> None:
+        # n-gram -> (log10 probability, log10 backoff weight), as in an ARPA file
+        self.order = order
+        self.probs = probs
+
+    def logprob(self, context: tuple[str, ...], word: str) -> float:
+        """ln P(word | context); unknown words are scored as <unk>."""
+        if (word,) not in self.probs:
+            word = UNK
+        context = context[len(context) - self.order + 1 :] if self.order > 1 else ()
+        backoff = 0.0
+        while True:
+            entry = self.probs.get((*context, word))
+            if entry is not None:
+                return (entry[0] + backoff) * LN10
+            parent = self.probs.get(context)
+            backoff += parent[1] if parent else 0.0
+            context = context[1:]
+
+    def sentence_logprob(self, words: Iterable[str]) -> float:
+        context: tuple[str, ...] = (BOS,)
+        total = 0.0
+        for word in [*words, EOS]:
+            total += self.logprob(context, word)
+            context = (*context, word)[-(self.order - 1) :] if self.order > 1 else ()
+        return total
+
+    @classmethod
+    def build(cls, sentences: Iterable[str], *, order: int = 3) -> NGramLM:
+        """Estimate an interpolated Kneser-Ney model from sentences (normalised here)."""
+        counts: list[Counter] = [Counter() for _ in range(order + 1)]  # counts[n][ngram]
+        for sentence in sentences:
+            words = [BOS, *normalize_text(sentence).split(), EOS]
+            if len(words) == 2:
+                continue
+            for n in range(1, order + 1):
+                for i in range(len(words) - n + 1):
+                    counts[n][tuple(words[i : i + n])] += 1
+        # lower orders count distinct left extensions (continuation counts), except n-grams that
+        # start a sentence, which have no left context to be continued from
+        for n in range(order - 1, 0, -1):
+            continuation = Counter(ngram[1:] for ngram in counts[n + 1])
+            counts[n] = Counter({g: continuation[g] if g[0] != BOS else c for g, c in counts[n].items()})
+        probs: dict[tuple[str, ...], tuple[float, float]] = {}
+        vocab = [g[0] for g in counts[1] if g[0] != BOS]
+        unigram_total = sum(c for g, c in counts[1].items() if g[0] != BOS)
+        # unigrams interpolate with a uniform distribution that also covers <unk>
+        gamma = DISCOUNT * len(vocab) / unigram_total
+        uniform = 1.0 / (len(vocab) + 1)
+        lower: dict[tuple[str, ...], float] = {}
+        for word in vocab:
+            lower[(word,)] = max(counts[1][(word,)] - DISCOUNT, 0) / unigram_total + gamma * uniform
+        lower[(UNK,)] = gamma * uniform
+        for n in range(2, order + 1):
+            context_total: Counter = Counter()
+            context_types: Counter = Counter()
+            for ngram, c in counts[n].items():
+                context_total[ngram[:-1]] += c
+                context_types[ngram[:-1]] += 1
+            current = {}
+            for ngram, c in counts[n].items():
+                h = ngram[:-1]
+                gamma_h = DISCOUNT * context_types[h] / context_total[h]
+                current[ngram] = (c - DISCOUNT) / context_total[h] + gamma_h * cls._lower(lower, ngram[1:])
+            for h in context_total:
+                probs[h] = (probs.get(h, (-99.0, 0.0))[0], math.log10(DISCOUNT * context_types[h] / context_total[h]))
+            for ngram, p in lower.items():
+                probs[ngram] = (math.log10(p), probs.get(ngram, (0.0, 0.0))[1])
+            lower = current
+        for ngram, p in lower.items():
+            probs[ngram] = (math.log10(p), probs.get(ngram, (0.0, 0.0))[1])
+        probs[(BOS,)] = (-99.0, probs.get((BOS,), (0.0, 0.0))[1])
+        return cls(order, probs)
+
+    @staticmethod
+    def _lower(lower: dict[tuple[str, ...], float], ngram: tuple[str, ...]) -> float:
+        """P(last word | shorter context) from the model one order down, backing off as needed."""
+        while ngram not in lower and len(ngram) > 1:
+            ngram = ngram[1:]
+        return lower.get(ngram, lower.get((UNK,), 1e-9))
+
+    def save(self, path: str | Path) -> None:
+        """Write an ARPA file (gzip-compressed when the name ends in .gz)."""
+        by_order: defaultdict[int, list] = defaultdict(list)
+        for ngram, entry in self.probs.items():
+            by_order[len(ngram)].append((ngram, entry))
+        opener = gzip.open if str(path).endswith(".gz") else open
+        with opener(path, "wt", encoding="utf-8") as f:
+            f.write("\\data\\\n")
+            f.writelines(f"ngram {n}={len(by_order[n])}\n" for n in range(1, self.order + 1))
+            for n in range(1, self.order + 1):
+                f.write(f"\n\\{n}-grams:\n")
+                for ngram, (p, bow) in sorted(by_order[n]):
+                    tail = f"\t{bow:.5f}" if n < self.order and bow != 0.0 else ""
+                    f.write(f"{p:.5f}\t{' '.join(ngram)}{tail}\n")
+            f.write("\n\\end\\\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> NGramLM:
+        """Read an ARPA file (ours or any toolkit's), gzip-compressed or not."""
+        opener = gzip.open if str(path).endswith(".gz") else open
+        probs: dict[tuple[str, ...], tuple[float, float]] = {}
+        order = 0
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line in f:
+                line = line.strip()
+                if not line or line.startswith("\\") or line.startswith("ngram "):
+                    if line.endswith("-grams:"):
+                        order = int(line[1:].split("-")[0])
+                    continue
+                if order == 0:
+                    continue
+                parts = line.split()
+                try:
+                    p = float(parts[0])
+                    bow = float(parts[order + 1]) if len(parts) > order + 1 else 0.0
+                except (ValueError, IndexError):
+                    raise ValueError(f"{path}: malformed ARPA line {line[:80]!r}") from None
+                probs[tuple(parts[1 : order + 1])] = (p, bow)
+        if not probs:
+            raise ValueError(f"{path}: no n-grams found; is it an ARPA file?")
+        return cls(order, probs)
