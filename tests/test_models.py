@@ -105,3 +105,12 @@ def test_gpu_request_without_gpu_falls_back_with_a_warning():
     with pytest.warns(UserWarning, match="no GPU"):
         assert select_device("gpu") == "cpu"
     assert select_device("auto") == "cpu"
+
+
+def test_pocketsphinx_from_the_registry_transcribes_a_real_clip():
+    model = load_model("pocketsphinx")
+    assert isinstance(model, ASRModel) and model.card.trained
+    result = model.transcribe(load_audio(shared_path("speech/fixtures/wav/ps_goforward.flac")))
+    assert result.text == "go forward ten meters"
+    assert [w.text for w in result.words] == result.text.split()
+    assert all(0 <= w.start < w.end <= result.duration_s for w in result.words)

@@ -20,7 +20,10 @@ MODELS_DIR = Path(os.environ.get("ASR_MODELS_DIR") or Path(__file__).resolve().p
 DEFAULT_MODEL = "untrained-tiny"
 # card.json's config["backend"] to the class that loads such a folder, imported only when used
 # (TensorFlow takes seconds to import, and listing models should not need it).
-BACKENDS = {"keras-ctc": "asrkit.models.keras_ctc:KerasCTCModel"}
+BACKENDS = {
+    "keras-ctc": "asrkit.models.keras_ctc:KerasCTCModel",
+    "pocketsphinx": "asrkit.models.pocketsphinx:PocketSphinxModel",
+}
 
 __all__ = [
     "ASRModel", "DEFAULT_MODEL", "MODELS_DIR", "ModelCard", "ModelEntry", "Span", "Transcript",
@@ -81,9 +84,7 @@ def load_model(name_or_path: str | Path | None = None, *, config: Config | None 
     folder = resolve_model(name_or_path, config=config)
     backend = ModelCard.load(folder).config.get("backend")
     if backend not in BACKENDS:
-        raise UnknownModelError(
-            f"{folder / CARD_FILE} names backend {backend!r}; asrkit has {', '.join(BACKENDS)}"
-        )
+        raise UnknownModelError(f"{folder / CARD_FILE} names backend {backend!r}; asrkit has {', '.join(BACKENDS)}")
     module, cls = BACKENDS[backend].split(":")
     model_class = getattr(importlib.import_module(module), cls)
     return model_class.load(folder, batch_size=config.batch_size, device=config.device)
