@@ -142,7 +142,7 @@ def _train(args: argparse.Namespace, config: Config) -> int:
     best = run(
         args.run_dir, shared_data=args.shared_data, synthetic=args.synthetic, model_config=model_config,
         config=TrainConfig(steps=args.steps, peak_lr=args.lr, eval_every=args.eval_every),
-        name=args.name, max_minutes=args.max_minutes,
+        name=args.name, max_minutes=args.max_minutes, cache_dir=args.cache_dir,
     )
     print(f"best model so far: {best}")
     return EXIT_OK
@@ -213,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--max-minutes", type=float, help="checkpoint and stop after this long; run again to resume")
+    p.add_argument("--cache-dir", type=Path, help="feature caches, shareable between runs (default RUN_DIR/features)")
     p.add_argument("--conv-channels", type=int, default=256)
     p.add_argument("--rnn-layers", type=int, default=3)
     p.add_argument("--rnn-units", type=int, default=256)

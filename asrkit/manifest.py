@@ -1,8 +1,9 @@
 """Manifests: lists of audio files with their transcripts.
 
-Two layouts are read: asrkit's TSV (header ``path duration_s transcript speaker ...``, extra columns
-ignored) and NeMo's JSON lines (``audio_filepath``, ``text``, optional ``duration``). A relative audio
-path is relative to the manifest's folder, as in NeMo.
+Three layouts are read: asrkit's TSV (header ``path duration_s transcript speaker ...``, extra columns
+ignored), NeMo's JSON lines (``audio_filepath``, ``text``, optional ``duration``), and a LibriSpeech
+directory (``<speaker>/<chapter>/<speaker>-<chapter>.trans.txt`` beside the ``.flac`` files). A
+relative audio path is relative to the manifest's folder, as in NeMo.
 """
 
 from __future__ import annotations
@@ -92,8 +93,24 @@ def _read_jsonl(path: Path) -> list[Utterance]:
     return rows
 
 
+def _read_librispeech(root: Path) -> list[Utterance]:
+    rows = []
+    for listing in sorted(root.rglob("*.trans.txt")):
+        speaker = listing.name.split("-")[0]
+        for line, text in enumerate(listing.read_text(encoding="utf-8").splitlines(), start=1):
+            if not text.strip():
+                continue
+            utt_id, _, transcript = text.partition(" ")
+            if not transcript:
+                raise ManifestError(f"{listing}:{line}: expected '<utterance-id> <transcript>'")
+            rows.append(Utterance(listing.parent / f"{utt_id}.flac", transcript.strip(), None, speaker))
+    if not rows:
+        raise ManifestError(f"{root}: a folder, but no LibriSpeech *.trans.txt files below it")
+    return rows
+
+
 def read_manifest(path: str | Path) -> list[Utterance]:
-    """Read a TSV (``.tsv``) or NeMo JSON-lines (``.json``, ``.jsonl``) manifest.
+    """Read a TSV (``.tsv``) or NeMo JSON-lines (``.json``, ``.jsonl``) manifest, or a LibriSpeech folder.
 
     Examples
     --------
@@ -102,6 +119,8 @@ def read_manifest(path: str | Path) -> list[Utterance]:
     'and mister john dashwood had then leisure to consider ...'
     """
     path = Path(path)
+    if path.is_dir():
+        return _read_librispeech(path)
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest file")
     try:

@@ -183,9 +183,14 @@ def train(
     stop = step >= config.steps or stale_evals.numpy() >= config.patience
     while not stop:
         rng = np.random.default_rng(config.seed * 1000 + int(epoch.numpy()))
-        for x, x_len, y, y_len in batches(cache, rng=rng, max_frames=config.max_batch_frames, fill=fill):
+        # tf.data prepares the next batches (SpecAugment, padding) while the current one trains
+        dataset = tf.data.Dataset.from_generator(
+            lambda: batches(cache, rng=rng, max_frames=config.max_batch_frames, fill=fill),
+            output_signature=tuple(train_step.input_signature),
+        ).prefetch(2)
+        for x, x_len, y, y_len in dataset:
             losses.append(float(train_step(x, x_len, y, y_len)))
-            audio_s += float(x_len.sum()) / FRAMES_PER_SECOND
+            audio_s += float(tf.reduce_sum(x_len)) / FRAMES_PER_SECOND
             step += 1
             bar.update(1)
             if step % config.log_every == 0:
@@ -230,6 +235,24 @@ def default_sources(shared_data: Path, synthetic: Sequence[Path]) -> list[Source
     ]
 
 
+def source_cache(
+    source: Source, cache_dir: Path, *, model_config: CTCModelConfig, noise_dir: Path, seed: int = 0
+) -> FeatureCache:
+    """One source's features: loaded from ``cache_dir/<source.key>`` or computed and saved there."""
+    folder = cache_dir / source.key
+    if (folder / "offsets.npy").exists():
+        return FeatureCache.load(folder)
+    cache = FeatureCache.build(
+        [source],
+        features=model_config.features,
+        tokenizer=CharTokenizer(model_config.alphabet),
+        output_length=model_config.output_length,
+        augment=Augmenter(noise_dir, seed=seed),
+    )
+    cache.save(folder)
+    return cache
+
+
 def dev_set(shared_data: Path, *, per_split: int = 100) -> list[tuple[np.ndarray, str]]:
     """Held-out utterances for early stopping: the first of kathleen_dev and of fsdd_dev.
 
@@ -251,23 +274,21 @@ def run(
     config: TrainConfig = TrainConfig(),
     name: str = "asrkit-ctc",
     max_minutes: float | None = None,
+    cache_dir: str | Path | None = None,
 ) -> Path:
-    """Build (once) the feature cache of the default sources, then train or resume in ``run_dir``."""
+    """Build (once) the feature caches of the default sources, then train or resume in ``run_dir``.
+
+    ``cache_dir`` (default ``run_dir/features``) can be shared by runs with the same features.
+    """
     run_dir, shared_data = Path(run_dir), Path(shared_data)
     sources = default_sources(shared_data, [Path(s) for s in synthetic])
-    cache_dir = run_dir / "features"
-    if (cache_dir / "offsets.npy").exists():
-        cache = FeatureCache.load(cache_dir)
-    else:
-        augmenter = Augmenter(shared_data / "noise", seed=config.seed)
-        cache = FeatureCache.build(
-            sources,
-            features=model_config.features,
-            tokenizer=CharTokenizer(model_config.alphabet),
-            output_length=model_config.output_length,
-            augment=augmenter,
+    cache = FeatureCache.concat([
+        source_cache(
+            source, Path(cache_dir) if cache_dir else run_dir / "features",
+            model_config=model_config, noise_dir=shared_data / "noise", seed=config.seed,
         )
-        cache.save(cache_dir)
+        for source in sources
+    ])
     described = "; ".join(
         f"{s.manifest.parent.name}/{s.manifest.name}" + (" clean" if s.clean else "") + (f" + {s.copies} augmented" if s.copies else "")
         for s in sources

@@ -134,3 +134,16 @@ def test_feature_cache_build_save_load_and_batches(tmp_path):
             assert not row[n:].any()  # padding is exact zeros
         seen += [CharTokenizer().decode(row[:n].tolist()) for row, n in zip(y, y_len)]
     assert sorted(seen) == sorted(CharTokenizer().decode(cache.example(i)[1].tolist()) for i in range(len(cache)))
+
+
+def test_concatenated_caches_hold_every_example_in_order(tmp_path):
+    config = CTCModelConfig()
+    kwargs = dict(features=config.features, tokenizer=CharTokenizer(), output_length=config.output_length, progress=False)
+    a = FeatureCache.build([Source(fake_manifest(tmp_path, n=3))], **kwargs)
+    b = FeatureCache.build([Source(fake_manifest(tmp_path, n=5))], **kwargs)
+    both = FeatureCache.concat([a, b])
+    assert len(both) == 8 and both.hours == pytest.approx(a.hours + b.hours)
+    for i in range(8):
+        expected = a.example(i) if i < 3 else b.example(i - 3)
+        np.testing.assert_array_equal(both.example(i)[0], expected[0])
+        np.testing.assert_array_equal(both.example(i)[1], expected[1])

@@ -51,3 +51,16 @@ def test_missing_and_binary_manifests(tmp_path):
     (tmp_path / "bin.tsv").write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(ManifestError, match="not UTF-8"):
         read_manifest(tmp_path / "bin.tsv")
+
+
+def test_librispeech_layout(tmp_path):
+    chapter = tmp_path / "1089" / "134686"
+    chapter.mkdir(parents=True)
+    (chapter / "1089-134686.trans.txt").write_text("1089-134686-0000 HE HOPED THERE WOULD BE STEW\n1089-134686-0001 STUFF IT INTO YOU\n")
+    utts = read_manifest(tmp_path)
+    assert [u.id for u in utts] == ["1089-134686-0000", "1089-134686-0001"]
+    assert utts[0].audio_path == chapter / "1089-134686-0000.flac" and utts[0].speaker == "1089"
+    assert utts[1].transcript == "STUFF IT INTO YOU"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ManifestError, match="no LibriSpeech"):
+        read_manifest(tmp_path / "empty")

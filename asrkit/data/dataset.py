@@ -31,6 +31,11 @@ class Source:
     # augmented copies of each utterance
     copies: int = 0
 
+    @property
+    def key(self) -> str:
+        """A folder name for this source's cached features."""
+        return f"{self.manifest.parent.name}-{self.manifest.stem}-{'clean' if self.clean else 'noclean'}-{self.copies}aug"
+
 
 def ctc_feasible(n_out: int, labels: np.ndarray) -> bool:
     """Whether CTC can align ``labels`` to ``n_out`` frames: repeats need a blank between them."""
@@ -68,6 +73,18 @@ class FeatureCache:
         folder.mkdir(parents=True, exist_ok=True)
         for name in ("features", "offsets", "labels", "label_offsets"):
             np.save(folder / f"{name}.npy", getattr(self, name))
+
+    @classmethod
+    def concat(cls, caches: Sequence[FeatureCache]) -> FeatureCache:
+        """All examples of several caches in one."""
+        offsets = [caches[0].offsets[:1]] + [c.offsets[1:] + sum(len(p.features) for p in caches[:i]) for i, c in enumerate(caches)]
+        label_offsets = [caches[0].label_offsets[:1]] + [
+            c.label_offsets[1:] + sum(len(p.labels) for p in caches[:i]) for i, c in enumerate(caches)
+        ]
+        return cls(
+            np.concatenate([c.features for c in caches]), np.concatenate(offsets),
+            np.concatenate([c.labels for c in caches]), np.concatenate(label_offsets),
+        )
 
     @classmethod
     def load(cls, folder: str | Path) -> FeatureCache:
