@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -37,4 +40,23 @@ def plot_spectrogram(
             ax.text((word.start + word.end) / 2, mel.shape[1] * 0.92, word.text, color="white",
                     ha="center", va="top", fontsize=8, clip_on=True)
         ax.set_title(transcript.text or "(nothing recognised)", fontsize=9, loc="left")
+    return ax
+
+
+def plot_training(history: str | Path, *, ax: Axes | None = None) -> Axes:
+    """Training loss and dev WER against steps, from a run's ``history.jsonl``."""
+    records = [json.loads(line) for line in Path(history).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if ax is None:
+        ax = Figure(figsize=(8, 3), layout="constrained").add_subplot()
+    losses = [(r["step"], r["loss"]) for r in records if "loss" in r]
+    wers = [(r["step"], 100 * r["dev_wer"]) for r in records if "dev_wer" in r]
+    if losses:
+        ax.plot(*zip(*losses), color="tab:blue", label="training loss (per character)")
+    ax.set(xlabel="step", ylabel="CTC loss")
+    if wers:
+        right = ax.twinx()
+        right.plot(*zip(*wers), "o-", color="tab:red", label="dev WER (greedy)")
+        right.set_ylabel("dev WER %")
+        right.legend(loc="upper right")
+    ax.legend(loc="upper left")
     return ax

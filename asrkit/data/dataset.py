@@ -30,11 +30,14 @@ class Source:
     clean: bool = True
     # augmented copies of each utterance
     copies: int = 0
+    # only the manifest's first utterances (None: all), for quick experiments
+    limit: int | None = None
 
     @property
     def key(self) -> str:
         """A folder name for this source's cached features."""
-        return f"{self.manifest.parent.name}-{self.manifest.stem}-{'clean' if self.clean else 'noclean'}-{self.copies}aug"
+        first = f"-first{self.limit}" if self.limit is not None else ""
+        return f"{self.manifest.parent.name}-{self.manifest.stem}{first}-{'clean' if self.clean else 'noclean'}-{self.copies}aug"
 
 
 def ctc_feasible(n_out: int, labels: np.ndarray) -> bool:
@@ -110,7 +113,7 @@ class FeatureCache:
         feats: list[np.ndarray] = []
         labels: list[np.ndarray] = []
         for source in sources:
-            utterances = read_manifest(source.manifest)
+            utterances = read_manifest(source.manifest)[: source.limit]
             for utt in tqdm(utterances, desc=source.manifest.name, unit="utt", disable=not progress):
                 try:
                     audio = load_audio(utt.audio_path)
