@@ -141,8 +141,8 @@ def _train(args: argparse.Namespace, config: Config) -> int:
     )
     best = run(
         args.run_dir, shared_data=args.shared_data, synthetic=args.synthetic, model_config=model_config,
-        config=TrainConfig(steps=args.steps, peak_lr=args.lr, eval_every=args.eval_every),
-        name=args.name, max_minutes=args.max_minutes, cache_dir=args.cache_dir,
+        config=TrainConfig(steps=args.steps, peak_lr=args.lr, warmup_steps=args.warmup, eval_every=args.eval_every),
+        name=args.name, max_minutes=args.max_minutes, cache_dir=args.cache_dir, init_from=args.init_from,
     )
     print(f"best model so far: {best}")
     return EXIT_OK
@@ -211,9 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="asrkit-ctc", help="the trained model's registry name")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--warmup", type=int, default=300, help="warm-up steps")
+    p.add_argument("--eval-every", type=int, default=300)
     p.add_argument("--max-minutes", type=float, help="checkpoint and stop after this long; run again to resume")
     p.add_argument("--cache-dir", type=Path, help="feature caches, shareable between runs (default RUN_DIR/features)")
+    p.add_argument("--init-from", type=Path, help="start a fresh run from this model folder's weights")
     p.add_argument("--conv-channels", type=int, default=256)
     p.add_argument("--rnn-layers", type=int, default=3)
     p.add_argument("--rnn-units", type=int, default=256)

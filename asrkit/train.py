@@ -30,7 +30,7 @@ from asrkit.features import FRAMES_PER_SECOND
 from asrkit.lm import NGramLM
 from asrkit.metrics import score_corpus
 from asrkit.models.base import ModelCard
-from asrkit.models.keras_ctc import CTCModelConfig, KerasCTCModel, build_network
+from asrkit.models.keras_ctc import WEIGHTS_FILE, CTCModelConfig, KerasCTCModel, build_network
 from asrkit.text import BLANK_ID, CharTokenizer
 
 LM_FILE = "lm.arpa.gz"
@@ -95,6 +95,7 @@ def train(
     name: str = "asrkit-ctc",
     training_data: str = "",
     max_minutes: float | None = None,
+    init_from: str | Path | None = None,
     progress: bool = True,
 ) -> Path:
     """Train (or resume) a model in ``run_dir``; returns the folder of the best model so far.
@@ -107,6 +108,9 @@ def train(
         Held-out utterances scored with greedy decoding every ``eval_every`` steps.
     max_minutes : float, optional
         Stop (after a checkpoint) once this much wall time has passed; run again to continue.
+    init_from : path, optional
+        A model folder with the same architecture whose weights a fresh run starts from (a
+        committed model continues training on a machine that has lost the run's checkpoints).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -133,6 +137,9 @@ def train(
     manager = tf.train.CheckpointManager(checkpoint, run_dir / "checkpoints", max_to_keep=2)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    elif init_from is not None:
+        start = keras.saving.load_model(Path(init_from) / WEIGHTS_FILE, compile=False, safe_mode=True)
+        network.set_weights(start.get_weights())
 
     n_features = model_config.features.num_features
 
@@ -275,6 +282,7 @@ def run(
     name: str = "asrkit-ctc",
     max_minutes: float | None = None,
     cache_dir: str | Path | None = None,
+    init_from: str | Path | None = None,
 ) -> Path:
     """Build (once) the feature caches of the default sources, then train or resume in ``run_dir``.
 
@@ -296,7 +304,7 @@ def run(
     training_data = f"{described} ({cache.hours:.1f} h of features in all, noise and RIRs from noise/)"
     return train(
         run_dir, cache=cache, dev=dev_set(shared_data), model_config=model_config, config=config,
-        name=name, training_data=training_data, max_minutes=max_minutes,
+        name=name, training_data=training_data, max_minutes=max_minutes, init_from=init_from,
     )
 
 

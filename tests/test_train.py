@@ -53,6 +53,12 @@ def test_training_lowers_the_loss_saves_a_loadable_model_and_resumes(tmp_path):
     assert steps == [10, 20, 30, 40, 50, 60]
     assert load_model(tmp_path / "last").card.metrics["step"] == 60
 
+    # a fresh run can start from a saved model's weights instead of from random ones
+    warm = tmp_path / "warm"
+    train(warm, cache=cache, dev=dev, model_config=MODEL, init_from=tmp_path / "last", progress=False,
+          config=TrainConfig(**{**config.__dict__, "steps": 10, "warmup_steps": 1000}))
+    assert history(warm)[0]["loss"] < 0.7 * losses[0]
+
 
 def test_stopping_on_time_checkpoints_first(tmp_path):
     dev = [(np.zeros(8000, np.float32), "a")]
