@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -21,7 +22,7 @@ from asrkit.config import Config, ConfigError
 from asrkit.evaluate import evaluate, format_report
 from asrkit.formats import FORMATS, render
 from asrkit.manifest import ManifestError, read_manifest
-from asrkit.models import UnknownModelError, available_models, load_model, resolve_model
+from asrkit.models import ModelCard, UnknownModelError, available_models, load_model, resolve_model
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 SUFFIXES = {"text": ".txt", "json": ".json", "srt": ".srt", "vtt": ".vtt"}
@@ -91,6 +92,18 @@ def _eval(args: argparse.Namespace, config: Config) -> int:
             ],
         }
         args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if args.record:
+        folder = resolve_model(args.model, config=config)
+        card = ModelCard.load(folder)
+        card.metrics[args.manifest.stem] = {
+            "wer": round(report.corpus.wer, 4),
+            "cer": round(report.corpus.cer, 4),
+            "utterances": len(report.rows),
+            "rtf": round(report.rtf, 4),
+            "command": args.command_line,
+        }
+        card.save(folder)
+        print(f"recorded in {folder / 'card.json'}")
     return EXIT_PARTIAL if report.failed else EXIT_OK
 
 
@@ -194,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help=model_help)
     p.add_argument("--limit", type=int, help="only the first N utterances")
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
+    p.add_argument("--record", action="store_true", help="store WER/CER/RTF in the model's card.json")
     p.set_defaults(run=_eval)
 
     p = commands.add_parser("synth", help="synthesise a labelled training corpus with Debian's TTS engines")
@@ -241,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # recorded beside measured results, so anyone can run the same measurement again
+    args.command_line = shlex.join(["asrkit", *(sys.argv[1:] if argv is None else argv)])
     try:
         return args.run(args, Config.from_env())
     except (ConfigError, UnknownModelError, ManifestError) as err:

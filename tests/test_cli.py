@@ -87,3 +87,16 @@ def test_info_names_versions_model_and_device(tiny_model_dir, capsys):
     out = capsys.readouterr().out
     assert "tensorflow-cpu" in out and "jiwer" in out
     assert "tiny-test [UNTRAINED" in out and "device: cpu" in out
+
+
+def test_eval_records_its_results_and_command_in_the_model_card(tiny_model_dir, tmp_path, capsys):
+    import shutil
+
+    from asrkit.models import ModelCard
+
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "m")
+    argv = ["eval", str(shared_path(FIXTURES_DEV)), "--model", str(model_dir), "--limit", "2", "--record"]
+    assert main(argv) == EXIT_OK
+    recorded = ModelCard.load(model_dir).metrics["fixtures_dev"]
+    assert recorded["utterances"] == 2 and 0 <= recorded["cer"] and recorded["wer"] >= 0
+    assert recorded["command"] == "asrkit " + " ".join(argv)
