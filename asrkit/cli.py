@@ -148,13 +148,13 @@ def _train(args: argparse.Namespace, config: Config) -> int:
     from asrkit.models.keras_ctc import CTCModelConfig
     from asrkit.train import TrainConfig, run
 
-    model_config = CTCModelConfig(
-        conv_channels=args.conv_channels, rnn_layers=args.rnn_layers, rnn_units=args.rnn_units,
-        lookahead_frames=args.lookahead, dropout=args.dropout,
-    )
+    def given(*names: str) -> dict:
+        return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+
+    model_config = CTCModelConfig(**given("conv_channels", "rnn_layers", "rnn_units", "lookahead_frames", "dropout"))
     best = run(
         args.run_dir, shared_data=args.shared_data, synthetic=args.synthetic, model_config=model_config,
-        config=TrainConfig(steps=args.steps, peak_lr=args.lr, warmup_steps=args.warmup, eval_every=args.eval_every),
+        config=TrainConfig(**given("steps", "peak_lr", "warmup_steps", "eval_every")),
         name=args.name, max_minutes=args.max_minutes, cache_dir=args.cache_dir, init_from=args.init_from,
     )
     print(f"best model so far: {best}")
@@ -223,18 +223,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="the shared data folder")
     p.add_argument("--synthetic", type=Path, nargs="*", default=[], help="corpora made by 'asrkit synth'")
     p.add_argument("--name", default="asrkit-ctc", help="the trained model's registry name")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    p.add_argument("--warmup", type=int, default=300, help="warm-up steps")
-    p.add_argument("--eval-every", type=int, default=300)
+    schedule = "default: asrkit.train.TrainConfig's"
+    p.add_argument("--steps", type=int, help="optimiser steps in all; " + schedule)
+    p.add_argument("--peak-lr", type=float, help="learning rate after warm-up; " + schedule)
+    p.add_argument("--warmup-steps", type=int, help=schedule)
+    p.add_argument("--eval-every", type=int, help="steps between dev evaluations; " + schedule)
     p.add_argument("--max-minutes", type=float, help="checkpoint and stop after this long; run again to resume")
     p.add_argument("--cache-dir", type=Path, help="feature caches, shareable between runs (default RUN_DIR/features)")
     p.add_argument("--init-from", type=Path, help="start a fresh run from this model folder's weights")
-    p.add_argument("--conv-channels", type=int, default=256)
-    p.add_argument("--rnn-layers", type=int, default=3)
-    p.add_argument("--rnn-units", type=int, default=256)
-    p.add_argument("--lookahead", type=int, default=4, help="future output frames (40 ms each)")
-    p.add_argument("--dropout", type=float, default=0.1)
+    architecture = "architecture; default: asrkit.models.keras_ctc.CTCModelConfig's"
+    p.add_argument("--conv-channels", type=int, help=architecture)
+    p.add_argument("--rnn-layers", type=int, help=architecture)
+    p.add_argument("--rnn-units", type=int, help=architecture)
+    p.add_argument("--lookahead-frames", type=int, help="future output frames (40 ms each); " + architecture)
+    p.add_argument("--dropout", type=float, help=architecture)
     p.set_defaults(run=_train)
 
     p = commands.add_parser("decoder", help="build a word LM from allowed text and tune beam search on a dev set")

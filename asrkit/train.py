@@ -41,11 +41,11 @@ class TrainConfig:
     """Optimisation settings, saved with every run."""
 
     # optimiser steps in all; a resumed run continues towards this count
-    steps: int = 30_000
+    steps: int = 3000
     # learning rate after warm-up
     peak_lr: float = 1e-3
     # steps of linear warm-up from 0
-    warmup_steps: int = 500
+    warmup_steps: int = 300
     # the cosine decay ends at peak_lr times this
     final_lr_fraction: float = 0.05
     # AdamW's decoupled weight decay
@@ -59,7 +59,7 @@ class TrainConfig:
     # steps between checkpoints
     checkpoint_every: int = 200
     # steps between dev evaluations (and best-model saves)
-    eval_every: int = 1000
+    eval_every: int = 300
     # evaluations without dev improvement before stopping early
     patience: int = 6
     # seed for initialisation and batch order

@@ -37,16 +37,16 @@ class CTCModelConfig:
     # stride-2 causal convolutions in front: each halves the frame rate
     subsampling_layers: int = 2
     # channels of each subsampling convolution
-    conv_channels: int = 64
+    conv_channels: int = 256
     # unidirectional GRU layers after subsampling (causal, so they can run chunk by chunk)
-    rnn_layers: int = 2
+    rnn_layers: int = 3
     # units per GRU layer
-    rnn_units: int = 128
+    rnn_units: int = 256
     # future output frames a depthwise "lookahead" convolution after the GRUs sees (DeepSpeech 2's
     # row convolution): 0 for none; each adds one output frame of latency
-    lookahead_frames: int = 0
+    lookahead_frames: int = 4
     # dropout after each GRU layer while training
-    dropout: float = 0.0
+    dropout: float = 0.1
     # greedy decoding, or beam search with a word language model
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
 
