@@ -154,7 +154,7 @@ def _train(args: argparse.Namespace, config: Config) -> int:
     model_config = CTCModelConfig(**given("conv_channels", "rnn_layers", "rnn_units", "lookahead_frames", "dropout"))
     best = run(
         args.run_dir, shared_data=args.shared_data, synthetic=args.synthetic, model_config=model_config,
-        config=TrainConfig(**given("steps", "peak_lr", "warmup_steps", "eval_every")),
+        config=TrainConfig(**given("steps", "peak_lr", "warmup_steps", "eval_every", "max_batch_frames")),
         name=args.name, max_minutes=args.max_minutes, cache_dir=args.cache_dir, init_from=args.init_from,
     )
     print(f"best model so far: {best}")
@@ -181,7 +181,7 @@ def _decoder(args: argparse.Namespace, config: Config) -> int:
     lm = NGramLM.build(sentences, order=args.order)
     model = KerasCTCModel.load(args.model)
     dev = [(load_audio(u.audio_path), u.transcript) for u in read_manifest(args.dev)[: args.limit]]
-    decoder, results = tune_decoder(model, lm, dev)
+    decoder, results = tune_decoder(model, lm, dev, alphas=args.alphas, betas=args.betas)
     for r in results:
         print(f"alpha={r['alpha']:<4} beta={r['beta']:<4} dev WER {100 * r['wer']:.2f}%")
     out = with_decoder(model, lm, decoder, name=args.name or args.out.name).save(args.out)
@@ -228,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peak-lr", type=float, help="learning rate after warm-up; " + schedule)
     p.add_argument("--warmup-steps", type=int, help=schedule)
     p.add_argument("--eval-every", type=int, help="steps between dev evaluations; " + schedule)
+    p.add_argument("--max-batch-frames", type=int, help="padded feature frames per batch; " + schedule)
     p.add_argument("--max-minutes", type=float, help="checkpoint and stop after this long; run again to resume")
     p.add_argument("--cache-dir", type=Path, help="feature caches, shareable between runs (default RUN_DIR/features)")
     p.add_argument("--init-from", type=Path, help="start a fresh run from this model folder's weights")
@@ -235,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conv-channels", type=int, help=architecture)
     p.add_argument("--rnn-layers", type=int, help=architecture)
     p.add_argument("--rnn-units", type=int, help=architecture)
-    p.add_argument("--lookahead-frames", type=int, help="future output frames (40 ms each); " + architecture)
+    p.add_argument("--lookahead-frames", type=int, help="future output frames; " + architecture)
     p.add_argument("--dropout", type=float, help=architecture)
     p.set_defaults(run=_train)
 
@@ -246,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dev", type=Path, default=SHARED_DATA / "splits/kathleen_dev.tsv", help="tuning manifest")
     p.add_argument("--limit", type=int, default=100, help="tune on the first N utterances")
     p.add_argument("--order", type=int, default=3, help="n-gram order")
+    p.add_argument("--alphas", type=float, nargs="+", default=[0.3, 0.5, 0.8, 1.2], help="LM weights to try")
+    p.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0], help="word bonuses to try")
     p.add_argument("--name", help="registry name of the result (default: OUT_DIR's name)")
     p.set_defaults(run=_decoder)
 

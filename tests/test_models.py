@@ -33,7 +33,7 @@ def test_save_load_round_trip_gives_identical_logits(tiny, tmp_path):
 def test_output_length_matches_the_network(tiny):
     for n in (1, 2, 3, 4, 5, 99, 400):
         (out,) = tiny.logits([np.zeros((n, 80), np.float32)])
-        assert len(out) == tiny.config.output_length(n) == -(-n // 4)
+        assert len(out) == tiny.config.output_length(n) == -(-n // tiny.config.subsampling)
 
 
 def test_batch_equals_one_by_one(tiny):
@@ -96,7 +96,7 @@ def test_card_with_unknown_fields_is_refused(tmp_path):
 def test_config_round_trip_and_frame_duration():
     config = CTCModelConfig(rnn_units=7)
     assert CTCModelConfig.from_dict(config.to_dict()) == config
-    assert config.frame_duration_s == pytest.approx(0.04)
+    assert config.frame_duration_s == pytest.approx(0.01 * config.subsampling)
     with pytest.raises(ValueError, match="unknown CTCModelConfig fields: depth"):
         CTCModelConfig.from_dict({**config.to_dict(), "depth": 3})
 

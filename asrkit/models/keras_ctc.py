@@ -34,17 +34,20 @@ class CTCModelConfig:
     features: FeatureConfig = field(default_factory=FeatureConfig)
     # output characters; index 0 of the output is the CTC blank, then these in order
     alphabet: str = CharTokenizer().alphabet
-    # stride-2 causal convolutions in front: each halves the frame rate
-    subsampling_layers: int = 2
-    # channels of each subsampling convolution
+    # causal convolutions in front
+    conv_layers: int = 2
+    # how many of them (the first) have stride 2, each halving the frame rate; character CTC needs
+    # well over one frame per character, and read English runs at ~15 characters a second
+    subsampling_layers: int = 1
+    # channels of each convolution
     conv_channels: int = 256
     # unidirectional GRU layers after subsampling (causal, so they can run chunk by chunk)
     rnn_layers: int = 3
     # units per GRU layer
-    rnn_units: int = 256
-    # future output frames a depthwise "lookahead" convolution after the GRUs sees (DeepSpeech 2's
+    rnn_units: int = 224
+    # future output frames (20 ms each at one subsampling layer) a depthwise "lookahead" convolution after the GRUs sees (DeepSpeech 2's
     # row convolution): 0 for none; each adds one output frame of latency
-    lookahead_frames: int = 4
+    lookahead_frames: int = 6
     # dropout after each GRU layer while training
     dropout: float = 0.1
     # greedy decoding, or beam search with a word language model
@@ -115,9 +118,10 @@ def build_network(
     x = keras.layers.Normalization(
         axis=-1, mean=feature_mean, variance=np.square(feature_std), name="normalize"
     )(inputs)
-    for i in range(config.subsampling_layers):
+    for i in range(config.conv_layers):
+        stride = 2 if i < config.subsampling_layers else 1
         x = keras.layers.Conv1D(
-            config.conv_channels, 3, strides=2, padding="causal", activation="relu", name=f"subsample{i}"
+            config.conv_channels, 3, strides=stride, padding="causal", activation="relu", name=f"conv{i}"
         )(x)
     for i in range(config.rnn_layers):
         x = keras.layers.GRU(config.rnn_units, return_sequences=True, name=f"gru{i}")(x)
@@ -127,8 +131,14 @@ def build_network(
         # padding frames must not leak into the last real frames' look-ahead, or a batch would
         # decode differently from the same utterances one by one
         x = keras.layers.Multiply(name="mask_padding")([x, ValidFrames(config.subsampling, name="valid")(inputs)])
-        x = keras.layers.ZeroPadding1D((0, config.lookahead_frames), name="future")(x)
-        x = keras.layers.DepthwiseConv1D(config.lookahead_frames + 1, name="lookahead")(x)
+        future = keras.layers.ZeroPadding1D((0, config.lookahead_frames), name="future")(x)
+        # residual and zero-initialised: it starts as the identity, so gradients reach the GRUs
+        # undamped while it learns how much of the future to mix in (a bare depthwise filter with
+        # random weights kept training on the CTC plateau)
+        ahead = keras.layers.DepthwiseConv1D(
+            config.lookahead_frames + 1, depthwise_initializer="zeros", name="lookahead"
+        )(future)
+        x = keras.layers.Add(name="with_lookahead")([x, ahead])
     vocab_size = CharTokenizer(config.alphabet).vocab_size
     logits = keras.layers.Dense(vocab_size, name="logits")(x)
     return keras.Model(inputs, logits, name="ctc")
@@ -156,7 +166,7 @@ class KerasCTCModel:
 
     Examples
     --------
-    >>> model = KerasCTCModel.load("models/untrained-tiny")  # doctest: +SKIP
+    >>> model = KerasCTCModel.load("models/asrkit-ctc-en")  # doctest: +SKIP
     >>> model.transcribe(load_audio("clip.flac")).text  # doctest: +SKIP
     """
 
