@@ -166,7 +166,7 @@ class KerasCTCModel:
 
     Examples
     --------
-    >>> model = KerasCTCModel.load("models/asrkit-ctc-en")  # doctest: +SKIP
+    >>> model = KerasCTCModel.load("runs/ctc/best")  # doctest: +SKIP
     >>> model.transcribe(load_audio("clip.flac")).text  # doctest: +SKIP
     """
 
