@@ -34,8 +34,7 @@ VERSIONED = ("tensorflow-cpu", "keras", "librosa", "jiwer", "numpy", "soundfile"
 def _warn_untrained(model) -> None:
     if not model.card.trained:
         print(
-            f"WARNING: model {model.name!r} is UNTRAINED (random weights): its transcripts are "
-            "meaningless. It stands in until a trained model ships.",
+            f"WARNING: model {model.name!r} is UNTRAINED (random weights): its transcripts are meaningless.",
             file=sys.stderr,
         )
 

@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 
 from asrkit.audio import AudioError, load_audio
 from asrkit.data.augment import spec_augment
-from asrkit.features import FeatureConfig, compute_features
+from asrkit.features import FRAMES_PER_SECOND, FeatureConfig, compute_features
 from asrkit.manifest import read_manifest
 from asrkit.text import CharTokenizer, normalize_text
 
@@ -62,7 +62,7 @@ class FeatureCache:
 
     @property
     def hours(self) -> float:
-        return len(self.features) / 100 / 3600
+        return len(self.features) / FRAMES_PER_SECOND / 3600
 
     def example(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Features (n_frames, n_features) float32 and label ids (n_labels,) of example ``i``."""
