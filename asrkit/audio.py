@@ -17,7 +17,6 @@ import stat
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import av
 import numpy as np
 import soundfile as sf
 import soxr
@@ -251,6 +250,10 @@ def _decode_soundfile(f: BinaryIO, src: str, limits: AudioLimits) -> _Decoded | 
 
 def _decode_pyav(f: BinaryIO, src: str, limits: AudioLimits) -> _Decoded | None:
     """Decode the first audio stream with FFmpeg (M4A/AAC, WebM/Opus, ...); None if unknown."""
+    # imported here: FFmpeg is only needed for what libsndfile cannot read, and a trainer on a
+    # machine without PyAV still reads FLAC/WAV/OGG
+    import av
+
     try:
         container = av.open(f, container_options={"format_whitelist": _PYAV_DEMUXERS})
     except av.error.FFmpegError:
@@ -283,10 +286,10 @@ def _decode_pyav(f: BinaryIO, src: str, limits: AudioLimits) -> _Decoded | None:
     return np.concatenate(planes, axis=1).T, rate
 
 
-def _declared_seconds(
-    container: av.container.InputContainer, stream: av.AudioStream
-) -> float | None:
-    """Length the container states for ``stream``; None where it states none or guesses."""
+def _declared_seconds(container, stream) -> float | None:
+    """Length the PyAV ``container`` states for ``stream``; None where it states none or guesses."""
+    import av
+
     if container.format.name in _GUESSED_LENGTH_DEMUXERS:
         return None
     if stream.duration is not None:

@@ -1,6 +1,6 @@
 """Training a Keras CTC model: AdamW with warm-up and cosine decay, clipping, checkpoints, resume.
 
-A run directory holds ``checkpoints/`` (network, optimiser, step and epoch, every
+A run directory holds ``checkpoint.npz`` (network, optimiser, step and epoch, every
 ``checkpoint_every`` steps), ``history.jsonl`` (one line per logged step) and ``best/`` (a model
 folder, rewritten whenever the dev WER improves). Running again on the same directory resumes
 where the last checkpoint stopped, so a run may be interrupted at any moment.
@@ -11,19 +11,20 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import queue
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 from tqdm.auto import tqdm
 
 from asrkit.audio import load_audio
 from asrkit.data.augment import Augmenter
-from asrkit.data.dataset import MAX_BATCH_FRAMES, FeatureCache, Source, batches
+from asrkit.data.dataset import MAX_BATCH_FRAMES, MAX_BATCH_SIZE, SHAPE_BUCKETS, FeatureCache, Source, batches
 from asrkit.manifest import read_manifest
 from asrkit.decoding import DecoderConfig, beam_search
 from asrkit.features import FRAMES_PER_SECOND
@@ -34,6 +35,7 @@ from asrkit.models.keras_ctc import WEIGHTS_FILE, CTCModelConfig, KerasCTCModel,
 from asrkit.text import BLANK_ID, CharTokenizer
 
 LM_FILE = "lm.arpa.gz"
+CHECKPOINT_FILE = "checkpoint.npz"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class TrainConfig:
     clip_norm: float = 5.0
     # padded feature frames per batch
     max_batch_frames: int = MAX_BATCH_FRAMES
+    # utterances per batch at most
+    max_batch_size: int = MAX_BATCH_SIZE
     # steps between progress records in history.jsonl
     log_every: int = 50
     # steps between checkpoints
@@ -75,14 +79,92 @@ class LearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self.peak, self.warmup, self.total, self.final_fraction = peak, warmup, total, final_fraction
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
+        ops = keras.ops
+        step = ops.cast(step, "float32")
         warm = step / max(self.warmup, 1)
-        progress = tf.clip_by_value((step - self.warmup) / max(self.total - self.warmup, 1), 0.0, 1.0)
-        cosine = self.final_fraction + (1 - self.final_fraction) * 0.5 * (1 + tf.cos(math.pi * progress))
-        return self.peak * tf.where(step < self.warmup, warm, cosine)
+        progress = ops.clip((step - self.warmup) / max(self.total - self.warmup, 1), 0.0, 1.0)
+        cosine = self.final_fraction + (1 - self.final_fraction) * 0.5 * (1 + ops.cos(math.pi * progress))
+        return self.peak * ops.where(step < self.warmup, warm, cosine)
 
     def get_config(self) -> dict:
         return {"peak": self.peak, "warmup": self.warmup, "total": self.total, "final_fraction": self.final_fraction}
+
+
+def ctc_loss(y_true, logits):
+    """Per-utterance CTC loss divided by its label count.
+
+    ``y_true`` (batch, 1 + max_labels) packs each utterance's output frame count in column 0 and its
+    zero-padded label ids after it (ids start at 1: 0 is the blank), so Keras's own train step can
+    fit the network on any backend.
+    """
+    ops = keras.ops
+    # Keras hands y_true over as float, with a trailing axis when its rank differs from the logits'
+    y_true = ops.cast(ops.reshape(y_true, (ops.shape(y_true)[0], -1)), "int32")
+    out_len, labels = y_true[:, 0], y_true[:, 1:]
+    label_len = ops.sum(ops.cast(ops.not_equal(labels, 0), "int32"), axis=1)
+    loss = ops.ctc_loss(labels, ops.cast(logits, "float32"), label_len, out_len, mask_index=BLANK_ID)
+    return loss / ops.cast(label_len, "float32")
+
+
+def _prefetched(items: Iterator, depth: int = 4) -> Iterator:
+    """``items`` produced by a background thread up to ``depth`` ahead, so SpecAugment and padding
+    overlap the training step instead of following it. Closing the iterator stops the thread."""
+    buffer: queue.Queue = queue.Queue(maxsize=depth)
+    stopped = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stopped.is_set():
+                    try:
+                        buffer.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        pass
+            item = end
+        except Exception as error:  # handed to the consumer, which raises it
+            item = error
+        while not stopped.is_set():
+            try:
+                buffer.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                pass
+
+    threading.Thread(target=produce, daemon=True).start()
+    try:
+        while (item := buffer.get()) is not end:
+            if isinstance(item, Exception):
+                raise item
+            yield item
+    finally:
+        stopped.set()
+
+
+class _Checkpoint:
+    """Network and optimiser variables plus loop counters in one ``.npz``, written atomically.
+
+    Plain arrays rather than a framework checkpoint, so a run started on one Keras backend (JAX
+    on a GPU machine) resumes on another (TensorFlow here).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def save(self, network: keras.Model, optimizer: keras.optimizers.Optimizer, counters: dict) -> None:
+        arrays = {f"network_{i}": w for i, w in enumerate(network.get_weights())}
+        arrays |= {f"optimizer_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)}
+        partial = self.path.with_suffix(".partial.npz")
+        np.savez(partial, counters=json.dumps(counters), **arrays)
+        partial.replace(self.path)
+
+    def restore(self, network: keras.Model, optimizer: keras.optimizers.Optimizer) -> dict:
+        with np.load(self.path) as data:
+            network.set_weights([data[f"network_{i}"] for i in range(len(network.weights))])
+            for i, variable in enumerate(optimizer.variables):
+                variable.assign(data[f"optimizer_{i}"])
+            return json.loads(str(data["counters"]))
 
 
 def train(
@@ -99,6 +181,9 @@ def train(
     progress: bool = True,
 ) -> Path:
     """Train (or resume) a model in ``run_dir``; returns the folder of the best model so far.
+
+    Runs on whichever Keras backend is active: TensorFlow by default, JAX on a GPU machine
+    (``KERAS_BACKEND=jax``); a run's checkpoint resumes on either.
 
     Parameters
     ----------
@@ -127,43 +212,15 @@ def train(
         weight_decay=config.weight_decay,
         global_clipnorm=config.clip_norm,
     )
+    network.compile(optimizer=optimizer, loss=ctc_loss)
     optimizer.build(network.trainable_variables)
-    epoch = tf.Variable(0, dtype=tf.int64)
-    best_wer = tf.Variable(float("inf"), dtype=tf.float64)
-    stale_evals = tf.Variable(0, dtype=tf.int64)
-    checkpoint = tf.train.Checkpoint(
-        network=network, optimizer=optimizer, epoch=epoch, best_wer=best_wer, stale_evals=stale_evals
-    )
-    manager = tf.train.CheckpointManager(checkpoint, run_dir / "checkpoints", max_to_keep=2)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    checkpoint = _Checkpoint(run_dir / CHECKPOINT_FILE)
+    counters = {"epoch": 0, "best_wer": math.inf, "stale_evals": 0}
+    if checkpoint.path.exists():
+        counters = checkpoint.restore(network, optimizer)
     elif init_from is not None:
         start = keras.saving.load_model(Path(init_from) / WEIGHTS_FILE, compile=False, safe_mode=True)
         network.set_weights(start.get_weights())
-
-    n_features = model_config.features.num_features
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([None, None, n_features], tf.float32),
-            tf.TensorSpec([None], tf.int32),
-            tf.TensorSpec([None, None], tf.int32),
-            tf.TensorSpec([None], tf.int32),
-        ]
-    )
-    def train_step(x, x_len, y, y_len):
-        with tf.GradientTape() as tape:
-            logits = tf.cast(network(x, training=True), tf.float32)
-            out_len = x_len
-            for _ in range(model_config.subsampling_layers):
-                out_len = (out_len + 1) // 2
-            loss = tf.reduce_mean(
-                tf.nn.ctc_loss(y, logits, y_len, out_len, logits_time_major=False, blank_index=BLANK_ID)
-                / tf.cast(y_len, tf.float32)
-            )
-        grads = tape.gradient(loss, network.trainable_variables)
-        optimizer.apply_gradients(zip(grads, network.trainable_variables))
-        return loss
 
     def card(metrics: dict) -> ModelCard:
         return ModelCard(
@@ -181,29 +238,32 @@ def train(
         hyps = [t.text for t in model.transcribe_batch([a for a, _ in dev])]
         return score_corpus([r for _, r in dev], hyps).wer
 
+    # XLA (the JAX backend) compiles one program per batch shape: a few fixed shapes keep that to
+    # a handful of compilations; TensorFlow's graph takes any shape, so nothing is padded there
+    buckets = SHAPE_BUCKETS if keras.backend.backend() == "jax" else None
     history = (run_dir / "history.jsonl").open("a")
     fill = mean.astype(np.float32)  # SpecAugment's masks take the mean, which normalises to 0
     started = time.monotonic()
-    step = int(optimizer.iterations.numpy())
+    step = int(keras.ops.convert_to_numpy(optimizer.iterations))
     bar = tqdm(total=config.steps, initial=step, unit="step", desc="training", disable=not progress)
     audio_s, window_start, losses = 0.0, time.monotonic(), []
-    stop = step >= config.steps or stale_evals.numpy() >= config.patience
+    stop = step >= config.steps or counters["stale_evals"] >= config.patience
     while not stop:
-        rng = np.random.default_rng(config.seed * 1000 + int(epoch.numpy()))
-        # tf.data prepares the next batches (SpecAugment, padding) while the current one trains
-        dataset = tf.data.Dataset.from_generator(
-            lambda: batches(cache, rng=rng, max_frames=config.max_batch_frames, fill=fill),
-            output_signature=tuple(train_step.input_signature),
-        ).prefetch(2)
-        for x, x_len, y, y_len in dataset:
-            losses.append(float(train_step(x, x_len, y, y_len)))
-            audio_s += float(tf.reduce_sum(x_len)) / FRAMES_PER_SECOND
+        rng = np.random.default_rng(config.seed * 1000 + counters["epoch"])
+        epoch = batches(
+            cache, rng=rng, max_frames=config.max_batch_frames, max_size=config.max_batch_size, fill=fill, buckets=buckets
+        )
+        trained = step
+        for x, x_len, y, y_len in _prefetched(epoch):
+            out_len = np.array([model_config.output_length(n) for n in x_len], np.int32)
+            losses.append(float(network.train_on_batch(x, np.concatenate([out_len[:, None], y], axis=1))))
+            audio_s += float(x_len.sum()) / FRAMES_PER_SECOND
             step += 1
             bar.update(1)
             if step % config.log_every == 0:
                 speed = audio_s / (time.monotonic() - window_start)
-                lr = float(optimizer.learning_rate)
-                record = {"step": step, "epoch": int(epoch.numpy()), "loss": float(np.mean(losses)),
+                lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+                record = {"step": step, "epoch": counters["epoch"], "loss": float(np.mean(losses)),
                           "lr": lr, "x_realtime": speed, "minutes": (time.monotonic() - started) / 60}
                 bar.set_postfix(loss=f"{record['loss']:.3f}", xRT=f"{speed:.0f}")
                 history.write(json.dumps(record) + "\n")
@@ -213,20 +273,25 @@ def train(
                 wer = evaluate_dev()
                 history.write(json.dumps({"step": step, "dev_wer": wer}) + "\n")
                 history.flush()
-                if wer < best_wer.numpy():
-                    best_wer.assign(wer)
-                    stale_evals.assign(0)
+                if wer < counters["best_wer"]:
+                    counters["best_wer"], counters["stale_evals"] = wer, 0
                     KerasCTCModel(network, card({"dev_wer_greedy": round(wer, 4), "step": step})).save(run_dir / "best")
                 else:
-                    stale_evals.assign_add(1)
+                    counters["stale_evals"] += 1
             out_of_time = max_minutes is not None and time.monotonic() - started > max_minutes * 60
             if step % config.checkpoint_every == 0 or out_of_time or step >= config.steps:
-                manager.save(checkpoint_number=step)
-            if out_of_time or step >= config.steps or stale_evals.numpy() >= config.patience:
+                checkpoint.save(network, optimizer, counters)
+            if out_of_time or step >= config.steps or counters["stale_evals"] >= config.patience:
                 stop = True
                 break
         else:
-            epoch.assign_add(1)
+            if step == trained:
+                raise ValueError(
+                    f"a pass over the {len(cache)} training utterances made no batch: fixed-shape batches "
+                    f"(backend {keras.backend.backend()}) need at least one full batch per length bucket; "
+                    "lower max_batch_frames or max_batch_size"
+                )
+            counters["epoch"] += 1
     bar.close()
     history.close()
     KerasCTCModel(network, card({"step": step})).save(run_dir / "last")
@@ -243,7 +308,7 @@ def default_sources(shared_data: Path, synthetic: Sequence[Path]) -> list[Source
 
 
 def source_cache(
-    source: Source, cache_dir: Path, *, model_config: CTCModelConfig, noise_dir: Path, seed: int = 0
+    source: Source, cache_dir: Path, *, model_config: CTCModelConfig, noise_dir: Path, seed: int = 0, jobs: int = 1
 ) -> FeatureCache:
     """One source's features: loaded from ``cache_dir/<source.key>`` or computed and saved there."""
     folder = cache_dir / source.key
@@ -254,7 +319,9 @@ def source_cache(
         features=model_config.features,
         tokenizer=CharTokenizer(model_config.alphabet),
         output_length=model_config.output_length,
-        augment=Augmenter(noise_dir, seed=seed),
+        augment=Augmenter(noise_dir),
+        seed=seed,
+        jobs=jobs,
     )
     cache.save(folder)
     return cache
@@ -283,8 +350,10 @@ def run(
     max_minutes: float | None = None,
     cache_dir: str | Path | None = None,
     init_from: str | Path | None = None,
+    jobs: int = 1,
 ) -> Path:
-    """Build (once) the feature caches of the default sources, then train or resume in ``run_dir``.
+    """Build (once, in ``jobs`` processes) the feature caches of the default sources, then train or
+    resume in ``run_dir``.
 
     ``cache_dir`` (default ``run_dir/features``) can be shared by runs with the same features.
     """
@@ -293,7 +362,7 @@ def run(
     cache = FeatureCache.concat([
         source_cache(
             source, Path(cache_dir) if cache_dir else run_dir / "features",
-            model_config=model_config, noise_dir=shared_data / "noise", seed=config.seed,
+            model_config=model_config, noise_dir=shared_data / "noise", seed=config.seed, jobs=jobs,
         )
         for source in sources
     ])

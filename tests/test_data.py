@@ -40,9 +40,11 @@ def test_noise_is_added_at_the_requested_snr(snr):
 
 def test_augmenter_output_is_bounded_with_shared_noise():
     shared_path("noise")
-    augment = Augmenter(SHARED_DATA / "noise", config=AugmentConfig(reverb_prob=1.0, noise_prob=1.0), seed=1)
+    augment = Augmenter(SHARED_DATA / "noise", config=AugmentConfig(reverb_prob=1.0, noise_prob=1.0))
+    assert len(augment.rirs) == 200 and len(augment.noises) > 10
+    np.testing.assert_array_equal(augment(TONE, np.random.default_rng(3)), augment(TONE, np.random.default_rng(3)))
     for _ in range(5):
-        out = augment(TONE)
+        out = augment(TONE, RNG)
         assert out.dtype == np.float32 and np.isfinite(out).all()
         assert np.max(np.abs(out)) <= 10 ** (-1 / 20) + 1e-6
         assert 16000 / 1.1 - 2 <= len(out) <= 16000 / 0.9 + 2
@@ -118,7 +120,7 @@ def test_feature_cache_build_save_load_and_batches(tmp_path):
     config = CTCModelConfig()
     cache = FeatureCache.build(
         [Source(fake_manifest(tmp_path), clean=True, copies=2)], features=config.features,
-        tokenizer=CharTokenizer(), output_length=config.output_length, augment=lambda a: a[::2].copy(), progress=False,
+        tokenizer=CharTokenizer(), output_length=config.output_length, augment=lambda a, rng: a[::2].copy(), progress=False,
     )
     assert len(cache) == 18  # 6 readable utterances, clean + 2 copies; the missing file is skipped
     cache.save(tmp_path / "cache")
@@ -135,6 +137,13 @@ def test_feature_cache_build_save_load_and_batches(tmp_path):
         seen += [CharTokenizer().decode(row[:n].tolist()) for row, n in zip(y, y_len)]
     assert sorted(seen) == sorted(CharTokenizer().decode(cache.example(i)[1].tolist()) for i in range(len(cache)))
 
+    # fixed shapes for compilers: every batch is (size, bucket) with bucket // 2 label columns
+    shapes = set()
+    for x, x_len, y, y_len in batches(cache, rng=RNG, max_frames=400, buckets=(64, 100), augment=False):
+        shapes.add((x.shape, y.shape))
+        assert x_len.max() <= x.shape[1] and y_len.max() <= y.shape[1]
+    assert shapes <= {((6, 64, 80), (6, 32)), ((4, 100, 80), (4, 50))} and shapes
+
 
 def test_concatenated_caches_hold_every_example_in_order(tmp_path):
     config = CTCModelConfig()
@@ -147,3 +156,22 @@ def test_concatenated_caches_hold_every_example_in_order(tmp_path):
         expected = a.example(i) if i < 3 else b.example(i - 3)
         np.testing.assert_array_equal(both.example(i)[0], expected[0])
         np.testing.assert_array_equal(both.example(i)[1], expected[1])
+
+
+def test_plan_can_keep_to_some_engines():
+    items = plan([f"sentence {i}" for i in range(200)], seed=4, engines=("flite", "espeak-ng"))
+    assert {i.engine for i in items} == {"flite", "espeak-ng"}
+
+
+def test_feature_cache_is_the_same_with_parallel_jobs(tmp_path):
+    config = CTCModelConfig()
+    kwargs = dict(
+        features=config.features, tokenizer=CharTokenizer(), output_length=config.output_length, progress=False,
+        augment=lambda a, rng: (a * rng.uniform(0.1, 1.0)).astype(np.float32), seed=5,
+    )
+    sources = [Source(fake_manifest(tmp_path), clean=False, copies=2)]
+    one, two = FeatureCache.build(sources, jobs=1, **kwargs), FeatureCache.build(sources, jobs=2, **kwargs)
+    np.testing.assert_array_equal(one.features, two.features)
+    np.testing.assert_array_equal(one.offsets, two.offsets)
+    # the two copies of an utterance differ: each draw is its own
+    assert not np.array_equal(one.example(0)[0], one.example(1)[0])

@@ -56,23 +56,34 @@ def add_noise(audio: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.rando
     return (audio + piece * np.sqrt(speech_power / noise_power / 10 ** (snr_db / 10))).astype(np.float32)
 
 
-class Augmenter:
-    """Random waveform perturbations with the shared noise clips and room impulse responses."""
+# Noise and impulse response files are read in any of these formats.
+AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".opus")
 
-    def __init__(self, noise_dir: str | Path, *, config: AugmentConfig = AugmentConfig(), seed: int = 0) -> None:
+
+def _audio_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*") if p.suffix in AUDIO_SUFFIXES)
+
+
+class Augmenter:
+    """Random waveform perturbations with the shared noise clips and room impulse responses.
+
+    Randomness comes from the caller (one generator per utterance), so the same utterance gets
+    the same perturbation however many processes share the work.
+    """
+
+    def __init__(self, noise_dir: str | Path, *, config: AugmentConfig = AugmentConfig()) -> None:
         noise_dir = Path(noise_dir)
         self.config = config
-        self.rng = np.random.default_rng(seed)
-        self.rirs = [load_audio(p) for p in sorted((noise_dir / "rir_simulated").glob("*.flac"))]
+        self.rirs = [load_audio(p) for p in _audio_files(noise_dir / "rir_simulated")]
         self.noises = [
-            load_audio(p) for p in sorted(noise_dir.glob("*/*.flac")) if p.parent.name != "rir_simulated"
+            load_audio(p) for d in sorted(noise_dir.glob("*/")) if d.name != "rir_simulated" for p in _audio_files(d)
         ]
         if not self.rirs or not self.noises:
             raise FileNotFoundError(f"{noise_dir} has no noise clips or room impulse responses")
 
-    def __call__(self, audio: np.ndarray) -> np.ndarray:
+    def __call__(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A perturbed copy of ``audio`` (shape (n,), 16 kHz); its length changes with the speed."""
-        c, rng = self.config, self.rng
+        c = self.config
         audio = speed_perturb(audio, float(rng.choice(c.speeds)))
         if rng.random() < c.reverb_prob:
             audio = reverberate(audio, self.rirs[rng.integers(len(self.rirs))])

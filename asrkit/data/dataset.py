@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +22,9 @@ from asrkit.text import CharTokenizer, normalize_text
 # the lengths (32 utterances of 10 s = 32,000 frames).
 MAX_BATCH_FRAMES = 32_000
 MAX_BATCH_SIZE = 64
+# Padded lengths (feature frames) when batches must come in a few fixed shapes (XLA compiles one
+# program per shape); longer utterances are left out of such batches.
+SHAPE_BUCKETS = (256, 384, 512, 768, 1024, 1536, 2048, 3072)
 
 
 @dataclass(frozen=True)
@@ -102,33 +108,79 @@ class FeatureCache:
         features: FeatureConfig,
         tokenizer: CharTokenizer,
         output_length: Callable[[int], int],
-        augment: Callable[[np.ndarray], np.ndarray] | None = None,
+        augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None = None,
+        seed: int = 0,
+        jobs: int = 1,
         progress: bool = True,
     ) -> FeatureCache:
-        """Compute features of every source utterance (and its augmented copies).
+        """Compute features of every source utterance (and its augmented copies) in ``jobs`` processes.
 
         Utterances that cannot be read, or whose transcript CTC cannot fit into their output
-        frames, are skipped.
+        frames, are skipped. Utterance ``i`` is augmented with a generator seeded by ``(seed, i)``,
+        so the cache is the same for any ``jobs``.
         """
+        tasks = [
+            (utt.audio_path, utt.transcript, source.clean, source.copies if augment else 0)
+            for source in sources
+            for utt in read_manifest(source.manifest)[: source.limit]
+        ]
+        work = _Featurizer(features, tokenizer, output_length, augment, seed)
         feats: list[np.ndarray] = []
         labels: list[np.ndarray] = []
-        for source in sources:
-            utterances = read_manifest(source.manifest)[: source.limit]
-            for utt in tqdm(utterances, desc=source.manifest.name, unit="utt", disable=not progress):
-                try:
-                    audio = load_audio(utt.audio_path)
-                except AudioError:
-                    continue
-                ids = np.asarray(tokenizer.encode(normalize_text(utt.transcript)), np.int16)
-                versions = ([audio] if source.clean else []) + [augment(audio) for _ in range(source.copies if augment else 0)]
-                for version in versions:
-                    f = compute_features(version, config=features)
-                    if ctc_feasible(output_length(len(f)), ids):
-                        feats.append(f.astype(np.float16))
-                        labels.append(ids)
+        # forked workers share the augmenter's noise clips instead of unpickling a copy each
+        workers = (
+            ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=_install, initargs=(work,))
+            if jobs > 1
+            else contextlib.nullcontext()
+        )
+        with workers as pool:
+            done = pool.map(_featurize, enumerate(tasks), chunksize=16) if pool else map(work, enumerate(tasks))
+            for versions in tqdm(done, total=len(tasks), desc="features", unit="utt", disable=not progress):
+                for f, ids in versions:
+                    feats.append(f)
+                    labels.append(ids)
         offsets = np.concatenate([[0], np.cumsum([len(f) for f in feats])]).astype(np.int64)
         label_offsets = np.concatenate([[0], np.cumsum([len(l) for l in labels])]).astype(np.int64)
         return cls(np.concatenate(feats), offsets, np.concatenate(labels), label_offsets)
+
+
+_worker_featurizer: _Featurizer | None = None
+
+
+def _install(work: _Featurizer) -> None:
+    global _worker_featurizer
+    _worker_featurizer = work
+
+
+def _featurize(task):
+    return _worker_featurizer(task)
+
+
+@dataclass(frozen=True)
+class _Featurizer:
+    """One utterance's feature versions (clean and augmented), as a picklable function for workers."""
+
+    features: FeatureConfig
+    tokenizer: CharTokenizer
+    output_length: Callable[[int], int]
+    augment: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None
+    seed: int
+
+    def __call__(self, task: tuple[int, tuple[Path, str, bool, int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        index, (path, transcript, clean, copies) = task
+        try:
+            audio = load_audio(path)
+        except AudioError:
+            return []
+        ids = np.asarray(self.tokenizer.encode(normalize_text(transcript)), np.int16)
+        rng = np.random.default_rng([self.seed, index])
+        versions = ([audio] if clean else []) + [self.augment(audio, rng) for _ in range(copies)]
+        out = []
+        for version in versions:
+            f = compute_features(version, config=self.features)
+            if ctc_feasible(self.output_length(len(f)), ids):
+                out.append((f.astype(np.float16), ids))
+        return out
 
 
 def batches(
@@ -139,35 +191,49 @@ def batches(
     max_size: int = MAX_BATCH_SIZE,
     fill: np.ndarray | float = 0.0,
     augment: bool = True,
+    buckets: Sequence[int] | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """One pass over the cache in random order of length-bucketed batches.
 
+    With ``buckets`` (ascending padded lengths), every batch is padded to a bucket's length, holds
+    exactly ``min(max_size, max_frames // length)`` utterances and ``length // 2`` label columns,
+    so only ``len(buckets)`` shapes occur; each pass leaves out the remainder of each bucket.
+
     Yields
     ------
-    features : (batch, max_frames_in_batch, n_features) float32, zero-padded
+    features : (batch, n_frames, n_features) float32, zero-padded
     feature_lengths : (batch,) int32
-    labels : (batch, max_labels_in_batch) int32, zero-padded
+    labels : (batch, n_labels) int32, zero-padded
     label_lengths : (batch,) int32
     """
     # sorting by length with a little noise mixes similar lengths differently each pass
     lengths = cache.lengths
     order = np.argsort(lengths + rng.uniform(0, 50, len(cache)))
-    groups, current, longest = [], [], 0
-    for i in order:
-        if current and (max(longest, lengths[i]) * (len(current) + 1) > max_frames or len(current) >= max_size):
-            groups.append(current)
-            current, longest = [], 0
-        current.append(i)
-        longest = max(longest, lengths[i])
-    groups.append(current)
+    groups: list[tuple[list[int], int | None]] = []
+    if buckets is None:
+        current, longest = [], 0
+        for i in order:
+            if current and (max(longest, lengths[i]) * (len(current) + 1) > max_frames or len(current) >= max_size):
+                groups.append((current, None))
+                current, longest = [], 0
+            current.append(i)
+            longest = max(longest, lengths[i])
+        groups.append((current, None))
+    else:
+        bucket_of = np.searchsorted(np.asarray(buckets), lengths[order])
+        for b, length in enumerate(buckets):
+            members = order[bucket_of == b]
+            size = max(1, min(max_size, max_frames // length))
+            groups += [(list(members[k : k + size]), length) for k in range(0, len(members) - size + 1, size)]
     for g in rng.permutation(len(groups)):
-        items = [cache.example(i) for i in groups[g]]
+        members, padded = groups[g]
+        items = [cache.example(i) for i in members]
         if augment:
             items = [(spec_augment(f, rng, fill=fill), y) for f, y in items]
         x_len = np.array([len(f) for f, _ in items], np.int32)
         y_len = np.array([len(y) for _, y in items], np.int32)
-        x = np.zeros((len(items), x_len.max(), items[0][0].shape[1]), np.float32)
-        y = np.zeros((len(items), y_len.max()), np.int32)
+        x = np.zeros((len(items), padded or x_len.max(), items[0][0].shape[1]), np.float32)
+        y = np.zeros((len(items), padded // 2 if padded else y_len.max()), np.int32)
         for row, (f, labels) in enumerate(items):
             x[row, : len(f)] = f
             y[row, : len(labels)] = labels

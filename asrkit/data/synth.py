@@ -40,6 +40,9 @@ VOICES = (
     + [("espeak-ng", v) for v in ESPEAK_VOICES]
 )
 VOICE_WEIGHTS = {"flite": 0.45, "festival": 0.35, "espeak-ng": 0.2}
+ENGINES = tuple(VOICE_WEIGHTS)
+# the program each engine runs
+ENGINE_TOOLS = {"flite": "flite", "festival": "text2wave", "espeak-ng": "espeak-ng"}
 SPEED_RANGE = (0.85, 1.15)  # speaking-rate factor, 1.0 is the voice's own
 PITCH_RANGE = (0.85, 1.2)  # pitch factor where the engine can set it
 GAIN_DB_RANGE = (-12.0, 0.0)  # peak level after synthesis
@@ -111,13 +114,14 @@ def allowed_sentences(sentences: Iterable[str], excluded: Iterable[str]) -> list
     return kept
 
 
-def plan(sentences: Sequence[str], *, seed: int = 0) -> list[SynthItem]:
-    """One item per sentence with a random voice, speed, pitch and gain (reproducible by seed)."""
+def plan(sentences: Sequence[str], *, seed: int = 0, engines: Sequence[str] = ENGINES) -> list[SynthItem]:
+    """One item per sentence with a random voice of ``engines``, speed, pitch and gain (reproducible by seed)."""
     rng = random.Random(seed)
-    weights = [VOICE_WEIGHTS[engine] / sum(e == engine for e, _ in VOICES) for engine, _ in VOICES]
+    voices = [(engine, voice) for engine, voice in VOICES if engine in engines]
+    weights = [VOICE_WEIGHTS[engine] / sum(e == engine for e, _ in voices) for engine, _ in voices]
     items = []
     for i, text in enumerate(sentences):
-        engine, voice = rng.choices(VOICES, weights)[0]
+        engine, voice = rng.choices(voices, weights)[0]
         items.append(
             SynthItem(
                 id=f"syn{seed:02d}_{i:06d}",
@@ -184,7 +188,7 @@ def synthesize(item: SynthItem, out_dir: Path) -> tuple[str, float] | None:
 
 def build_corpus(items: Sequence[SynthItem], out_dir: str | Path, *, jobs: int = 2) -> Path:
     """Synthesise every item (in ``jobs`` processes) and write ``out_dir/manifest.tsv``."""
-    missing = [tool for tool in ("flite", "text2wave", "espeak-ng") if shutil.which(tool) is None]
+    missing = sorted({ENGINE_TOOLS[item.engine] for item in items} - {t for t in ENGINE_TOOLS.values() if shutil.which(t)})
     if missing:
         raise RuntimeError(
             f"{', '.join(missing)} not found: apt-get install flite festival festvox-kallpc16k "
