@@ -106,6 +106,60 @@ def _eval(args: argparse.Namespace, config: Config) -> int:
     return EXIT_PARTIAL if report.failed else EXIT_OK
 
 
+def _stream(args: argparse.Namespace, config: Config) -> int:
+    from asrkit.metrics import score
+    from asrkit.stream_metrics import measure, percentile, stream_audio, summary
+
+    model = load_model(args.model, config=config)
+    _warn_untrained(model)
+    try:
+        audio = load_audio(args.file, limits=config.audio_limits)
+    except AudioError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_PARTIAL
+    if args.chunk_ms <= 0:
+        print(f"error: --chunk-ms must be positive, got {args.chunk_ms}", file=sys.stderr)
+        return EXIT_USAGE
+    stream = model.create_stream()
+
+    def show(result) -> None:
+        print(f"{result.committed} [{result.partial}]" if result.partial else result.committed, flush=True)
+
+    session = stream_audio(
+        stream, audio, chunk_s=args.chunk_ms / 1000, realtime=args.realtime, on_result=None if args.json else show
+    )
+    metrics = measure(session, revisions=getattr(stream, "revisions", 0))
+    streamed = session.result().committed
+    offline = model.transcribe(audio).text
+    versus_offline = score(offline, streamed).wer
+    if args.json:
+        report = {
+            "model": model.name,
+            "file": str(args.file),
+            "mode": "realtime" if args.realtime else "fast",
+            "chunk_ms": args.chunk_ms,
+            "text": streamed,
+            "offline_text": offline,
+            "wer_vs_offline": versus_offline,
+            "rtf": metrics.rtf,
+            "flicker": metrics.flicker,
+            "revisions": metrics.revisions,
+            "skipped_s": session.skipped_s,
+            "shown_latency_s": {"median": percentile(metrics.shown_latency_s, 50), "p90": percentile(metrics.shown_latency_s, 90)},
+            "commit_latency_s": {"median": percentile(metrics.commit_latency_s, 50), "p90": percentile(metrics.commit_latency_s, 90)},
+            "emissions": [
+                {k: v for k, v in vars(e).items() if k != "words"} for e in session.emissions or []
+            ],
+        }
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(f"--\nstreamed: {streamed}\noffline:  {offline}\nWER of streamed against offline: {versus_offline:.3f}")
+    print(summary(metrics))
+    if session.skipped_s:
+        print(f"the model fell behind: {session.skipped_s:.2f} s of audio dropped")
+    return EXIT_OK
+
+
 def _version(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -208,6 +262,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     p.add_argument("--record", action="store_true", help="store WER/CER/RTF in the model's card.json")
     p.set_defaults(run=_eval)
+
+    p = commands.add_parser("stream", help="stream a file as if live: the evolving transcript and latency metrics")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--model", help=model_help)
+    p.add_argument("--chunk-ms", type=float, default=100.0, help="audio per chunk, milliseconds (default 100)")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", action="store_true", help="deliver chunks at the speed of speech")
+    pace.add_argument("--fast", dest="realtime", action="store_false", help="as fast as the model goes (default)")
+    p.add_argument("--json", action="store_true", help="print a JSON report (metrics and every emission) instead")
+    p.set_defaults(run=_stream)
 
     p = commands.add_parser("synth", help="synthesise a labelled training corpus with Debian's TTS engines")
     p.add_argument("out", type=Path, metavar="OUT_DIR")

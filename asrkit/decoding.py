@@ -121,22 +121,53 @@ def beam_search(
     >>> beam_search(logits, tokenizer=tok, frame_duration_s=0.04)[0]
     'hi'
     """
-    if logits.ndim != 2 or logits.shape[1] != tokenizer.vocab_size:
-        raise ValueError(f"logits must have shape (n_frames, {tokenizer.vocab_size}); got {logits.shape}")
-    logp = _log_softmax(logits.astype(np.float64))
-    space = tokenizer.encode(" ")[0]
-    chars = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
-    neg_inf = -math.inf
-    # prefix (tuple of token ids) -> [log P ending in blank, log P ending in a character]
-    beams: dict[tuple[int, ...], list[float]] = {(): [0.0, neg_inf]}
-    lm_score: dict[tuple[int, ...], float] = {(): 0.0}
-    first_frame: dict[tuple[int, ...], tuple[int, ...]] = {(): ()}
+    search = PrefixBeamSearch(tokenizer=tokenizer, frame_duration_s=frame_duration_s, lm=lm, config=config)
+    search.advance(logits)
+    return search.best(final=True)
 
-    def word_score(prefix: tuple[int, ...], final: bool = False) -> float:
+
+class PrefixBeamSearch:
+    """:func:`beam_search` fed frame by frame: ``advance`` over any split of the logits, then ``best``
+    gives what one call over all of them would, so a stream can decode as frames arrive.
+
+    Examples
+    --------
+    >>> tok = CharTokenizer()
+    >>> logits = np.log(np.eye(tok.vocab_size)[[tok.encode(c)[0] for c in "hi"]] + 1e-3)
+    >>> search = PrefixBeamSearch(tokenizer=tok, frame_duration_s=0.04)
+    >>> search.advance(logits[:1]); search.advance(logits[1:])
+    >>> search.best(final=True)[0]
+    'hi'
+    """
+
+    def __init__(
+        self,
+        *,
+        tokenizer: CharTokenizer,
+        frame_duration_s: float,
+        lm: NGramLM | None = None,
+        config: DecoderConfig = DecoderConfig(),
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.frame_duration_s = frame_duration_s
+        self.lm = lm
+        self.config = config
+        self._space = tokenizer.encode(" ")[0]
+        self._chars = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
+        # prefix (tuple of token ids) -> [log P ending in blank, log P ending in a character]
+        self._beams: dict[tuple[int, ...], list[float]] = {(): [0.0, -math.inf]}
+        # every prefix ever extended keeps its LM score and the frames of its characters, so a
+        # prefix that leaves the beam and comes back is scored and timed as before
+        self._lm_score: dict[tuple[int, ...], float] = {(): 0.0}
+        self._first_frame: dict[tuple[int, ...], tuple[int, ...]] = {(): ()}
+        self._t = 0
+
+    def _word_score(self, prefix: tuple[int, ...], final: bool = False) -> float:
         """alpha * ln P(last word | earlier words) + beta, for a prefix that just completed a word."""
-        words = "".join(chars[i] for i in prefix).split()
+        words = "".join(self._chars[i] for i in prefix).split()
         if not words:
             return 0.0
+        lm, config = self.lm, self.config
         score = config.beta
         if lm is not None:
             context = tuple(["<s>", *words[:-1]][-(lm.order - 1) :]) if lm.order > 1 else ()
@@ -145,45 +176,62 @@ def beam_search(
                 score += config.alpha * lm.logprob(tuple([*words][-(lm.order - 1) :]), "</s>")
         return score
 
-    for t, frame in enumerate(logp):
-        candidates = np.flatnonzero(frame >= frame.max() - config.prune)
-        nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [neg_inf, neg_inf])
-        for prefix, (p_blank, p_char) in beams.items():
-            total = np.logaddexp(p_blank, p_char)
-            last = prefix[-1] if prefix else None
-            for c in candidates:
-                p = frame[c]
-                if c == BLANK_ID:
-                    entry = nxt[prefix]
-                    entry[0] = np.logaddexp(entry[0], total + p)
-                    continue
-                if c == space and (last is None or last == space):
-                    continue  # leading and doubled spaces carry no information
-                extended = (*prefix, int(c))
-                if extended not in lm_score:
-                    lm_score[extended] = lm_score[prefix] + (word_score(prefix) if c == space else 0.0)
-                    first_frame[extended] = (*first_frame[prefix], t)
-                entry = nxt[extended]
-                if c == last:
-                    # a repeat only extends the prefix after a blank; otherwise it merges
-                    entry[1] = np.logaddexp(entry[1], p_blank + p)
-                    same = nxt[prefix]
-                    same[1] = np.logaddexp(same[1], p_char + p)
-                else:
-                    entry[1] = np.logaddexp(entry[1], total + p)
-        beams = dict(
-            sorted(nxt.items(), key=lambda kv: np.logaddexp(*kv[1]) + lm_score[kv[0]], reverse=True)[: config.beam_width]
+    def advance(self, logits: np.ndarray) -> None:
+        """Extend the beams by (n_frames, vocab_size) scores of the next frames."""
+        if logits.ndim != 2 or logits.shape[1] != self.tokenizer.vocab_size:
+            raise ValueError(f"logits must have shape (n_frames, {self.tokenizer.vocab_size}); got {logits.shape}")
+        neg_inf, space = -math.inf, self._space
+        lm_score, first_frame, config = self._lm_score, self._first_frame, self.config
+        beams = self._beams
+        for t, frame in enumerate(_log_softmax(logits.astype(np.float64)), start=self._t):
+            candidates = np.flatnonzero(frame >= frame.max() - config.prune)
+            nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [neg_inf, neg_inf])
+            for prefix, (p_blank, p_char) in beams.items():
+                total = np.logaddexp(p_blank, p_char)
+                last = prefix[-1] if prefix else None
+                for c in candidates:
+                    p = frame[c]
+                    if c == BLANK_ID:
+                        entry = nxt[prefix]
+                        entry[0] = np.logaddexp(entry[0], total + p)
+                        continue
+                    if c == space and (last is None or last == space):
+                        continue  # leading and doubled spaces carry no information
+                    extended = (*prefix, int(c))
+                    if extended not in lm_score:
+                        lm_score[extended] = lm_score[prefix] + (self._word_score(prefix) if c == space else 0.0)
+                        first_frame[extended] = (*first_frame[prefix], t)
+                    entry = nxt[extended]
+                    if c == last:
+                        # a repeat only extends the prefix after a blank; otherwise it merges
+                        entry[1] = np.logaddexp(entry[1], p_blank + p)
+                        same = nxt[prefix]
+                        same[1] = np.logaddexp(same[1], p_char + p)
+                    else:
+                        entry[1] = np.logaddexp(entry[1], total + p)
+            beams = dict(
+                sorted(nxt.items(), key=lambda kv: np.logaddexp(*kv[1]) + lm_score[kv[0]], reverse=True)[
+                    : config.beam_width
+                ]
+            )
+        self._beams = beams
+        self._t += len(logits)
+
+    def best(self, *, final: bool = False) -> tuple[str, tuple[Span, ...]]:
+        """Text and character spans of the best prefix so far; ``final`` scores the end of the
+        utterance too (the last word's LM score and the end-of-sentence token)."""
+        beams, space = self._beams, self._space
+
+        def score(prefix: tuple[int, ...]) -> float:
+            ends_word = bool(prefix) and prefix[-1] != space
+            bonus = self._word_score(prefix, final=final) if ends_word else 0.0
+            return float(np.logaddexp(*beams[prefix])) + self._lm_score[prefix] + bonus
+
+        best = max(beams, key=score)
+        spans = tuple(
+            Span(self._chars[c], f * self.frame_duration_s, (f + 1) * self.frame_duration_s)
+            for c, f in zip(best, self._first_frame[best])
         )
-
-    def final_score(prefix: tuple[int, ...]) -> float:
-        ends_word = bool(prefix) and prefix[-1] != space
-        bonus = word_score(prefix, final=True) if ends_word else 0.0
-        return float(np.logaddexp(*beams[prefix])) + lm_score[prefix] + bonus
-
-    best = max(beams, key=final_score)
-    spans = tuple(
-        Span(chars[c], f * frame_duration_s, (f + 1) * frame_duration_s) for c, f in zip(best, first_frame[best])
-    )
-    if spans and spans[-1].text == " ":
-        spans = spans[:-1]
-    return "".join(s.text for s in spans), spans
+        if spans and spans[-1].text == " ":
+            spans = spans[:-1]
+        return "".join(s.text for s in spans), spans

@@ -265,7 +265,9 @@ class KerasCTCModel:
                 )
         return results  # type: ignore[return-value]
 
-    def create_stream(self):
-        from asrkit.streaming import BufferedStream
+    def create_stream(self, **options):
+        """A live stream, chunk by chunk with carried state; ``options`` as in
+        :func:`asrkit.models.keras_ctc_stream.create_stream`."""
+        from asrkit.models.keras_ctc_stream import create_stream
 
-        return BufferedStream(self)
+        return create_stream(self, **options)
