@@ -1,17 +1,25 @@
-"""Batch evaluation: run a model over a manifest and score it against the references."""
+"""Batch evaluation: run a model over a manifest, cache its hypotheses and score them."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from asrkit.audio import DEFAULT_LIMITS, AudioError, AudioLimits, load_audio
 from asrkit.manifest import Utterance
-from asrkit.metrics import NORMALIZER_NAME, CorpusScore, UtteranceScore, score_corpus
-from asrkit.models.base import ASRModel
+from asrkit.metrics import NORMALIZER_NAME, CorpusScore, Interval, UtteranceScore, bootstrap_interval, score_corpus
+from asrkit.models.base import CARD_FILE, ASRModel, Span, Transcript
+
+# Where hypotheses are kept between runs unless told otherwise.
+CACHE_DIR = Path(os.environ.get("ASR_CACHE_DIR") or Path.home() / ".cache" / "asrkit" / "hypotheses")
 
 
 @dataclass(frozen=True)
@@ -25,6 +33,14 @@ class EvalRow:
     duration_s: float
     # why the audio could not be read; such an utterance is scored with an empty hypothesis
     error: str | None = None
+    # model seconds for this utterance: its batch's time shared out by duration
+    compute_s: float = 0.0
+    # word times from the model, where it gives them
+    words: tuple[Span, ...] = ()
+
+    @property
+    def rtf(self) -> float:
+        return self.compute_s / self.duration_s if self.duration_s else 0.0
 
 
 @dataclass(frozen=True)
@@ -34,9 +50,11 @@ class EvalReport:
     model: str
     rows: tuple[EvalRow, ...]
     corpus: CorpusScore
-    # seconds spent in the model (audio decoding excluded)
+    # seconds spent in the model (audio decoding excluded), as first measured for cached rows
     compute_s: float
     normalizer: str = NORMALIZER_NAME
+    # rows whose hypothesis came from the cache rather than from running the model now
+    cached: int = 0
 
     @property
     def audio_s(self) -> float:
@@ -51,6 +69,84 @@ class EvalReport:
     def failed(self) -> tuple[EvalRow, ...]:
         return tuple(r for r in self.rows if r.error is not None)
 
+    @cached_property
+    def wer_interval(self) -> Interval:
+        """95% bootstrap confidence interval of the corpus WER (utterances resampled)."""
+        return bootstrap_interval([s.words for s in self.corpus.utterances])
+
+    @cached_property
+    def cer_interval(self) -> Interval:
+        return bootstrap_interval([s.chars for s in self.corpus.utterances])
+
+
+class HypothesisCache:
+    """A model's transcripts of audio files, kept in one JSON-lines file per model version.
+
+    An entry is found again only for the same file (path, size and modification time) and the same
+    model: the file name holds a digest of the model folder's files, so retraining starts afresh.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._entries: dict[str, dict] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                    self._entries[entry["key"]] = entry
+                except (json.JSONDecodeError, KeyError, TypeError):
+                    continue  # a line cut short by an interrupted run
+
+    @classmethod
+    def for_model(cls, model_dir: str | Path, *, cache_dir: str | Path = CACHE_DIR) -> HypothesisCache:
+        """The cache of the model in ``model_dir``: its name plus a digest of its files."""
+        model_dir = Path(model_dir)
+        digest = hashlib.sha1()
+        for f in sorted(model_dir.rglob("*")):
+            if f.is_file():
+                stat = f.stat()
+                # the card's metrics change when results are recorded; the model does not
+                content = _card_without_metrics(f) if f.name == CARD_FILE else f"{stat.st_size}:{stat.st_mtime_ns}"
+                digest.update(f"{f.relative_to(model_dir)}={content};".encode())
+        return cls(Path(cache_dir) / f"{model_dir.name}-{digest.hexdigest()[:16]}.jsonl")
+
+    @staticmethod
+    def key(audio_path: Path) -> str:
+        stat = audio_path.stat()
+        return f"{audio_path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+    def get(self, audio_path: Path) -> tuple[Transcript, float] | None:
+        """The cached transcript and the model seconds it took, or None."""
+        try:
+            entry = self._entries.get(self.key(audio_path))
+        except OSError:
+            return None
+        if entry is None:
+            return None
+        words = tuple(Span(t, s, e) for t, s, e in entry["words"])
+        return Transcript(text=entry["text"], duration_s=entry["duration_s"], words=words, model=entry["model"]), entry["compute_s"]
+
+    def put(self, audio_path: Path, transcript: Transcript, compute_s: float) -> None:
+        entry = {
+            "key": self.key(audio_path), "text": transcript.text, "duration_s": transcript.duration_s,
+            "words": [[w.text, w.start, w.end] for w in transcript.words], "model": transcript.model,
+            "compute_s": compute_s,
+        }
+        self._entries[entry["key"]] = entry
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # appended one line at a time, so an interrupted run keeps what it finished
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(entry) + "\n")
+
+
+def _card_without_metrics(card_file: Path) -> str:
+    try:
+        card = json.loads(card_file.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return "unreadable"
+    card.pop("metrics", None)
+    return json.dumps(card, sort_keys=True)
+
 
 def evaluate(
     model: ASRModel,
@@ -58,40 +154,57 @@ def evaluate(
     *,
     batch_size: int = 8,
     limits: AudioLimits = DEFAULT_LIMITS,
+    cache: HypothesisCache | None = None,
     progress: bool = True,
 ) -> EvalReport:
     """Transcribe every utterance in batches and score the hypotheses.
 
     An utterance whose audio cannot be read is kept, scored as all deletions, and its error recorded,
-    so a broken file can never make a WER look better.
+    so a broken file can never make a WER look better. With a ``cache``, utterances transcribed before
+    by the same model are not run again.
     """
-    hypotheses = [""] * len(utterances)
-    durations = [0.0] * len(utterances)
-    errors: list[str | None] = [None] * len(utterances)
-    compute_s = 0.0
-    bar = tqdm(total=len(utterances), unit="utt", desc=f"eval {model.name}", disable=not progress)
-    for start in range(0, len(utterances), batch_size):
+    n = len(utterances)
+    transcripts: list[Transcript | None] = [None] * n
+    compute = [0.0] * n
+    errors: list[str | None] = [None] * n
+    cached = 0
+    todo = []
+    for i, utt in enumerate(utterances):
+        hit = cache.get(utt.audio_path) if cache is not None else None
+        if hit is None:
+            todo.append(i)
+        else:
+            transcripts[i], compute[i] = hit
+            cached += 1
+    bar = tqdm(total=n, initial=cached, unit="utt", desc=f"eval {model.name}", disable=not progress)
+    for start in range(0, len(todo), batch_size):
         batch, audios = [], []
-        for i in range(start, min(start + batch_size, len(utterances))):
+        for i in todo[start : start + batch_size]:
             try:
                 audios.append(load_audio(utterances[i].audio_path, limits=limits))
                 batch.append(i)
             except AudioError as err:
                 errors[i] = str(err)
         began = time.perf_counter()
-        transcripts = model.transcribe_batch(audios) if audios else []
-        compute_s += time.perf_counter() - began
-        for i, transcript in zip(batch, transcripts):
-            hypotheses[i] = transcript.text
-            durations[i] = transcript.duration_s
-        bar.update(min(batch_size, len(utterances) - start))
+        results = model.transcribe_batch(audios) if audios else []
+        spent = time.perf_counter() - began
+        total_s = sum(t.duration_s for t in results) or 1.0
+        for i, transcript in zip(batch, results):
+            transcripts[i], compute[i] = transcript, spent * transcript.duration_s / total_s
+            if cache is not None:
+                cache.put(utterances[i].audio_path, transcript, compute[i])
+        bar.update(len(todo[start : start + batch_size]))
     bar.close()
+    hypotheses = [t.text if t is not None else "" for t in transcripts]
     corpus = score_corpus([u.transcript for u in utterances], hypotheses)
     rows = tuple(
-        EvalRow(u, h, s, d, e)
-        for u, h, s, d, e in zip(utterances, hypotheses, corpus.utterances, durations, errors)
+        EvalRow(
+            utterance=u, hypothesis=h, score=s, duration_s=t.duration_s if t is not None else 0.0, error=e,
+            compute_s=c, words=t.words if t is not None else (),
+        )
+        for u, h, s, t, e, c in zip(utterances, hypotheses, corpus.utterances, transcripts, errors, compute)
     )
-    return EvalReport(model=model.name, rows=rows, corpus=corpus, compute_s=compute_s)
+    return EvalReport(model=model.name, rows=rows, corpus=corpus, compute_s=sum(compute), cached=cached)
 
 
 def format_report(report: EvalReport, *, width: int = 60) -> str:
@@ -109,13 +222,16 @@ def format_report(report: EvalReport, *, width: int = 60) -> str:
             f"{100 * row.score.cer:>6.1f}  {clip(row.score.reference)} | {clip(hyp)}"
         )
     w, c = report.corpus.words, report.corpus.chars
+    wi = report.wer_interval
     lines += [
         "",
         f"model {report.model}: {len(report.rows)} utterances, {report.audio_s:.1f} s of audio, "
-        f"RTF {report.rtf:.3f}, text normalised by {report.normalizer}",
-        f"corpus WER {100 * report.corpus.wer:.2f}% (S={w.substitutions} D={w.deletions} "
-        f"I={w.insertions} of {w.reference_length} words), CER {100 * report.corpus.cer:.2f}% "
-        f"({c.errors} of {c.reference_length} characters)",
+        f"RTF {report.rtf:.3f}, text normalised by {report.normalizer}"
+        + (f"; {report.cached} hypotheses from the cache" if report.cached else ""),
+        f"corpus WER {100 * report.corpus.wer:.2f}% [{100 * wi.low:.2f}, {100 * wi.high:.2f}] "
+        f"(S={w.substitutions} D={w.deletions} I={w.insertions} of {w.reference_length} words), "
+        f"CER {100 * report.corpus.cer:.2f}% ({c.errors} of {c.reference_length} characters)",
+        f"[low, high]: {100 * wi.confidence:.0f}% bootstrap interval over utterances",
     ]
     if report.failed:
         lines.append(f"{len(report.failed)} utterance(s) could not be read and count as all deletions")

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import jiwer
+import numpy as np
 
 from asrkit.text import normalize_text
 
@@ -196,3 +197,42 @@ def confusion_pairs(
         if step.op == "substitute"
     )
     return pairs.most_common(top)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A bootstrap confidence interval of an error rate."""
+
+    low: float
+    high: float
+    # the probability mass between low and high, e.g. 0.95
+    confidence: float
+
+
+def bootstrap_interval(
+    counts: Sequence[ErrorCounts], *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> Interval:
+    """Confidence interval of the corpus error rate by resampling utterances with replacement.
+
+    Utterances, not words, are resampled: errors within one utterance are not independent.
+
+    Examples
+    --------
+    >>> counts = [ErrorCounts(hits=9, substitutions=1)] * 50 + [ErrorCounts(hits=5, deletions=5)] * 50
+    >>> i = bootstrap_interval(counts)
+    >>> round(i.low, 2) < 0.3 < round(i.high, 2)
+    True
+    """
+    if not counts:
+        return Interval(0.0, 0.0, confidence)
+    errors = np.array([c.errors for c in counts], np.int64)
+    lengths = np.array([c.reference_length for c in counts], np.int64)
+    rng = np.random.default_rng(seed)
+    rates = []
+    # blocks of resamples bound memory for large corpora
+    block = max(1, 2_000_000 // len(counts))
+    for start in range(0, resamples, block):
+        picks = rng.integers(0, len(counts), (min(block, resamples - start), len(counts)))
+        rates.append(errors[picks].sum(axis=1) / np.maximum(lengths[picks].sum(axis=1), 1))
+    low, high = np.quantile(np.concatenate(rates), [(1 - confidence) / 2, (1 + confidence) / 2])
+    return Interval(float(low), float(high), confidence)

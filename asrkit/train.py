@@ -212,7 +212,9 @@ def train(
         weight_decay=config.weight_decay,
         global_clipnorm=config.clip_norm,
     )
-    network.compile(optimizer=optimizer, loss=ctc_loss)
+    # XLA compiles one program per shape: worth it for JAX's fixed-shape batches, while TensorFlow's
+    # own graph runs any batch shape without recompiling
+    network.compile(optimizer=optimizer, loss=ctc_loss, jit_compile=keras.backend.backend() == "jax")
     optimizer.build(network.trainable_variables)
     checkpoint = _Checkpoint(run_dir / CHECKPOINT_FILE)
     counters = {"epoch": 0, "best_wer": math.inf, "stale_evals": 0}

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# evaluation caches hypotheses under ASR_CACHE_DIR; tests keep theirs out of the user's cache
+os.environ.setdefault("ASR_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "test-hypotheses"))
+
 SHARED_DATA = Path(os.environ.get("ASRKIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 JFK = "speech/fixtures/wav/jfk.flac"
 FIXTURES_DEV = "splits/fixtures_dev.tsv"
