@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 import asrkit
 from asrkit.audio import AudioError, load_audio
 from asrkit.config import Config, ConfigError
-from asrkit.evaluate import evaluate, format_report
+from asrkit.data.synth import ENGINES
+from asrkit.evaluate import CACHE_DIR, EvalReport, HypothesisCache, evaluate, format_report
 from asrkit.formats import FORMATS, render
 from asrkit.manifest import ManifestError, read_manifest
 from asrkit.models import ModelCard, UnknownModelError, available_models, load_model, resolve_model
@@ -64,38 +65,34 @@ def _transcribe(args: argparse.Namespace, config: Config) -> int:
     return status
 
 
-def _eval(args: argparse.Namespace, config: Config) -> int:
-    utterances = read_manifest(args.manifest)[: args.limit]
-    model = load_model(args.model, config=config)
+def _evaluated(args: argparse.Namespace, config: Config, model_name: str | None, utterances) -> EvalReport:
+    model = load_model(model_name, config=config)
     _warn_untrained(model)
-    report = evaluate(model, utterances, batch_size=config.batch_size, limits=config.audio_limits)
+    cache = None if args.no_cache else HypothesisCache.for_model(resolve_model(model_name, config=config), cache_dir=args.cache_dir)
+    return evaluate(model, utterances, batch_size=config.batch_size, limits=config.audio_limits, cache=cache)
+
+
+def _eval(args: argparse.Namespace, config: Config) -> int:
+    from asrkit import report as files
+
+    utterances = read_manifest(args.manifest)[: args.limit]
+    report = _evaluated(args, config, args.model, utterances)
     print(format_report(report))
     if args.json:
-        summary = {
-            "model": report.model,
-            "manifest": str(args.manifest),
-            "normalizer": report.normalizer,
-            "wer": report.corpus.wer,
-            "cer": report.corpus.cer,
-            "rtf": report.rtf,
-            "utterances": [
-                {
-                    "id": r.utterance.id,
-                    "reference": r.score.reference,
-                    "hypothesis": r.score.hypothesis,
-                    "wer": r.score.wer,
-                    "cer": r.score.cer,
-                    "error": r.error,
-                }
-                for r in report.rows
-            ],
-        }
-        args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        files.write_json(report, args.json, manifest=str(args.manifest), command=args.command_line)
+    if args.csv:
+        files.write_csv(report, args.csv)
+    if args.report:
+        files.write_html(report, args.report, title=f"{report.model} on {args.manifest.name}")
+    for written in (args.json, args.csv, args.report):
+        if written:
+            print(f"wrote {written}")
     if args.record:
         folder = resolve_model(args.model, config=config)
         card = ModelCard.load(folder)
         card.metrics[args.manifest.stem] = {
             "wer": round(report.corpus.wer, 4),
+            "wer_95": [round(report.wer_interval.low, 4), round(report.wer_interval.high, 4)],
             "cer": round(report.corpus.cer, 4),
             "utterances": len(report.rows),
             "rtf": round(report.rtf, 4),
@@ -104,6 +101,24 @@ def _eval(args: argparse.Namespace, config: Config) -> int:
         card.save(folder)
         print(f"recorded in {folder / 'card.json'}")
     return EXIT_PARTIAL if report.failed else EXIT_OK
+
+
+def _compare(args: argparse.Namespace, config: Config) -> int:
+    from asrkit.analysis import compare
+
+    utterances = read_manifest(args.manifest)[: args.limit]
+    a, b = (_evaluated(args, config, name, utterances) for name in args.models)
+    c = compare(a, b)
+    print(f"{len(c.differences)} of {len(a.rows)} utterances transcribed differently")
+    for d in c.differences[: args.show]:
+        print(f"{d.row_a.utterance.id}  WER {100 * d.row_a.score.wer:.0f}% -> {100 * d.row_b.score.wer:.0f}%")
+        print(f"  reference: {d.row_a.score.reference}\n  {a.model}: {d.row_a.score.hypothesis}\n  {b.model}: {d.row_b.score.hypothesis}")
+    print(f"\nWER {a.model} {100 * a.corpus.wer:.2f}%, {b.model} {100 * b.corpus.wer:.2f}%: "
+          f"difference {100 * c.wer_delta:+.2f} points (95% paired bootstrap {100 * c.delta_interval.low:+.2f} to "
+          f"{100 * c.delta_interval.high:+.2f}); text normalised by {a.normalizer}")
+    for model, words in ((a.model, c.only_a_right), (b.model, c.only_b_right)):
+        print(f"only {model} right: " + (", ".join(f"{w} ({n})" for w, n in words[:15]) or "none"))
+    return EXIT_PARTIAL if a.failed or b.failed else EXIT_OK
 
 
 def _stream(args: argparse.Namespace, config: Config) -> int:
@@ -192,7 +207,7 @@ def _synth(args: argparse.Namespace, config: Config) -> int:
 
     excluded = (args.shared_data / EXCLUDED_TEXTS).read_text(encoding="utf-8").splitlines()
     sentences = allowed_sentences(read_sentences(args.shared_data / "text"), excluded)[: args.limit]
-    manifest = build_corpus(plan(sentences, seed=args.seed), args.out, jobs=args.jobs)
+    manifest = build_corpus(plan(sentences, seed=args.seed, engines=args.engines), args.out, jobs=args.jobs)
     print(f"{len(sentences)} sentences ({len(excluded)} evaluation texts excluded) -> {manifest}")
     return EXIT_OK
 
@@ -207,8 +222,8 @@ def _train(args: argparse.Namespace, config: Config) -> int:
     model_config = CTCModelConfig(**given("conv_channels", "rnn_layers", "rnn_units", "lookahead_frames", "dropout"))
     best = run(
         args.run_dir, shared_data=args.shared_data, synthetic=args.synthetic, model_config=model_config,
-        config=TrainConfig(**given("steps", "peak_lr", "warmup_steps", "eval_every", "max_batch_frames")),
-        name=args.name, max_minutes=args.max_minutes, cache_dir=args.cache_dir, init_from=args.init_from,
+        config=TrainConfig(**given("steps", "peak_lr", "warmup_steps", "eval_every", "max_batch_frames", "max_batch_size")),
+        name=args.name, max_minutes=args.max_minutes, cache_dir=args.cache_dir, init_from=args.init_from, jobs=args.jobs,
     )
     print(f"best model so far: {best}")
     return EXIT_OK
@@ -248,6 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     model_help = "registry name or model folder (default: $ASR_MODEL_NAME or 'default')"
 
+    def cached(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help=f"hypotheses kept between runs (default {CACHE_DIR})")
+        p.add_argument("--no-cache", action="store_true", help="transcribe everything again, keeping nothing")
+
     p = commands.add_parser("transcribe", help="transcribe audio files")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
     p.add_argument("--model", help=model_help)
@@ -260,8 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help=model_help)
     p.add_argument("--limit", type=int, help="only the first N utterances")
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
+    p.add_argument("--csv", type=Path, help="also write the per-utterance table as CSV here")
+    p.add_argument("--report", type=Path, help="also write a self-contained HTML report here")
     p.add_argument("--record", action="store_true", help="store WER/CER/RTF in the model's card.json")
+    cached(p)
     p.set_defaults(run=_eval)
+
+    p = commands.add_parser("compare", help="two models on one manifest: where and how they differ")
+    p.add_argument("manifest", type=Path, metavar="MANIFEST", help=".tsv or NeMo .jsonl manifest, or a LibriSpeech folder")
+    p.add_argument("--models", nargs=2, required=True, metavar=("A", "B"), help="registry names or model folders")
+    p.add_argument("--limit", type=int, help="only the first N utterances")
+    p.add_argument("--show", type=int, default=10, help="differing utterances to print (default 10)")
+    cached(p)
+    p.set_defaults(run=_compare)
 
     p = commands.add_parser("stream", help="stream a file as if live: the evolving transcript and latency metrics")
     p.add_argument("file", type=Path, metavar="FILE")
@@ -279,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="only the first N allowed sentences")
     p.add_argument("--seed", type=int, default=0, help="voice, speed, pitch and gain draws")
     p.add_argument("--jobs", type=int, default=2, help="synthesis processes")
+    p.add_argument("--engines", nargs="+", choices=ENGINES, default=ENGINES, help="TTS engines to use (default: all)")
     p.set_defaults(run=_synth)
 
     p = commands.add_parser("train", help="train (or resume) a Keras CTC model")
@@ -292,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup-steps", type=int, help=schedule)
     p.add_argument("--eval-every", type=int, help="steps between dev evaluations; " + schedule)
     p.add_argument("--max-batch-frames", type=int, help="padded feature frames per batch; " + schedule)
+    p.add_argument("--max-batch-size", type=int, help="utterances per batch at most; " + schedule)
+    p.add_argument("--jobs", type=int, default=1, help="processes computing the feature caches")
     p.add_argument("--max-minutes", type=float, help="checkpoint and stop after this long; run again to resume")
     p.add_argument("--cache-dir", type=Path, help="feature caches, shareable between runs (default RUN_DIR/features)")
     p.add_argument("--init-from", type=Path, help="start a fresh run from this model folder's weights")

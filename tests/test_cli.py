@@ -63,10 +63,11 @@ def test_eval_prints_table_and_matches_an_independent_jiwer_computation(tiny_mod
     table = capsys.readouterr().out
     assert "corpus WER" in table and "ps_sense_and_sensibility_01_austen_64kb-0870" in table
     report = json.loads(out_json.read_text())
-    assert len(report["utterances"]) == 5
-    refs = [normalize_text(u["reference"]) for u in report["utterances"]]
-    hyps = [u["hypothesis"] for u in report["utterances"]]
+    assert len(report["rows"]) == report["utterances"] == 5
+    refs = [normalize_text(u["reference"]) for u in report["rows"]]
+    hyps = [u["hypothesis"] for u in report["rows"]]
     assert report["wer"] == pytest.approx(jiwer.wer(refs, hyps))
+    assert report["wer_95"][0] <= report["wer"] <= report["wer_95"][1]
 
 
 def test_eval_counts_unreadable_audio_as_deletions(tiny_model_dir, tmp_path, capsys):
@@ -100,3 +101,47 @@ def test_eval_records_its_results_and_command_in_the_model_card(tiny_model_dir, 
     recorded = ModelCard.load(model_dir).metrics["fixtures_dev"]
     assert recorded["utterances"] == 2 and 0 <= recorded["cer"] and recorded["wer"] >= 0
     assert recorded["command"] == "asrkit " + " ".join(argv)
+
+
+def test_eval_writes_reports_that_agree_with_jiwer_and_reruns_from_the_cache(tmp_path, capsys):
+    import csv
+    import time
+
+    from asrkit.manifest import read_manifest
+
+    manifest = shared_path("splits/kathleen_dev.tsv")
+    out = {k: tmp_path / f"r.{k}" for k in ("json", "csv", "html")}
+    argv = ["eval", str(manifest), "--model", "default", "--limit", "6", "--cache-dir", str(tmp_path / "cache"),
+            "--json", str(out["json"]), "--csv", str(out["csv"]), "--report", str(out["html"])]
+    began = time.perf_counter()
+    assert main(argv) == EXIT_OK
+    first_s = time.perf_counter() - began
+    first = capsys.readouterr().out
+    report = json.loads(out["json"].read_text())
+    # an independent computation: jiwer on the manifest's own text_norm column and the hypotheses
+    refs = [line.split("\t")[4] for line in manifest.read_text().splitlines()[1:7]]
+    hyps = [row["hypothesis"] for row in report["rows"]]
+    assert report["wer"] == pytest.approx(jiwer.wer(refs, hyps)) and 0 < report["wer"] < 0.6
+    assert report["speakers"][0]["name"] == "kathleen" and report["normalizer"] == "asrkit.text.normalize_text"
+    with out["csv"].open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["utterance"] for r in rows] == [u.id for u in read_manifest(manifest)[:6]]
+    page = out["html"].read_text()
+    assert f"WER {100 * report['wer']:.2f}%" in page and all(r["utterance"] in page for r in rows)
+    assert page.count("data:image/png;base64,") == 1 and "<script" not in page
+
+    began = time.perf_counter()
+    assert main(argv) == EXIT_OK
+    assert time.perf_counter() - began < first_s
+    again = capsys.readouterr().out
+    assert "6 hypotheses from the cache" in again and "from the cache" not in first
+    assert json.loads(out["json"].read_text())["wer"] == report["wer"]
+
+
+def test_compare_two_models_on_one_manifest(tiny_model_dir, tmp_path, capsys):
+    argv = ["compare", str(shared_path(FIXTURES_DEV)), "--models", "default", str(tiny_model_dir), "--limit", "3",
+            "--no-cache"]
+    assert main(argv) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "of 3 utterances transcribed differently" in out and "95% paired bootstrap" in out
+    assert "only pocketsphinx right:" in out and "only tiny-test right:" in out

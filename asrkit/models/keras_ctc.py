@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 
 import keras
-import tensorflow as tf
 
 from asrkit.decoding import DecoderConfig, beam_search, greedy_decode, words_from_chars
 from asrkit.features import FeatureConfig, compute_features
@@ -144,8 +143,38 @@ def build_network(
     return keras.Model(inputs, logits, name="ctc")
 
 
+# Backends that compile one program per input shape (JAX/XLA) see time padded to a multiple of this
+# many frames, so a few programs serve every utterance length.
+SHAPE_MULTIPLE = 256
+
+
+def _compiled_inference(network: keras.Model, n_features: int):
+    """``features (batch, n_frames, n_features) -> logits`` as a NumPy function, compiled once."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # one graph for every shape: TensorFlow would otherwise retrace per utterance length
+        infer = tf.function(
+            lambda x: network(x, training=False),
+            input_signature=[tf.TensorSpec([None, None, n_features], tf.float32)],
+        )
+        return lambda batch: infer(tf.constant(batch)).numpy()
+
+    def padded(batch: np.ndarray) -> np.ndarray:
+        # causal layers: the extra frames change nothing before them, and callers keep only those
+        longer = np.pad(batch, ((0, 0), (0, -batch.shape[1] % SHAPE_MULTIPLE), (0, 0)))
+        return keras.ops.convert_to_numpy(network.predict_on_batch(longer))
+
+    return padded
+
+
 def select_device(requested: str) -> str:
     """Make TensorFlow use "cpu" or "gpu" ("auto": a GPU if there is one); return what is used."""
+    if keras.backend.backend() != "tensorflow":
+        # JAX and torch pick their device when they start; nothing to switch here
+        return requested if requested != "auto" else "default"
+    import tensorflow as tf
+
     gpus = tf.config.list_physical_devices("GPU")
     if requested == "cpu" and gpus:
         try:
@@ -187,11 +216,7 @@ class KerasCTCModel:
         self.device = device
         self.network = network
         self.lm = lm
-        n_features = self.config.features.num_features
-        self._infer = tf.function(
-            lambda x: network(x, training=False),
-            input_signature=[tf.TensorSpec([None, None, n_features], tf.float32)],
-        )
+        self._infer = _compiled_inference(network, self.config.features.num_features)
 
     @property
     def name(self) -> str:
@@ -234,7 +259,7 @@ class KerasCTCModel:
         for row, f in zip(batch, features):
             row[: len(f)] = f
         # causal layers: right padding never changes the frames before it
-        out = self._infer(tf.constant(batch)).numpy()
+        out = self._infer(batch)
         return [o[: self.config.output_length(n)] for o, n in zip(out, lengths)]
 
     def decode(self, logits: np.ndarray) -> tuple[str, tuple]:
