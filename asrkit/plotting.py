@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,3 +61,30 @@ def plot_training(history: str | Path, *, ax: Axes | None = None) -> Axes:
         right.legend(loc="upper right")
     ax.legend(loc="upper left")
     return ax
+
+
+def plot_stream_timeline(emissions, *, latencies: tuple[Sequence[float], Sequence[float]] = ((), ())) -> Figure:
+    """How a live transcript evolved, and how late its words came.
+
+    Left: each emission (a :class:`~asrkit.streaming.Emission`) as a row at the moment a listener saw
+    it, its words drawn where they lie in the audio; partials pale, committed words dark. Right: the
+    shown and committed latency of each final word (seconds after the word ended), as from
+    :func:`asrkit.stream_metrics.word_latencies`.
+    """
+    fig = Figure(figsize=(11, 3.6), layout="constrained")
+    timeline, histogram = fig.subplots(1, 2, width_ratios=(2.2, 1))
+    for e in emissions:
+        seen = e.audio_s + e.lag_s
+        for word in e.words:
+            timeline.barh(seen, word.end - word.start, left=word.start, height=0.08,
+                          color="#1f4e79" if e.committed else "#9ecae1")
+            timeline.text(word.start, seen, word.text, fontsize=7, va="center", clip_on=True)
+    timeline.set(xlabel="where the words are in the audio (s)", ylabel="when they were shown (s)",
+                 title="partials (pale) and commits (dark)")
+    shown, committed = latencies
+    bins = np.linspace(0, max([*shown, *committed, 1.0]), 20)
+    histogram.hist([list(shown), list(committed)], bins=bins, label=["first shown", "committed"],
+                   color=["#9ecae1", "#1f4e79"])
+    histogram.set(xlabel="seconds after the word ended", ylabel="words", title="latency per word")
+    histogram.legend()
+    return fig

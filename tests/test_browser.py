@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
 import shutil
 import socket
@@ -34,13 +36,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def app_url():
+@contextlib.contextmanager
+def voila(notebook: str, **env: str):
+    """A Voila server of one notebook on a free local port; yields (url, token)."""
     port, token = free_port(), secrets.token_hex(16)
     server = subprocess.Popen(
-        [Path(sys.executable).parent / "voila", "notebooks/01_quickstart.ipynb", f"--port={port}",
+        [Path(sys.executable).parent / "voila", notebook, f"--port={port}",
          "--Voila.ip=127.0.0.1", "--no-browser", f"--token={token}"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env},
     )
     try:
         deadline = time.monotonic() + 60
@@ -54,6 +57,12 @@ def app_url():
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    with voila("notebooks/01_quickstart.ipynb") as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +110,27 @@ def test_quickstart_transcribes_and_takes_uploads(app_url, browser, tmp_path):
     page.wait_for_selector("text=ps_goforward.flac:", timeout=60_000)
     page.locator("img").nth(1).wait_for(timeout=60_000)  # the uploaded clip's spectrogram
     page.screenshot(path=ARTIFACTS / "quickstart_upload.png", full_page=True)
+
+
+@pytest.mark.timeout(300)
+def test_error_analysis_explorer_shows_a_clicked_utterance(browser):
+    shared_path("splits/kathleen_dev.tsv")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with voila("notebooks/03_error_analysis.ipynb", ASRKIT_EVAL_LIMIT="8") as (url, token):
+        page = browser.new_page(viewport={"width": 1300, "height": 1600})
+        page.goto(f"{url}?token={token}", timeout=120_000)
+        table = page.wait_for_selector(".asrkit-explorer-table select", timeout=240_000)
+        options = table.query_selector_all("option")
+        assert len(options) == 8
+        third = options[2].inner_text().split()[3]  # the utterance id column
+        plot = page.locator(".asrkit-explorer-plot").first
+        page.wait_for_function("el => el.naturalWidth > 300", arg=plot.element_handle(), timeout=60_000)
+        first_plot = plot.get_attribute("src")  # the worst utterance's, shown on opening
+        table.select_option(index=2)
+        page.wait_for_selector(f".widget-html:has-text('{third}') .asrkit-alignment", timeout=60_000)
+        alignment = page.locator(".asrkit-alignment").first.inner_html()
+        assert '<span class="ok">' in alignment
+        page.wait_for_function("([el, old]) => el.src !== old && el.naturalWidth > 300",
+                               arg=[plot.element_handle(), first_plot], timeout=60_000)
+        assert "corpus WER" in page.inner_text("body") or "WER" in page.inner_text("body")
+        page.screenshot(path=ARTIFACTS / "error_analysis_explorer.png", full_page=True)

@@ -1,0 +1,1 @@
+"""Notebook and Voila widgets; each calls the public asrkit API and holds no model code."""
