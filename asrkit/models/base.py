@@ -110,6 +110,7 @@ class ASRModel(Protocol):
         """Recognise several utterances at once; same results as one by one."""
         ...
 
-    def create_stream(self) -> Stream:
-        """A new stream for live audio (see :mod:`asrkit.streaming`)."""
+    def create_stream(self, **options: Any) -> Stream:
+        """A new stream for live audio (see :mod:`asrkit.streaming`); every backend takes the options
+        ``endpoint`` (EndpointRule), ``commit`` (CommitRule) and ``limits`` (AudioLimits)."""
         ...
