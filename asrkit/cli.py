@@ -213,7 +213,7 @@ def _synth(args: argparse.Namespace, config: Config) -> int:
 
 
 def _train(args: argparse.Namespace, config: Config) -> int:
-    from asrkit.models.keras_ctc import CTCModelConfig
+    from asrkit.models.ctc import CTCModelConfig
     from asrkit.train import TrainConfig, run
 
     def given(*names: str) -> dict:

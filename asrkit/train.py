@@ -31,7 +31,8 @@ from asrkit.features import FRAMES_PER_SECOND
 from asrkit.lm import NGramLM
 from asrkit.metrics import score_corpus
 from asrkit.models.base import ModelCard
-from asrkit.models.keras_ctc import WEIGHTS_FILE, CTCModelConfig, KerasCTCModel, build_network
+from asrkit.models.ctc import CTCModelConfig
+from asrkit.models.keras_ctc import WEIGHTS_FILE, KerasCTCModel, build_network
 from asrkit.text import BLANK_ID, CharTokenizer
 
 LM_FILE = "lm.arpa.gz"

@@ -51,7 +51,8 @@ def load(kind: str):
     import numpy as np
 
     from asrkit.models.base import ModelCard
-    from asrkit.models.keras_ctc import CTCModelConfig, KerasCTCModel, build_network
+    from asrkit.models.ctc import CTCModelConfig
+    from asrkit.models.keras_ctc import KerasCTCModel, build_network
 
     config = CTCModelConfig()
     n = config.features.num_features

@@ -30,7 +30,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
     from asrkit.features import FeatureConfig
     from asrkit.models.base import ModelCard
-    from asrkit.models.keras_ctc import CTCModelConfig, KerasCTCModel, build_network
+    from asrkit.models.ctc import CTCModelConfig
+    from asrkit.models.keras_ctc import KerasCTCModel, build_network
 
     config = CTCModelConfig(conv_channels=8, rnn_layers=1, rnn_units=16)
     n = FeatureConfig().num_features

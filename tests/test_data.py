@@ -8,7 +8,7 @@ from asrkit.data.augment import AugmentConfig, Augmenter, add_noise, reverberate
 from asrkit.data.dataset import FeatureCache, Source, batches, ctc_feasible
 from asrkit.data.synth import allowed_sentences, build_corpus, plan, read_sentences, spoken_form
 from asrkit.manifest import read_manifest
-from asrkit.models.keras_ctc import CTCModelConfig
+from asrkit.models.ctc import CTCModelConfig
 from asrkit.text import CharTokenizer, normalize_text
 from conftest import SHARED_DATA, shared_path
 

@@ -8,7 +8,8 @@ import asrkit.models as registry
 from asrkit.audio import load_audio
 from asrkit.config import Config
 from asrkit.models import ASRModel, ModelCard, UnknownModelError, available_models, load_model
-from asrkit.models.keras_ctc import CTCModelConfig, KerasCTCModel, select_device
+from asrkit.models.ctc import CTCModelConfig
+from asrkit.models.keras_ctc import KerasCTCModel, select_device
 from conftest import JFK, shared_path
 
 

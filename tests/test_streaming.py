@@ -19,8 +19,9 @@ from asrkit.audio import (
 from asrkit.cli import main
 from asrkit.models import load_model
 from asrkit.models.base import ModelCard, Span
-from asrkit.models.keras_ctc import CTCModelConfig, KerasCTCModel, build_network
-from asrkit.models.keras_ctc_stream import CTCRecognizer, streaming_network
+from asrkit.models.ctc import CTCModelConfig, CTCRecognizer
+from asrkit.models.keras_ctc import KerasCTCModel, build_network
+from asrkit.models.keras_ctc_stream import streaming_network
 from asrkit.stream_metrics import measure, stream_audio, word_latencies
 from asrkit.stream_worker import BacklogFullError, StreamWorker
 from asrkit.streaming import (

@@ -5,7 +5,7 @@ import pytest
 
 from asrkit.data.dataset import FeatureCache
 from asrkit.models import load_model
-from asrkit.models.keras_ctc import CTCModelConfig
+from asrkit.models.ctc import CTCModelConfig
 from asrkit.train import LearningRate, TrainConfig, train
 
 MODEL = CTCModelConfig(conv_channels=16, rnn_layers=1, rnn_units=32, lookahead_frames=2)

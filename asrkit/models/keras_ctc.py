@@ -8,80 +8,18 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 import keras
 
-from asrkit.decoding import DecoderConfig, beam_search, greedy_decode, words_from_chars
-from asrkit.features import FeatureConfig, compute_features
 from asrkit.lm import NGramLM
-from asrkit.models.base import ModelCard, Transcript
+from asrkit.models.base import ModelCard
+from asrkit.models.ctc import CTCModel, CTCModelConfig
 from asrkit.text import CharTokenizer
 
 WEIGHTS_FILE = "model.keras"
-BACKEND = "keras-ctc"
-
-
-@dataclass(frozen=True)
-class CTCModelConfig:
-    """Everything needed to rebuild the network and read its output."""
-
-    # input features (kind, sizes, frame rate)
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    # output characters; index 0 of the output is the CTC blank, then these in order
-    alphabet: str = CharTokenizer().alphabet
-    # causal convolutions in front
-    conv_layers: int = 2
-    # how many of them (the first) have stride 2, each halving the frame rate; character CTC needs
-    # well over one frame per character, and read English runs at ~15 characters a second
-    subsampling_layers: int = 1
-    # channels of each convolution
-    conv_channels: int = 256
-    # unidirectional GRU layers after subsampling (causal, so they can run chunk by chunk)
-    rnn_layers: int = 3
-    # units per GRU layer
-    rnn_units: int = 224
-    # future output frames (20 ms each at one subsampling layer) a depthwise "lookahead" convolution after the GRUs sees (DeepSpeech 2's
-    # row convolution): 0 for none; each adds one output frame of latency
-    lookahead_frames: int = 6
-    # dropout after each GRU layer while training
-    dropout: float = 0.1
-    # greedy decoding, or beam search with a word language model
-    decoder: DecoderConfig = field(default_factory=DecoderConfig)
-
-    @property
-    def subsampling(self) -> int:
-        return 2**self.subsampling_layers
-
-    @property
-    def frame_duration_s(self) -> float:
-        """Seconds of audio per output frame."""
-        return self.features.hop_length * self.subsampling / self.features.sample_rate
-
-    def output_length(self, n_frames: int) -> int:
-        """Output frames for ``n_frames`` input frames (each causal stride-2 conv: ceil(n / 2))."""
-        for _ in range(self.subsampling_layers):
-            n_frames = -(-n_frames // 2)
-        return n_frames
-
-    def to_dict(self) -> dict:
-        return {"backend": BACKEND, **asdict(self), "features": self.features.to_dict()}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> CTCModelConfig:
-        data = dict(data)
-        backend = data.pop("backend", BACKEND)
-        if backend != BACKEND:
-            raise ValueError(f"config is for backend {backend!r}, not {BACKEND!r}")
-        unknown = set(data) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
-        features = FeatureConfig.from_dict(data.pop("features", {}))
-        decoder = DecoderConfig(**data.pop("decoder", {}))
-        return cls(features=features, decoder=decoder, **data)
 
 
 @keras.saving.register_keras_serializable(package="asrkit")
@@ -190,7 +128,7 @@ def select_device(requested: str) -> str:
     return "cpu"
 
 
-class KerasCTCModel:
+class KerasCTCModel(CTCModel):
     """A Keras character CTC model behind the :class:`~asrkit.models.base.ASRModel` contract.
 
     Examples
@@ -208,19 +146,9 @@ class KerasCTCModel:
         batch_size: int = 8,
         device: str = "cpu",
     ) -> None:
-        self.card = card
-        self.config = CTCModelConfig.from_dict(card.config)
-        self.tokenizer = CharTokenizer(self.config.alphabet)
-        self.sample_rate = self.config.features.sample_rate
-        self.batch_size = batch_size
-        self.device = device
+        super().__init__(card, lm=lm, batch_size=batch_size, device=device)
         self.network = network
-        self.lm = lm
         self._infer = _compiled_inference(network, self.config.features.num_features)
-
-    @property
-    def name(self) -> str:
-        return self.card.name
 
     @classmethod
     def load(cls, folder: str | Path, *, batch_size: int = 8, device: str = "auto") -> KerasCTCModel:
@@ -242,16 +170,6 @@ class KerasCTCModel:
         self.card.save(folder)
         return folder
 
-    def features(self, audio: np.ndarray) -> np.ndarray:
-        """Features of one utterance, shape (n_frames, n_features)."""
-        audio = np.asarray(audio)
-        if audio.ndim != 1 or not np.issubdtype(audio.dtype, np.floating):
-            raise ValueError(
-                f"audio must be mono float samples of shape (n_samples,), got {audio.dtype} "
-                f"{audio.shape}; asrkit.audio.load_audio gives that from any file or array"
-            )
-        return compute_features(audio.astype(np.float32, copy=False), config=self.config.features)
-
     def logits(self, features: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run the network over feature matrices padded together; each result is (n_out, vocab)."""
         lengths = [len(f) for f in features]
@@ -261,34 +179,6 @@ class KerasCTCModel:
         # causal layers: right padding never changes the frames before it
         out = self._infer(batch)
         return [o[: self.config.output_length(n)] for o, n in zip(out, lengths)]
-
-    def decode(self, logits: np.ndarray) -> tuple[str, tuple]:
-        """Text and character spans from (n_out, vocab) logits, as the model card's decoder says."""
-        frame = self.config.frame_duration_s
-        if self.lm is None:
-            return greedy_decode(logits, tokenizer=self.tokenizer, frame_duration_s=frame)
-        return beam_search(logits, tokenizer=self.tokenizer, frame_duration_s=frame, lm=self.lm, config=self.config.decoder)
-
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        return self.transcribe_batch([audio])[0]
-
-    def transcribe_batch(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
-        feats = [self.features(a) for a in audios]
-        # similar lengths together, so little of each batch is padding
-        order = sorted(range(len(feats)), key=lambda i: len(feats[i]))
-        results: list[Transcript | None] = [None] * len(feats)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            for i, logits in zip(chunk, self.logits([feats[i] for i in chunk])):
-                text, chars = self.decode(logits)
-                results[i] = Transcript(
-                    text=text,
-                    duration_s=len(audios[i]) / self.sample_rate,
-                    words=words_from_chars(chars),
-                    chars=chars,
-                    model=self.name,
-                )
-        return results  # type: ignore[return-value]
 
     def create_stream(self, **options):
         """A live stream, chunk by chunk with carried state; ``options`` as in

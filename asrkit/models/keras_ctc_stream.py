@@ -24,18 +24,11 @@ import keras
 import numpy as np
 
 from asrkit.audio import DEFAULT_LIMITS, AudioLimits
-from asrkit.decoding import PrefixBeamSearch, words_from_chars
-from asrkit.features import StreamingFeatureExtractor
-from asrkit.models.base import Span
+from asrkit.models.ctc import STEP_FRAMES, CTCRecognizer
 from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule
-from asrkit.text import BLANK_ID
 
 if TYPE_CHECKING:
     from asrkit.models.keras_ctc import KerasCTCModel
-
-# Output frames per network run (20 ms each at one subsampling layer): fewer answer sooner, more
-# spend less of each run on TensorFlow's per-call overhead.
-STEP_FRAMES = 4
 
 # One traced streaming network per loaded model, shared by all its streams.
 _NETWORKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -129,110 +122,6 @@ def streaming_network(model: KerasCTCModel) -> StreamingNetwork:
     return _NETWORKS[model]
 
 
-class CTCRecognizer:
-    """A :class:`~asrkit.streaming.Recognizer` for :class:`KerasCTCModel`: features, network and
-    decoding all incremental, so each second of audio costs the same however long the utterance.
-
-    Greedy decoding keeps only the open character run and word; beam search (a model with a language
-    model) advances its beams frame by frame. Either way the final words equal ``model.transcribe``'s.
-    """
-
-    def __init__(self, model: KerasCTCModel, *, step_frames: int = STEP_FRAMES) -> None:
-        if step_frames < 1:
-            raise ValueError(f"step_frames must be at least 1, got {step_frames}")
-        self.model = model
-        self.network = streaming_network(model)
-        self.frame_s = model.config.frame_duration_s
-        # feature frames per run: whole strides, and enough for the first run to fill the look-ahead
-        self.step_features = self.network.stride * max(step_frames, self.network.lookahead + 1)
-        self.extractor = StreamingFeatureExtractor(model.config.features)
-        self.reset()
-
-    def reset(self) -> None:
-        self.extractor.reset()
-        self._contexts, self._states = self.network.initial_state()
-        self._features = np.zeros((0, self.model.config.features.num_features), np.float32)
-        self._pending = np.zeros((0, self.model.config.rnn_units), np.float32)
-        self._frames = 0
-        if self.model.lm is not None:
-            self._search = PrefixBeamSearch(
-                tokenizer=self.model.tokenizer, frame_duration_s=self.frame_s, lm=self.model.lm,
-                config=self.model.config.decoder,
-            )
-        # greedy decoding: the open run of one token, the open word's characters, the finished words
-        self._run_token = BLANK_ID
-        self._run_start = 0
-        self._word: list[Span] = []
-        self._words: list[Span] = []
-
-    def accept_waveform(self, samples: np.ndarray) -> bool:
-        frames = self.extractor.accept_waveform(samples)
-        if len(frames):
-            self._features = np.concatenate([self._features, frames])
-        if len(self._features) < self.step_features:
-            return False
-        n = len(self._features) - len(self._features) % self.network.stride
-        self._run(self._features[:n])
-        self._features = self._features[n:]
-        return True
-
-    def _run(self, features: np.ndarray, *, last: bool = False) -> None:
-        if len(features):
-            out, self._contexts, self._states = self.network.step(features[np.newaxis], self._contexts, self._states)
-            self._pending = np.concatenate([self._pending, keras.ops.convert_to_numpy(out)[0]])
-        if last:
-            padding = np.zeros((self.network.lookahead, self._pending.shape[1]), np.float32)
-            self._pending = np.concatenate([self._pending, padding])
-        if len(self._pending) > self.network.lookahead:
-            self._decode(keras.ops.convert_to_numpy(self.network.head(self._pending[np.newaxis]))[0])
-            self._pending = self._pending[len(self._pending) - self.network.lookahead :]
-
-    def _decode(self, logits: np.ndarray) -> None:
-        """Advance decoding by (m, vocab) logits of the next m output frames."""
-        if self.model.lm is not None:
-            self._search.advance(logits)
-            self._frames += len(logits)
-            return
-        best = np.argmax(logits, axis=-1)
-        for offset in np.flatnonzero(np.diff(best, prepend=self._run_token)):
-            self._close_run(self._frames + int(offset))
-            self._run_token, self._run_start = int(best[offset]), self._frames + int(offset)
-        self._frames += len(logits)
-
-    def _close_run(self, end: int) -> None:
-        if self._run_token == BLANK_ID:
-            return
-        char = Span(self.model.tokenizer.decode([self._run_token]), self._run_start * self.frame_s, end * self.frame_s)
-        if char.text != " ":
-            self._word.append(char)
-        elif self._word:
-            self._words.append(_word(self._word))
-            self._word = []
-
-    def hypothesis(self) -> tuple[Span, ...]:
-        if self.model.lm is not None:
-            return words_from_chars(self._search.best()[1])
-        word = list(self._word)
-        if self._run_token != BLANK_ID:
-            char = self.model.tokenizer.decode([self._run_token])
-            if char != " ":
-                word.append(Span(char, self._run_start * self.frame_s, self._frames * self.frame_s))
-        return (*self._words, _word(word)) if word else tuple(self._words)
-
-    def finish(self) -> tuple[Span, ...]:
-        self.extractor.finish()
-        self._run(self._features, last=True)
-        self._features = self._features[:0]
-        self._pending = self._pending[:0]
-        if self.model.lm is not None:
-            return words_from_chars(self._search.best(final=True)[1])
-        return self.hypothesis()
-
-
-def _word(chars: list[Span]) -> Span:
-    return Span("".join(c.text for c in chars), chars[0].start, chars[-1].end)
-
-
 def create_stream(
     model: KerasCTCModel,
     *,
@@ -242,4 +131,5 @@ def create_stream(
     limits: AudioLimits = DEFAULT_LIMITS,
 ) -> ChunkedStream:
     """A live stream over ``model`` (see :mod:`asrkit.streaming`)."""
-    return ChunkedStream(CTCRecognizer(model, step_frames=step_frames), endpoint=endpoint, commit=commit, limits=limits)
+    recognizer = CTCRecognizer(model, streaming_network(model), step_frames=step_frames)
+    return ChunkedStream(recognizer, endpoint=endpoint, commit=commit, limits=limits)
