@@ -182,6 +182,19 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def _export(args: argparse.Namespace, config: Config) -> int:
+    from asrkit.models.keras_ctc import KerasCTCModel
+    from asrkit.models.litert_ctc import export
+
+    model = load_model(args.model, config=config)
+    if not isinstance(model, KerasCTCModel):
+        print(f"error: {model.name} is not a Keras CTC model; only those export to LiteRT", file=sys.stderr)
+        return EXIT_USAGE
+    folder = export(model, args.out, name=args.name)
+    print(f"wrote {folder} ({(folder / 'model.tflite').stat().st_size / 1e6:.1f} MB flatbuffer)")
+    return EXIT_OK
+
+
 def _info(args: argparse.Namespace, config: Config) -> int:
     print(f"asrkit {asrkit.__version__} on Python {platform.python_version()} ({platform.machine()})")
     for dist in VERSIONED:
@@ -347,6 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0], help="word bonuses to try")
     p.add_argument("--name", help="registry name of the result (default: OUT_DIR's name)")
     p.set_defaults(run=_decoder)
+
+    p = commands.add_parser("export", help="write a Keras CTC model as a LiteRT (TensorFlow Lite) model folder")
+    p.add_argument("model", help="registry name or folder of a Keras CTC model")
+    p.add_argument("out", type=Path, metavar="OUT_DIR", help="the LiteRT model folder to write")
+    p.add_argument("--name", help="registry name of the result (default: the model's name + '-litert')")
+    p.set_defaults(run=_export)
 
     p = commands.add_parser("info", help="versions, settings, the model and the device")
     p.add_argument("--model", help=model_help)

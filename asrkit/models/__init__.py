@@ -23,6 +23,7 @@ DEFAULT_MODEL = "pocketsphinx"
 # (TensorFlow takes seconds to import, and listing models should not need it).
 BACKENDS = {
     "keras-ctc": "asrkit.models.keras_ctc:KerasCTCModel",
+    "litert-ctc": "asrkit.models.litert_ctc:LiteRTCTCModel",
     "pocketsphinx": "asrkit.models.pocketsphinx:PocketSphinxModel",
 }
 
