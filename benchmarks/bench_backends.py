@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,15 @@ def keras_model_dir(tmp: Path) -> tuple[Path, str]:
     return tmp / "ctc-untrained", f"UNTRAINED {network.count_params() / 1e6:.1f}M-param CTCModelConfig() net"
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Not getrusage: Linux carries its maximum over from the
+    parent that forked this process, while /proc's high-water mark starts afresh at exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def worker(folder: str, manifest: str) -> dict:
     """Measure one model folder; runs in its own process."""
     began = time.perf_counter()
@@ -76,7 +84,7 @@ def worker(folder: str, manifest: str) -> dict:
         stream.reset()
     streaming = time.perf_counter() - start
     return {
-        "startup_s": startup, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "startup_s": startup, "rss_mb": peak_rss_mb(),
         "offline_rtf": offline / audio_s, "stream_rtf": streaming / audio_s,
         "wer": score_corpus([u.transcript for u in utterances], texts).wer, "audio_s": audio_s,
         "tensorflow": "tensorflow" in sys.modules, "clips": len(audios),

@@ -76,6 +76,9 @@ def resolve_model(name_or_path: str | Path | None = None, *, config: Config | No
 def load_model(name_or_path: str | Path | None = None, *, config: Config | None = None) -> ASRModel:
     """Load a model by registry name or folder; with no argument, ``ASR_MODEL_NAME`` or "default".
 
+    ``hf:<repo id>`` loads a Hugging Face wav2vec 2.0 or Whisper model from the local cache, as does a
+    folder saved with ``save_pretrained`` (see :mod:`asrkit.models.hf`).
+
     Examples
     --------
     >>> model = load_model()  # doctest: +SKIP
@@ -83,6 +86,12 @@ def load_model(name_or_path: str | Path | None = None, *, config: Config | None 
     ('pocketsphinx', True)
     """
     config = config or Config.from_env()
+    name = str(name_or_path) if name_or_path is not None else config.model_name
+    from asrkit.models.hf import is_hf_folder, is_hf_name, load_hf_model
+
+    if is_hf_name(name) or is_hf_folder(Path(name).expanduser()):
+        # no card.json: the model's own config says what it is (needs the "hf" extra)
+        return load_hf_model(name, batch_size=config.batch_size, device=config.device)
     folder = resolve_model(name_or_path, config=config)
     backend = ModelCard.load(folder).config.get("backend")
     if backend not in BACKENDS:
