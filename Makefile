@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
-APP_NOTEBOOK := notebooks/01_quickstart.ipynb
+APP_NOTEBOOK := notebooks/app.ipynb
 PORT ?= 8866
 
 .PHONY: setup app test lab lock clean

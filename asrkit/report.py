@@ -91,12 +91,16 @@ def alignment_html(alignment: tuple[AlignedWord, ...]) -> str:
     return " ".join(parts)
 
 
+# The alignment's colours alone, for pages that have their own layout (the app).
+ALIGNMENT_STYLE = """
+.ok{color:#222} .sub{background:#ffe08a} .del{background:#f8b4b4;text-decoration:line-through}
+.ins{background:#b4d8f8} .legend span{padding:0 4px;margin-right:6px}
+"""
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222} table{border-collapse:collapse;font-size:13px}
 td,th{border:1px solid #ddd;padding:3px 6px;text-align:left;vertical-align:top} th{background:#f3f3f3}
-.ok{color:#222} .sub{background:#ffe08a} .del{background:#f8b4b4;text-decoration:line-through}
-.ins{background:#b4d8f8} .num{text-align:right} .legend span{padding:0 4px;margin-right:6px}
-"""
+.num{text-align:right}
+""" + ALIGNMENT_STYLE
 
 
 def _png(fig: Figure) -> str:

@@ -25,6 +25,8 @@ from tqdm.auto import tqdm
 from asrkit.audio import SAMPLE_RATE, AudioError, load_audio
 from asrkit.text import normalize_text
 
+# The shared text sources: LJSpeech sentences, CMU ARCTIC prompts, Harvard sentences.
+TEXT_SOURCES = ("ljspeech", "arctic", "harvard")
 # (engine, voice): flite's and festival's voices sound far more natural than espeak-ng's, so they
 # are drawn more often (see VOICE_WEIGHTS).
 FLITE_VOICES = ("kal16", "awb", "rms", "slt")
@@ -80,16 +82,22 @@ def spoken_form(sentence: str) -> str:
     return _ABBREVIATION.sub(lambda m: SPOKEN_ABBREVIATIONS[m.group(0)], sentence)
 
 
-def read_sentences(text_dir: str | Path) -> list[str]:
-    """Sentences of the shared text sources: LJSpeech, CMU ARCTIC prompts and Harvard sentences."""
+def read_sentences(text_dir: str | Path, *, sources: Iterable[str] = TEXT_SOURCES) -> list[str]:
+    """Sentences of the shared text sources named in ``sources`` (:data:`TEXT_SOURCES`), in that order."""
     text_dir = Path(text_dir)
     sentences = []
-    with (text_dir / "ljspeech_metadata.csv").open(encoding="utf-8") as f:
-        sentences += [row[2] for row in csv.reader(f, delimiter="|", quoting=csv.QUOTE_NONE) if len(row) == 3]
-    for line in (text_dir / "cmuarctic.data").read_text(encoding="utf-8").splitlines():
-        if '"' in line:
-            sentences.append(line.split('"')[1])
-    sentences += [s for s in (text_dir / "harvard_sentences.txt").read_text(encoding="utf-8").splitlines() if s.strip()]
+    for source in sources:
+        if source == "ljspeech":
+            with (text_dir / "ljspeech_metadata.csv").open(encoding="utf-8") as f:
+                sentences += [row[2] for row in csv.reader(f, delimiter="|", quoting=csv.QUOTE_NONE) if len(row) == 3]
+        elif source == "arctic":
+            lines = (text_dir / "cmuarctic.data").read_text(encoding="utf-8").splitlines()
+            sentences += [line.split('"')[1] for line in lines if '"' in line]
+        elif source == "harvard":
+            lines = (text_dir / "harvard_sentences.txt").read_text(encoding="utf-8").splitlines()
+            sentences += [line for line in lines if line.strip()]
+        else:
+            raise ValueError(f"unknown text source {source!r}; choose from {', '.join(TEXT_SOURCES)}")
     return sentences
 
 

@@ -1,0 +1,72 @@
+"""The whole app on one page: a model picker above three tabs, Live, Read aloud and File.
+
+``notebooks/app.ipynb`` shows an :class:`App`, and ``make app`` serves that notebook with Voila.
+Picking another model swaps it in every tab once it has loaded; a live recording carries on, its
+running session finished on the old model and continued on the new one.
+
+Examples
+--------
+>>> App(prompts=read_prompts("../shared/data/text"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import ipywidgets as w
+
+from asrkit.audio import AudioLimits
+from asrkit.config import Config
+from asrkit.models.base import ASRModel
+from asrkit.widgets.file_mode import FileTranscriber
+from asrkit.widgets.live import LiveOptions, LiveTranscriber
+from asrkit.widgets.picker import ModelPicker
+from asrkit.widgets.read_aloud import ReadAloud
+
+TITLES = ("Live", "Read aloud", "File")
+# Largest upload, bytes: an upload travels to the kernel as one websocket message, so this must stay
+# below the server's websocket_max_message_size (voila.json); ASR_MAX_BYTES lowers it further.
+MAX_UPLOAD_BYTES = 48 * 2**20
+
+
+@dataclass(frozen=True)
+class AppOptions:
+    """Settings of the app page."""
+
+    # the live and read-aloud tabs' streaming and redrawing
+    live: LiveOptions = LiveOptions()
+    # largest file the File tab accepts, bytes (also bounded by ASR_MAX_BYTES)
+    max_upload_bytes: int = MAX_UPLOAD_BYTES
+
+
+class App(w.VBox):
+    """Model picker and the Live, Read aloud and File tabs.
+
+    Parameters
+    ----------
+    prompts : sequence of str
+        Sentences the read-aloud tab offers (see :func:`~asrkit.widgets.read_aloud.read_prompts`).
+    config : Config, optional
+        Model, device and audio limits; from the ``ASR_*`` environment variables when not given.
+    options : AppOptions
+    """
+
+    def __init__(self, *, prompts: Sequence[str] = (), config: Config | None = None,
+                 options: AppOptions = AppOptions()) -> None:
+        config = config or Config.from_env()
+        limits = config.audio_limits
+        self.picker = ModelPicker(config=config)
+        model = self.picker.model
+        self.live = LiveTranscriber(model, options=options.live, limits=limits)
+        self.read_aloud = ReadAloud(model, prompts=prompts, options=options.live, limits=limits)
+        upload_limits = AudioLimits(max_bytes=min(limits.max_bytes, options.max_upload_bytes),
+                                     max_duration_s=limits.max_duration_s)
+        self.files = FileTranscriber(model, limits=upload_limits)
+        self.tabs = w.Tab(children=[self.live, self.read_aloud, self.files], titles=TITLES)
+        self.picker.on_change(self._swap)
+        super().__init__([self.picker, self.tabs])
+
+    def _swap(self, model: ASRModel) -> None:
+        for tab in (self.live, self.read_aloud, self.files):
+            tab.use_model(model)

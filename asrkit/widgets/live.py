@@ -1,0 +1,274 @@
+"""Live transcription in the page: microphone in; transcript, scrolling spectrogram and status out.
+
+Three threads share the work, and none of them is the widget's message handler:
+
+* the kernel's message thread receives each chunk from the :class:`~.microphone.Microphone` and
+  only pushes it into a :class:`~asrkit.stream_worker.StreamWorker`'s bounded queue (it never waits
+  for the model);
+* the worker thread runs the model on the :class:`~asrkit.streaming.Session`;
+* a refresh thread redraws the views at most ``refresh_hz`` times a second (spectrogram frames,
+  committed and partial text, RTF, latency, backlog), so a fast model cannot flood the page.
+
+Committed words are shown dark and the partial, which may still change, pale and italic.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import ipywidgets as w
+
+from asrkit.audio import DEFAULT_LIMITS, AudioError, AudioLimits
+from asrkit.models.base import ASRModel
+from asrkit.stream_worker import BacklogFullError, StreamWorker
+from asrkit.streaming import Session, StreamResult
+from asrkit.widgets.microphone import CHUNK_MS, Chunk, Microphone
+from asrkit.widgets.spectrogram import WINDOW_S, LiveSpectrogram
+
+# Committed text shown at most, characters: the view keeps the end of a long session (the whole
+# text stays in ``LiveTranscriber.text()``).
+SHOWN_CHARS = 2000
+# Chunks waiting for the spectrogram at most (the refresh thread takes them several times a second).
+PENDING_CHUNKS = 100
+STYLE = """<style>
+.asrkit-transcript{font-size:17px;line-height:1.5;min-height:4.5em;padding:8px 10px;border:1px solid #ddd;
+  border-radius:4px;background:#fff;white-space:pre-wrap}
+.asrkit-committed{color:#111} .asrkit-partial{color:#888;font-style:italic}
+.asrkit-status{font-family:monospace;font-size:12px;color:#444}
+.asrkit-spectrogram{image-rendering:pixelated}
+</style>"""
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """How the live view streams and redraws."""
+
+    # milliseconds of audio per chunk the browser sends
+    chunk_ms: int = CHUNK_MS
+    # seconds of audio the model may fall behind by; beyond it the oldest queued audio is dropped (and counted)
+    max_backlog_s: float = 5.0
+    # redraws of transcript, spectrogram and status per second at most
+    refresh_hz: float = 4.0
+    # seconds of scrolling spectrogram
+    spectrogram_s: float = WINDOW_S
+
+    def __post_init__(self) -> None:
+        if not self.refresh_hz > 0:
+            raise ValueError(f"refresh_hz must be positive, got {self.refresh_hz}")
+
+
+class LiveRun:
+    """One session on one model: its worker, and the latency of what it has processed.
+
+    Latency is measured from a chunk's arrival in the kernel to the moment the worker has run the
+    model on it (queueing plus inference): what a user waits, on top of the browser-to-kernel trip.
+    """
+
+    def __init__(self, model: ASRModel, *, max_backlog_s: float, limits: AudioLimits) -> None:
+        self.model_name = model.name
+        self.session = Session(model.create_stream(limits=limits))
+        self.worker = StreamWorker(self.session, max_backlog_s=max_backlog_s, when_full="drop_oldest",
+                                   on_result=self._processed, limits=limits)
+        # (session seconds at the end of a pushed chunk, its arrival time), oldest first
+        self._arrivals: deque[tuple[float, float]] = deque()
+        self._pushed_s = 0.0
+        # seconds from arrival to processed, of the latest chunk the model has finished
+        self.latency_s = math.nan
+        self.max_backlog_s = 0.0
+        self.worker.start()
+
+    def push(self, chunk: Chunk) -> None:
+        """Queue a chunk (see :meth:`StreamWorker.push`, whose errors it raises)."""
+        arrival = time.perf_counter()
+        self.worker.push(chunk.sample_rate, chunk.samples)
+        self._pushed_s += len(chunk.samples) / chunk.sample_rate
+        self._arrivals.append((self._pushed_s, arrival))
+        self.max_backlog_s = max(self.max_backlog_s, self.worker.backlog_s)
+
+    def _processed(self, _result: StreamResult) -> None:
+        done_s, latest = self.session.audio_s + 1e-6, None
+        while self._arrivals and self._arrivals[0][0] <= done_s:
+            latest = self._arrivals.popleft()[1]
+        if latest is not None:
+            self.latency_s = time.perf_counter() - latest
+
+    @property
+    def rtf(self) -> float:
+        return self.session.compute_s / self.session.audio_s if self.session.audio_s else math.nan
+
+
+class LiveTranscriber(w.VBox):
+    """Microphone, live transcript, scrolling spectrogram and status line.
+
+    Parameters
+    ----------
+    model : ASRModel
+        What recognises the speech; :meth:`use_model` swaps it, even mid-session.
+    options : LiveOptions
+    limits : AudioLimits
+        Checks on each chunk and the longest utterance.
+    """
+
+    def __init__(self, model: ASRModel, *, options: LiveOptions = LiveOptions(),
+                 limits: AudioLimits = DEFAULT_LIMITS) -> None:
+        self.model = model
+        self.options = options
+        self.limits = limits
+        self.microphone = Microphone(chunk_ms=options.chunk_ms)
+        self.transcript = w.HTML(layout=w.Layout(width="100%"))
+        self.transcript.add_class("asrkit-live-transcript")
+        self.spectrogram = w.Image(format="png", layout=w.Layout(width="100%", max_width="1000px"))
+        self.spectrogram.add_class("asrkit-spectrogram")
+        self.status = w.HTML()
+        self.status.add_class("asrkit-live-status")
+        self.run: LiveRun | None = None
+        # finished sessions' text (one per model used in this recording), in order
+        self._earlier: list[str] = []
+        self._problem = ""
+        self._lock = threading.Lock()
+        self._drawing = threading.Lock()
+        self._pending: deque[Chunk] = deque(maxlen=PENDING_CHUNKS)
+        self._picture = LiveSpectrogram(window_s=options.spectrogram_s)
+        self._refresher: threading.Thread | None = None
+        self._stopped = threading.Event()
+        self._finished = w.CallbackDispatcher()
+        self.microphone.on_start(self._started)
+        self.microphone.on_chunk(self._received)
+        self.microphone.on_stop(self._ended)
+        super().__init__([w.HTML(STYLE), self.microphone, self.transcript, self.spectrogram, self.status])
+        self.spectrogram.value = self._picture.png()
+        self._render()
+
+    def on_finished(self, handler: Callable[[str], None]) -> None:
+        """Call ``handler(text)`` with the whole recording's final text when capture stops."""
+        self._finished.register_callback(handler)
+
+    def text(self) -> str:
+        """Everything recognised in this recording so far, committed and partial."""
+        with self._lock:
+            current = self.run.worker.result().text if self.run is not None else ""
+            return " ".join(t for t in (*self._earlier, current) if t)
+
+    def use_model(self, model: ASRModel) -> None:
+        """Recognise with ``model`` from now on; a running session is finished on the old model
+        (its words stay in the transcript) and the next chunk starts a new one on the new model."""
+        with self._lock:
+            self.model = model
+            old, self.run = self.run, (self._new_run() if self.run is not None else None)
+        if old is not None:
+            self._earlier.append(old.worker.close().text)
+        self._render()
+
+    def _new_run(self) -> LiveRun:
+        return LiveRun(self.model, max_backlog_s=self.options.max_backlog_s, limits=self.limits)
+
+    # --- on the kernel's message thread: quick, never waits for the model ---
+
+    def _started(self, _sample_rate: int) -> None:
+        with self._lock:
+            if self.run is not None:  # a second start without a stop: finish the first quietly
+                self.run.worker.close()
+            self._earlier, self._problem = [], ""
+            self.run = self._new_run()
+        self._stopped.clear()
+        if self._refresher is None or not self._refresher.is_alive():
+            self._refresher = threading.Thread(target=self._refresh, name="asrkit-live-refresh", daemon=True)
+            self._refresher.start()
+
+    def _received(self, chunk: Chunk) -> None:
+        with self._lock:
+            run = self.run
+        if run is None:
+            return  # a chunk after stop, in flight while the stop was handled
+        try:
+            run.push(chunk)
+        except (AudioError, BacklogFullError) as err:
+            self._problem = f"chunk {chunk.seq} not used: {err}"
+            return
+        self._pending.append(chunk)
+
+    def _ended(self) -> None:
+        # closing drains the queue through the model: a thread of its own, not the message thread
+        threading.Thread(target=self._close, name="asrkit-live-close", daemon=True).start()
+
+    # --- on other threads ---
+
+    def _close(self) -> None:
+        with self._lock:
+            run = self.run
+        if run is None:
+            return
+        final = run.worker.close().text
+        with self._lock:
+            if self.run is not run:
+                return  # a new recording or model took over meanwhile; it keeps the views
+            self._earlier.append(final)
+            self.run = None
+            text = " ".join(t for t in self._earlier if t)
+        self._stopped.set()
+        if self._refresher is not None:
+            self._refresher.join()
+        self._render(closed=run)
+        self._finished(text)
+
+    def _refresh(self) -> None:
+        period = 1.0 / self.options.refresh_hz
+        while not self._stopped.wait(period):
+            self._render()
+
+    def _render(self, *, closed: LiveRun | None = None) -> None:
+        # the refresh thread, a closing recording and a model swap may all redraw
+        with self._drawing:
+            self._draw(closed)
+
+    def _draw(self, closed: LiveRun | None) -> None:
+        moved = False
+        while self._pending:
+            chunk = self._pending.popleft()
+            self._picture.accept_waveform(chunk.sample_rate, chunk.samples)
+            moved = True
+        if moved:
+            self.spectrogram.value = self._picture.png()
+        with self._lock:
+            run = self.run or closed
+            current = self.run.worker.result() if self.run is not None else StreamResult("", "")
+            earlier = list(self._earlier)
+        committed = " ".join(t for t in (*earlier, current.committed) if t)
+        if len(committed) > SHOWN_CHARS:
+            committed = "…" + committed[-SHOWN_CHARS:]
+        self.transcript.value = (
+            f'<div class="asrkit-transcript"><span class="asrkit-committed">{html.escape(committed)}</span> '
+            f'<span class="asrkit-partial">{html.escape(current.partial)}</span></div>'
+        )
+        self.status.value = self._status(run)
+
+    def _status(self, run: LiveRun | None) -> str:
+        transport = list(self.microphone.transport_s)
+        transport_ms = 1000 * statistics.median(transport) if transport else math.nan
+        if run is None:
+            figures = {"model": self.model.name}
+            line = f"model {html.escape(self.model.name)} · press start and speak"
+        else:
+            figures = {
+                "model": run.model_name, "audio-s": run.session.audio_s, "rtf": run.rtf,
+                "latency-s": run.latency_s, "backlog-s": run.worker.backlog_s,
+                "max-backlog-s": run.max_backlog_s, "dropped-s": run.worker.dropped_s,
+                "transport-ms": transport_ms, "malformed": self.microphone.malformed,
+            }
+            line = (
+                f"model {html.escape(run.model_name)} · heard {run.session.audio_s:.1f} s · RTF {run.rtf:.2f} · "
+                f"latency {run.latency_s:.2f} s · backlog {run.worker.backlog_s:.1f} s "
+                f"(max {run.max_backlog_s:.1f}) · dropped {run.worker.dropped_s:.1f} s · "
+                f"page→kernel {transport_ms:.0f} ms"
+            )
+        data = " ".join(f'data-{k}="{html.escape(str(v if isinstance(v, str) else round(v, 4)))}"'
+                        for k, v in figures.items())
+        problem = f'<div class="asrkit-problem">{html.escape(self._problem)}</div>' if self._problem else ""
+        return f'<div class="asrkit-status" {data}>{line}</div>{problem}'
