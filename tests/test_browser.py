@@ -249,8 +249,9 @@ def test_file_tab_transcribes_an_upload_and_offers_downloads(served_app, playwri
 
     clip = next(u for u in read_manifest(shared_path(FIXTURES_DEV)) if u.audio_path.name == "ps_goforward.flac")
     threshold = load_model().card.metrics["fixtures_dev"]["wer"] + 0.3
+    wav, seconds = microphone_file(tmp_path, [clip.audio_path])
     ARTIFACTS.mkdir(exist_ok=True)
-    with app_page(playwright, *served_app) as page:
+    with app_page(playwright, *served_app, microphone=wav) as page:
         page.locator(".lm-TabBar-tab", has_text="File").click()
         upload = page.locator("button.widget-upload").first
         not_audio = tmp_path / "notes.wav"
@@ -269,6 +270,15 @@ def test_file_tab_transcribes_an_upload_and_offers_downloads(served_app, playwri
         srt = links.nth(1).get_attribute("href")
         page.wait_for_function("() => document.querySelector('img.asrkit-file-plot').naturalWidth > 300", timeout=30_000)
         page.screenshot(path=ARTIFACTS / "app_file_upload.png", full_page=True)
+        # ipywebrtc's recorder: its WebM/Opus recording goes through the same path
+        record_button = page.locator(".jupyter-widgets button:has(.fa-circle)").first
+        record_button.click()
+        page.wait_for_timeout(seconds * 1000)
+        record_button.click()
+        page.wait_for_selector(".asrkit-file-status:has-text('recording.webm'):has-text('transcribed by')", timeout=120_000)
+        recorded = page.inner_text(".asrkit-file-transcript")
+        page.screenshot(path=ARTIFACTS / "app_file_recorded.png", full_page=True)
+    assert score(clip.transcript, recorded).wer < threshold, recorded
     assert score(clip.transcript, heard).wer < threshold, heard
     assert names == ["ps_goforward.txt", "ps_goforward.srt", "ps_goforward.vtt", "ps_goforward.json"]
     import base64
@@ -291,8 +301,9 @@ def test_read_aloud_tab_scores_the_reading(served_app, playwright, tmp_path):
         page.wait_for_selector(".asrkit-read-result .asrkit-score", timeout=60_000)
         result = page.inner_text(".asrkit-read-result")
         spans = page.locator(".asrkit-read-result .asrkit-alignment span")
-        classes = {spans.nth(i).get_attribute("class") for i in range(spans.count())}
+        n_spans = spans.count()
+        classes = {spans.nth(i).get_attribute("class") for i in range(n_spans)}
         page.screenshot(path=ARTIFACTS / "app_read_aloud.png", full_page=True)
     assert "WER" in result and "CER" in result
-    assert spans.count() >= len(utterance.transcript.split()) - 2 and classes <= {"ok", "sub", "del", "ins"}
+    assert n_spans >= len(utterance.transcript.split()) - 2 and classes <= {"ok", "sub", "del", "ins"}
     assert "ok" in classes, result

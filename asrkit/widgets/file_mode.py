@@ -124,9 +124,10 @@ class FileTranscriber(w.VBox):
         duration = len(audio) / SAMPLE_RATE
         shown = audio[: round(PLOT_MAX_S * SAMPLE_RATE)]
         note = f" (spectrogram: first {PLOT_MAX_S:g} s)" if len(shown) < len(audio) else ""
-        self.status.value = (f"<b>{html.escape(name)}</b>: {duration:.1f} s of audio, {len(transcript.words)} words, "
-                             f"transcribed by {html.escape(model.name)} in {seconds:.1f} s "
-                             f"(RTF {seconds / max(duration, 1e-9):.2f}){note}")
         self.transcript.value = (f'<div class="asrkit-transcript">{html.escape(transcript.text) or "<i>(nothing recognised)</i>"}</div>')
         self.picture.value = _png(plot_spectrogram(shown, transcript=transcript).figure)
         self.downloads.value = download_links(transcript, stem=name.rsplit(".", 1)[0])
+        # last, so that a status saying "transcribed" means everything is on the page
+        self.status.value = (f"<b>{html.escape(name)}</b>: {duration:.1f} s of audio, {len(transcript.words)} words, "
+                             f"transcribed by {html.escape(model.name)} in {seconds:.1f} s "
+                             f"(RTF {seconds / max(duration, 1e-9):.2f}){note}")
