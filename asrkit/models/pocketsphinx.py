@@ -76,7 +76,9 @@ def _pcm(audio: np.ndarray) -> bytes:
 def _words(decoder) -> tuple[Span, ...]:
     """The decoder's current best path as normalised words, one Span each."""
     words: list[Span] = []
-    for seg in decoder.seg():
+    # seg() is None, not empty, for an utterance that ended before any audio came (a stream finished
+    # right after an endpoint reset it)
+    for seg in decoder.seg() or ():
         if _NOT_A_WORD.match(seg.word):
             continue
         start, end = seg.start_frame * FRAME_S, (seg.end_frame + 1) * FRAME_S

@@ -1,0 +1,146 @@
+"""The app's widgets without a browser: messages as the page would send them, and the views they update."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from asrkit.audio import SAMPLE_RATE, load_audio
+from asrkit.metrics import score
+from asrkit.models import load_model
+from asrkit.widgets.file_mode import FileTranscriber, download_links
+from asrkit.widgets.live import LiveOptions, LiveTranscriber
+from asrkit.widgets.microphone import ChunkError, decode_chunk
+from asrkit.widgets.picker import ModelPicker
+from asrkit.widgets.read_aloud import ReadAloud
+from asrkit.widgets.spectrogram import LiveSpectrogram
+from asrkit.config import Config
+from asrkit.models.base import Span, Transcript
+from conftest import shared_path
+
+GOFORWARD = "speech/fixtures/wav/ps_goforward.flac"
+
+
+def chunk_message(seq: int, samples: np.ndarray, rate: int = SAMPLE_RATE) -> tuple[dict, list[bytes]]:
+    return {"type": "chunk", "rate": rate, "seq": seq, "sent_ms": time.time() * 1000}, [samples.astype("<i2").tobytes()]
+
+
+def speak(view: LiveTranscriber, audio: np.ndarray, *, chunk_s: float = 0.2, pace_s: float = 0.0,
+          start: bool = True) -> None:
+    """Send ``audio`` (float, 16 kHz) to the view's microphone as the page would."""
+    mic = view.microphone
+    if start:
+        mic._receive(mic, {"type": "started", "rate": SAMPLE_RATE}, [])
+    pcm = (audio * 32767).astype(np.int16)
+    size = round(chunk_s * SAMPLE_RATE)
+    for seq, begin in enumerate(range(0, len(pcm), size)):
+        mic._receive(mic, *chunk_message(seq, pcm[begin : begin + size]))
+        time.sleep(pace_s)
+
+
+def stop(view: LiveTranscriber, finished: list) -> None:
+    view.microphone._receive(view.microphone, {"type": "stopped"}, [])
+    deadline = time.monotonic() + 60
+    while not finished and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert finished, "the recording never finished"
+
+
+@pytest.mark.parametrize("content, buffers, problem", [
+    ("chunk", [b"\0\0"], "not an object"),
+    ({"rate": 16000.5}, [b"\0\0"], "whole number of Hz"),
+    ({"rate": 100}, [b"\0\0"], "whole number of Hz"),
+    ({"rate": 16000, "seq": "x"}, [b"\0\0"], "not an integer"),
+    ({"rate": 16000}, [], "0 binary buffers"),
+    ({"rate": 16000}, [b""], "no samples"),
+    ({"rate": 16000}, [b"\0\0\0"], "even number"),
+    ({"rate": 16000}, [bytes(2 * 16000 * 3)], "longer than"),
+])
+def test_malformed_chunks_are_refused_with_a_reason(content, buffers, problem):
+    with pytest.raises(ChunkError, match=problem):
+        decode_chunk(content, buffers, received=0.0)
+
+
+def test_a_malformed_message_is_reported_and_the_stream_carries_on():
+    view = LiveTranscriber(load_model())
+    finished: list[str] = []
+    view.on_finished(finished.append)
+    mic = view.microphone
+    speak(view, np.zeros(SAMPLE_RATE, np.float32))
+    for content, buffers in (({"type": "chunk", "rate": 16000, "seq": 9}, [b"abc"]), ("junk", []),
+                             ({"type": "chunk", "rate": 16000, "seq": 10}, [np.full(100, np.iinfo(np.int16).max, "<i2").tobytes() + b"\0"])):
+        mic._receive(mic, content, buffers)
+    assert mic.malformed == 3 and "malformed" in mic.message
+    # a chunk at another rate mid-stream is well-formed but unusable: said in the status, not raised
+    mic._receive(mic, *chunk_message(11, np.zeros(4800, np.int16), rate=48000))
+    stop(view, finished)
+    assert "48000 Hz" in view.status.value
+    assert view.run is None and 'data-audio-s="1.0"' in view.status.value
+
+
+def test_live_view_shows_committed_and_partial_text_and_bounded_spectrogram():
+    audio = load_audio(shared_path(GOFORWARD))
+    view = LiveTranscriber(load_model(), options=LiveOptions(refresh_hz=20.0, spectrogram_s=2.0))
+    finished: list[str] = []
+    view.on_finished(finished.append)
+    speak(view, np.concatenate([audio, np.zeros(SAMPLE_RATE, np.float32)]), pace_s=0.02)
+    time.sleep(0.3)
+    assert 'class="asrkit-committed"' in view.transcript.value and 'class="asrkit-partial"' in view.transcript.value
+    stop(view, finished)
+    assert score("go forward ten meters", finished[0]).wer <= 0.5, finished
+    assert view.spectrogram.value[:4] == b"\x89PNG" and view._picture._ring.shape == (200, 80)
+    assert 'data-dropped-s="0.0"' in view.status.value and "RTF" in view.status.value
+
+
+def test_switching_models_mid_recording_keeps_the_words_so_far():
+    audio = load_audio(shared_path(GOFORWARD))
+    model = load_model()
+    view = LiveTranscriber(model)
+    finished: list[str] = []
+    view.on_finished(finished.append)
+    speak(view, np.concatenate([audio, np.zeros(SAMPLE_RATE, np.float32)]))
+    first = view.run
+    view.use_model(load_model())
+    assert view.run is not first and view.run is not None
+    speak(view, audio, start=False)
+    stop(view, finished)
+    assert finished[0].count("forward") == 2, finished
+
+
+def test_spectrogram_memory_does_not_grow():
+    spectrogram = LiveSpectrogram(window_s=1.0)
+    for _ in range(50):
+        spectrogram.accept_waveform(SAMPLE_RATE, np.random.default_rng(0).uniform(-0.1, 0.1, 8000).astype(np.float32))
+    assert spectrogram.frames_seen > 2000 and spectrogram.image().shape == (160, 100, 3)
+
+
+def test_read_aloud_scores_against_the_prompt():
+    view = ReadAloud(load_model(), prompts=["the birch canoe slid on the smooth planks"], seed=0)
+    assert view.prompt.value == "the birch canoe slid on the smooth planks"
+    view._score("the birch canoe slid on smooth planks")
+    assert "WER 12.5%" in view.result.value and 'class="del"' in view.result.value
+    view.prompt.value = ""
+    view._score("anything")
+    assert "Type the sentence" in view.result.value
+
+
+def test_file_mode_reports_bad_audio_and_transcribes_good(tmp_path):
+    view = FileTranscriber(load_model())
+    view._transcribe("notes.txt", b"not audio at all", view.model)
+    assert "not audio" in view.status.value and view.downloads.value == ""
+    view._transcribe("clip.flac", shared_path(GOFORWARD).read_bytes(), view.model)
+    assert "transcribed by" in view.status.value and view.picture.value[:4] == b"\x89PNG"
+    assert view.downloads.value.count("<a ") == 4
+
+
+def test_download_links_name_the_files_safely():
+    html = download_links(Transcript("hi", 1.0, words=(Span("hi", 0.1, 0.4),)), stem="../my clip")
+    assert 'download="my_clip.srt"' in html and "data:application/json" in html
+
+
+def test_picker_lists_the_default_first_with_its_wer():
+    picker = ModelPicker(config=Config())
+    label, name = picker.dropdown.options[0]
+    assert name == picker.model.name and "fixtures_dev WER" in label and "(default)" in label
