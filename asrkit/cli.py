@@ -29,7 +29,7 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 SUFFIXES = {"text": ".txt", "json": ".json", "srt": ".srt", "vtt": ".vtt"}
 SHARED_DATA = Path("../shared/data")
 EXCLUDED_TEXTS = "splits/eval_texts_to_exclude_from_training.txt"
-VERSIONED = ("tensorflow-cpu", "keras", "librosa", "jiwer", "numpy", "soundfile", "av", "soxr")
+VERSIONED = ("tensorflow", "keras", "ai-edge-litert", "transformers", "librosa", "jiwer", "numpy", "soundfile", "av", "soxr")
 
 
 def _warn_untrained(model) -> None:

@@ -86,7 +86,7 @@ def test_eval_bad_manifest_exits_2(tmp_path, capsys):
 def test_info_names_versions_model_and_device(tiny_model_dir, capsys):
     assert main(["info", "--model", str(tiny_model_dir)]) == EXIT_OK
     out = capsys.readouterr().out
-    assert "tensorflow-cpu" in out and "jiwer" in out
+    assert "tensorflow" in out and "jiwer" in out and "ai-edge-litert" in out
     assert "tiny-test [UNTRAINED" in out and "device: cpu" in out
 
 
