@@ -92,10 +92,11 @@ def whisper(tmp_path_factory):
         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
         max_source_positions=1500, max_target_positions=32, pad_token_id=vocab[end], bos_token_id=vocab[end],
         eos_token_id=vocab[end], decoder_start_token_id=vocab["<|startoftranscript|>"],
-        suppress_tokens=[], begin_suppress_tokens=[],  # the defaults name ids of the full vocabulary
     )
     network = TFWhisperForConditionalGeneration(config)
     network.build_in_name_scope()
+    # the defaults name token ids of the full vocabulary
+    network.generation_config.suppress_tokens = network.generation_config.begin_suppress_tokens = None
     network.generation_config.forced_decoder_ids = None
     network.generation_config.no_timestamps_token_id = vocab["<|notimestamps|>"]
     network.generation_config.max_length = 12
