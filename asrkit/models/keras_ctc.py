@@ -164,7 +164,12 @@ class KerasCTCModel(CTCModel):
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.network.save(folder / WEIGHTS_FILE)
+        network = self.network
+        if getattr(network, "optimizer", None) is not None:
+            # a network being trained: the model folder holds the network, not the optimiser's state
+            network = keras.Model.from_config(self.network.get_config())
+            network.set_weights(self.network.get_weights())
+        network.save(folder / WEIGHTS_FILE)
         if self.lm is not None:
             self.lm.save(folder / self.config.decoder.lm)
         self.card.save(folder)
