@@ -221,7 +221,8 @@ class WhisperModel:
     def text(self, audios: Sequence[np.ndarray]) -> list[str]:
         inputs = self.processor([np.asarray(a, np.float32) for a in audios], sampling_rate=SAMPLE_RATE, return_tensors="np")
         ids = self.network.generate(inputs.input_features)
-        return [t.strip() for t in self.processor.batch_decode(np.asarray(ids), skip_special_tokens=True)]
+        # single spaces, as the words a stream joins back together
+        return [" ".join(t.split()) for t in self.processor.batch_decode(np.asarray(ids), skip_special_tokens=True)]
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
         return self.transcribe_batch([audio])[0]
