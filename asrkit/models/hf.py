@@ -70,6 +70,9 @@ def load_hf_model(name_or_folder: str, *, batch_size: int = 8, device: str = "au
     """A wav2vec 2.0 or Whisper model from the cache or a folder, by its config's model type."""
     from transformers import AutoConfig
 
+    from asrkit.models.keras_ctc import select_device
+
+    select_device(device)  # transformers' TensorFlow models run where TensorFlow is told to
     source, name = _resolve(str(name_or_folder))
     config = _pretrained(AutoConfig, source, name)
     if config.model_type == "wav2vec2":
