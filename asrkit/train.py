@@ -123,6 +123,8 @@ def _prefetched(items: Iterator, depth: int = 4) -> Iterator:
                         break
                     except queue.Full:
                         pass
+                if stopped.is_set():
+                    return
             item = end
         except Exception as error:  # handed to the consumer, which raises it
             item = error
