@@ -13,10 +13,12 @@ from typing import Protocol
 
 import numpy as np
 
+from asrkit.audio import DEFAULT_LIMITS, AudioLimits
 from asrkit.decoding import DecoderConfig, PrefixBeamSearch, beam_search, greedy_decode, words_from_chars
 from asrkit.features import FeatureConfig, StreamingFeatureExtractor, compute_features
 from asrkit.lm import NGramLM
 from asrkit.models.base import ModelCard, Span, Transcript
+from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule
 from asrkit.text import BLANK_ID, CharTokenizer
 
 # The backends that run a CTCModelConfig network: card.json's config["backend"] names one.
@@ -270,3 +272,16 @@ class CTCRecognizer:
 
 def _word(chars: list[Span]) -> Span:
     return Span("".join(c.text for c in chars), chars[0].start, chars[-1].end)
+
+
+def create_stream(
+    model: CTCModel,
+    network: StepNetwork,
+    *,
+    step_frames: int = STEP_FRAMES,
+    endpoint: EndpointRule = EndpointRule(),
+    commit: CommitRule = CommitRule(),
+    limits: AudioLimits = DEFAULT_LIMITS,
+) -> ChunkedStream:
+    """A live stream over ``model`` whose network ``network`` runs step by step (see :mod:`asrkit.streaming`)."""
+    return ChunkedStream(CTCRecognizer(model, network, step_frames=step_frames), endpoint=endpoint, commit=commit, limits=limits)

@@ -88,19 +88,32 @@ def _card(name: str, config, description: str) -> ModelCard:
                      config={"backend": BACKEND, "model_type": config.model_type})
 
 
-class Wav2Vec2Model:
-    """``TFWav2Vec2ForCTC`` with its processor: greedy CTC decoding with word times."""
+class _HFModel:
+    """What both Hugging Face models share: the network, its processor and the model contract."""
 
     def __init__(self, network, processor, card: ModelCard, *, batch_size: int = 8) -> None:
         self.network, self.processor, self.card = network, processor, card
         self.sample_rate = SAMPLE_RATE
         self.batch_size = batch_size
-        # input samples per output frame (320 for the usual convolutional front end)
-        self.frame_samples = int(np.prod(network.config.conv_stride))
 
     @property
     def name(self) -> str:
         return self.card.name
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        return self.transcribe_batch([audio])[0]
+
+    def transcribe_batch(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
+        raise NotImplementedError
+
+
+class Wav2Vec2Model(_HFModel):
+    """``TFWav2Vec2ForCTC`` with its processor: greedy CTC decoding with word times."""
+
+    def __init__(self, network, processor, card: ModelCard, *, batch_size: int = 8) -> None:
+        super().__init__(network, processor, card, batch_size=batch_size)
+        # input samples per output frame (320 for the usual convolutional front end)
+        self.frame_samples = int(np.prod(network.config.conv_stride))
 
     @classmethod
     def load(cls, source: str, name: str, *, batch_size: int = 8) -> Wav2Vec2Model:
@@ -127,9 +140,6 @@ class Wav2Vec2Model:
             Span(w["word"].lower(), offset_s + w["start_offset"] * frame, offset_s + w["end_offset"] * frame)
             for w in out.word_offsets
         )
-
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        return self.transcribe_batch([audio])[0]
 
     def transcribe_batch(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
         results = []
@@ -195,18 +205,9 @@ class StridedRecognizer:
         return self.hypothesis()
 
 
-class WhisperModel:
+class WhisperModel(_HFModel):
     """``TFWhisperForConditionalGeneration`` with its processor; Whisper gives no word times here, so
     words are spread evenly over the audio for display."""
-
-    def __init__(self, network, processor, card: ModelCard, *, batch_size: int = 8) -> None:
-        self.network, self.processor, self.card = network, processor, card
-        self.sample_rate = SAMPLE_RATE
-        self.batch_size = batch_size
-
-    @property
-    def name(self) -> str:
-        return self.card.name
 
     @classmethod
     def load(cls, source: str, name: str, *, batch_size: int = 8) -> WhisperModel:
@@ -226,9 +227,6 @@ class WhisperModel:
         ids = self.network.generate(inputs.input_features)
         # single spaces, as the words a stream joins back together
         return [" ".join(t.split()) for t in self.processor.batch_decode(np.asarray(ids), skip_special_tokens=True)]
-
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        return self.transcribe_batch([audio])[0]
 
     def transcribe_batch(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
         results = []

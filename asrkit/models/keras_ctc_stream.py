@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
-from asrkit.audio import DEFAULT_LIMITS, AudioLimits
-from asrkit.models.ctc import STEP_FRAMES, CTCRecognizer
-from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule
+from asrkit.models import ctc
+from asrkit.streaming import ChunkedStream
 
 if TYPE_CHECKING:
     from asrkit.models.keras_ctc import KerasCTCModel
@@ -122,14 +121,6 @@ def streaming_network(model: KerasCTCModel) -> StreamingNetwork:
     return _NETWORKS[model]
 
 
-def create_stream(
-    model: KerasCTCModel,
-    *,
-    step_frames: int = STEP_FRAMES,
-    endpoint: EndpointRule = EndpointRule(),
-    commit: CommitRule = CommitRule(),
-    limits: AudioLimits = DEFAULT_LIMITS,
-) -> ChunkedStream:
-    """A live stream over ``model`` (see :mod:`asrkit.streaming`)."""
-    recognizer = CTCRecognizer(model, streaming_network(model), step_frames=step_frames)
-    return ChunkedStream(recognizer, endpoint=endpoint, commit=commit, limits=limits)
+def create_stream(model: KerasCTCModel, **options) -> ChunkedStream:
+    """A live stream over ``model``; ``options`` as in :func:`asrkit.models.ctc.create_stream`."""
+    return ctc.create_stream(model, streaming_network(model), **options)

@@ -15,7 +15,6 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -24,11 +23,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from asrkit.audio import DEFAULT_LIMITS, AudioLimits
 from asrkit.lm import NGramLM
 from asrkit.models.base import ModelCard
-from asrkit.models.ctc import STEP_FRAMES, CTCModel, CTCModelConfig, CTCRecognizer
-from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule
+from asrkit.models.ctc import CTCModel, CTCModelConfig, create_stream
+from asrkit.streaming import ChunkedStream
 
 if TYPE_CHECKING:
     from asrkit.models.keras_ctc import KerasCTCModel
@@ -135,17 +133,9 @@ class LiteRTCTCModel(CTCModel):
                 out.append(logits[: self.config.output_length(len(f))])
         return out
 
-    def create_stream(
-        self,
-        *,
-        step_frames: int = STEP_FRAMES,
-        endpoint: EndpointRule = EndpointRule(),
-        commit: CommitRule = CommitRule(),
-        limits: AudioLimits = DEFAULT_LIMITS,
-    ) -> ChunkedStream:
-        """A live stream, chunk by chunk with carried state, on an interpreter of its own."""
-        recognizer = CTCRecognizer(self, LiteRTStepNetwork(self), step_frames=step_frames)
-        return ChunkedStream(recognizer, endpoint=endpoint, commit=commit, limits=limits)
+    def create_stream(self, **options) -> ChunkedStream:
+        """A live stream on an interpreter of its own; ``options`` as in :func:`asrkit.models.ctc.create_stream`."""
+        return create_stream(self, LiteRTStepNetwork(self), **options)
 
 
 class LiteRTStepNetwork:

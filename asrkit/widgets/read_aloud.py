@@ -8,7 +8,6 @@ press stop, the final text is scored against the prompt.
 
 from __future__ import annotations
 
-import html
 import random
 from collections.abc import Sequence
 from pathlib import Path
