@@ -16,7 +16,7 @@ setup: $(STAMP)
 $(STAMP): constraints.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==25.3"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[app,dev,hf]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[app,dev,hf,keras-hub,ray]"
 	# librosa's numba kernels compile on first use (~20 s): do it once here, not in the first notebook.
 	$(BIN)/python -c "import numpy as np, asrkit.features as f; f.log_mel(np.zeros(16000, np.float32)); f.mfcc(np.zeros(16000, np.float32))"
 	touch $(STAMP)
@@ -33,7 +33,7 @@ test: setup
 # Re-resolve the pins from pyproject's ranges (needs the registries).
 lock:
 	rm -rf .cache/lock-venv && $(PYTHON) -m venv .cache/lock-venv
-	.cache/lock-venv/bin/python -m pip install --quiet "pip==25.3" && .cache/lock-venv/bin/python -m pip install --quiet ".[app,dev,hf]"
+	.cache/lock-venv/bin/python -m pip install --quiet "pip==25.3" && .cache/lock-venv/bin/python -m pip install --quiet ".[app,dev,hf,keras-hub,ray]"
 	( echo "# Resolved pins for Python 3.11 on Linux x86-64; regenerate with 'make lock'."; \
 	  .cache/lock-venv/bin/python -m pip freeze --exclude asrkit ) > constraints.txt
 

@@ -1,7 +1,7 @@
 """The ``asrkit`` command: transcribe files, evaluate on a manifest, show versions and models.
 
 Exit codes: 0 success; 1 some inputs could not be read (the rest were processed); 2 bad usage, an
-unknown model, a bad manifest or a bad setting.
+unknown model, a bad manifest, a bad setting, or a Ray run that cannot start or finish.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import asrkit
 from asrkit.audio import AudioError, load_audio
 from asrkit.config import Config, ConfigError
 from asrkit.data.synth import ENGINES
+from asrkit.distributed import DistributedError, RayOptions
 from asrkit.evaluate import CACHE_DIR, EvalReport, HypothesisCache, evaluate, format_report
 from asrkit.formats import FORMATS, render
 from asrkit.manifest import ManifestError, read_manifest
@@ -29,54 +30,115 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 SUFFIXES = {"text": ".txt", "json": ".json", "srt": ".srt", "vtt": ".vtt"}
 SHARED_DATA = Path("../shared/data")
 EXCLUDED_TEXTS = "splits/eval_texts_to_exclude_from_training.txt"
-VERSIONED = ("tensorflow", "keras", "ai-edge-litert", "transformers", "librosa", "jiwer", "numpy", "soundfile", "av", "soxr")
+VERSIONED = ("tensorflow", "keras", "ai-edge-litert", "transformers", "keras-hub", "librosa", "jiwer", "numpy", "soundfile", "av", "soxr")
 
 
 def _warn_untrained(model) -> None:
     if not model.card.trained:
-        print(
-            f"WARNING: model {model.name!r} is UNTRAINED (random weights): its transcripts are meaningless.",
-            file=sys.stderr,
-        )
+        _untrained(model.name)
+
+
+def _untrained(name: str) -> None:
+    print(f"WARNING: model {name!r} is UNTRAINED (random weights): its transcripts are meaningless.", file=sys.stderr)
+
+
+def _emit(args: argparse.Namespace, path: Path, transcript, *, trained: bool, many: bool) -> None:
+    text = render(transcript, args.format, file=str(path), model_trained=trained)
+    if args.output_dir:
+        (args.output_dir / (path.stem + SUFFIXES[args.format])).write_text(text, encoding="utf-8")
+    elif many and args.format == "text":
+        print(f"{path}\t{text}", end="")
+    else:
+        print(text, end="")
 
 
 def _transcribe(args: argparse.Namespace, config: Config) -> int:
-    model = load_model(args.model, config=config)
-    _warn_untrained(model)
+    if bool(args.files) == (args.manifest is not None):
+        print("error: give audio FILEs or --manifest, one of the two", file=sys.stderr)
+        return EXIT_USAGE
+    if args.engine == "ray" and args.manifest is None:
+        print("error: --engine ray transcribes a --manifest (its shards are what resumes)", file=sys.stderr)
+        return EXIT_USAGE
     if args.output_dir:
         args.output_dir.mkdir(parents=True, exist_ok=True)
+    if args.engine == "ray":
+        return _transcribe_on_ray(args, config)
+    files = args.files or [u.audio_path for u in read_manifest(args.manifest)]
+    model = load_model(args.model, config=config)
+    _warn_untrained(model)
     status = EXIT_OK
-    many = len(args.files) > 1
-    for path in tqdm(args.files, unit="file", disable=not many):
+    many = len(files) > 1
+    for path in tqdm(files, unit="file", disable=not many):
         try:
             audio = load_audio(path, limits=config.audio_limits)
         except AudioError as err:
             print(f"error: {err}", file=sys.stderr)
             status = EXIT_PARTIAL
             continue
-        transcript = model.transcribe(audio)
-        text = render(transcript, args.format, file=str(path), model_trained=model.card.trained)
-        if args.output_dir:
-            (args.output_dir / (path.stem + SUFFIXES[args.format])).write_text(text, encoding="utf-8")
-        elif many and args.format == "text":
-            print(f"{path}\t{text}", end="")
-        else:
-            print(text, end="")
+        _emit(args, path, model.transcribe(audio), trained=model.card.trained, many=many)
     return status
+
+
+def _ray_options(args: argparse.Namespace) -> RayOptions:
+    try:
+        return RayOptions(address=args.address, workers=args.workers, shard_size=args.shard_size, max_retries=args.retries)
+    except ValueError as err:
+        raise DistributedError(str(err).replace("_", "-")) from None
+
+
+def _transcribe_on_ray(args: argparse.Namespace, config: Config) -> int:
+    from asrkit.distributed import run_manifest
+
+    utterances = read_manifest(args.manifest)
+    run = run_manifest(utterances, model=args.model, results=args.results, manifest=args.manifest,
+                       options=_ray_options(args), config=config)
+    if not run.trained:
+        _untrained(run.model)
+    status = EXIT_OK
+    for utt, outcome in zip(utterances, run.outcomes):
+        if outcome.error is not None:
+            print(f"error: {outcome.error}", file=sys.stderr)
+            status = EXIT_PARTIAL
+            continue
+        _emit(args, utt.audio_path, outcome.transcript, trained=run.trained, many=True)
+    print(f"ray: {run.describe()}", file=sys.stderr)
+    return status
+
+
+def _cache_for(model_name: str | None, *, config: Config, cache_dir: Path) -> HypothesisCache | None:
+    """The model's hypothesis cache; none for a hub name, which has no folder whose files say its version."""
+    try:
+        return HypothesisCache.for_model(resolve_model(model_name, config=config), cache_dir=cache_dir)
+    except UnknownModelError:
+        return None
 
 
 def _evaluated(args: argparse.Namespace, config: Config, model_name: str | None, utterances) -> EvalReport:
     model = load_model(model_name, config=config)
     _warn_untrained(model)
-    cache = None if args.no_cache else HypothesisCache.for_model(resolve_model(model_name, config=config), cache_dir=args.cache_dir)
+    cache = None if args.no_cache else _cache_for(model_name, config=config, cache_dir=args.cache_dir)
     return evaluate(model, utterances, batch_size=config.batch_size, limits=config.audio_limits, cache=cache)
+
+
+def _evaluated_on_ray(args: argparse.Namespace, config: Config, utterances) -> EvalReport:
+    from asrkit.distributed import evaluate_manifest
+
+    report, run = evaluate_manifest(utterances, model=args.model, results=args.results, manifest=args.manifest,
+                                    options=_ray_options(args), config=config)
+    if not run.trained:
+        _untrained(run.model)
+    print(f"ray: {run.describe()}", file=sys.stderr)
+    return report
 
 
 def _eval(args: argparse.Namespace, config: Config) -> int:
     from asrkit import report as files
 
     utterances = read_manifest(args.manifest)[: args.limit]
-    report = _evaluated(args, config, args.model, utterances)
+    if args.engine == "ray":
+        report = _evaluated_on_ray(args, config, utterances)
+    else:
+        report = _evaluated(args, config, args.model, utterances)
     print(format_report(report))
     if args.json:
         files.write_json(report, args.json, manifest=str(args.manifest), command=args.command_line)
@@ -280,11 +342,25 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help=f"hypotheses kept between runs (default {CACHE_DIR})")
         p.add_argument("--no-cache", action="store_true", help="transcribe everything again, keeping nothing")
 
+    def engine(p: argparse.ArgumentParser) -> None:
+        g = p.add_argument_group("engine", "where the model runs; --engine ray needs the extra: pip install 'asrkit[ray]'")
+        g.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: in this process (default); ray: shards on a Ray cluster, written as they finish "
+                            "and skipped when run again (the results folder stands in for the hypothesis cache)")
+        g.add_argument("--address", help="Ray cluster: 'auto' joins the one 'ray start --head' made here, or "
+                                         "ray://HOST:10001; default $RAY_ADDRESS, else a local cluster for this run")
+        g.add_argument("--workers", type=int, default=RayOptions.workers, help="Ray actors, each holding the model (default %(default)s)")
+        g.add_argument("--shard-size", type=int, default=RayOptions.shard_size, help="utterances per shard: the unit of retry and resume (default %(default)s)")
+        g.add_argument("--retries", type=int, default=RayOptions.max_retries, help="times a failed shard is run again (default %(default)s)")
+        g.add_argument("--results", type=Path, help="results folder; the same one again resumes (default asrkit-runs/<manifest>-<run digest>)")
+
     p = commands.add_parser("transcribe", help="transcribe audio files")
-    p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE")
+    p.add_argument("--manifest", type=Path, help="transcribe a manifest's audio files instead of FILEs")
     p.add_argument("--model", help=model_help)
     p.add_argument("--format", choices=FORMATS, default="text")
     p.add_argument("--output-dir", type=Path, help="write FILE's stem + .txt/.json/.srt/.vtt here")
+    engine(p)
     p.set_defaults(run=_transcribe)
 
     p = commands.add_parser("eval", help="word and character error rates on a manifest")
@@ -296,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="also write a self-contained HTML report here")
     p.add_argument("--record", action="store_true", help="store WER/CER/RTF in the model's card.json")
     cached(p)
+    engine(p)
     p.set_defaults(run=_eval)
 
     p = commands.add_parser("compare", help="two models on one manifest: where and how they differ")
@@ -379,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = shlex.join(["asrkit", *(sys.argv[1:] if argv is None else argv)])
     try:
         return args.run(args, Config.from_env())
-    except (ConfigError, UnknownModelError, ManifestError) as err:
+    except (ConfigError, UnknownModelError, ManifestError, DistributedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
 

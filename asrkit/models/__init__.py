@@ -1,7 +1,8 @@
 """The model registry: names and folders to loaded models.
 
-A registered model is a folder under :data:`MODELS_DIR` holding a ``card.json``; its name is the
-folder's name. ``load_model()`` with no argument loads ``ASR_MODEL_NAME``, "default" unless set.
+A registered model is a folder under :data:`MODELS_DIR` (shipped) or :data:`USER_MODELS_DIR` (made on
+this machine, e.g. by personal adaptation) holding a ``card.json``; its name is the folder's name, and a
+shipped model's name wins. ``load_model()`` with no argument loads ``ASR_MODEL_NAME``, "default" unless set.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from asrkit.models.base import CARD_FILE, ASRModel, ModelCard, Span, Transcript
 
 # The shipped models live in the repository's models/ folder; ASR_MODELS_DIR points elsewhere.
 MODELS_DIR = Path(os.environ.get("ASR_MODELS_DIR") or Path(__file__).resolve().parents[2] / "models")
+# The user's own data (recordings for adaptation, models made from them) outside the repository.
+USER_DIR = Path(os.environ.get("ASR_USER_DIR") or Path.home() / ".local" / "share" / "asrkit")
+# Models made on this machine; searched after MODELS_DIR, so they can never shadow a shipped model.
+USER_MODELS_DIR = Path(os.environ.get("ASR_USER_MODELS_DIR") or USER_DIR / "models")
 # What "default" means: the shipped model with the lowest WER on fixtures_dev (strangers at the
 # microphone), as recorded in the models' cards.
 DEFAULT_MODEL = "pocketsphinx"
@@ -28,7 +33,7 @@ BACKENDS = {
 }
 
 __all__ = [
-    "ASRModel", "DEFAULT_MODEL", "MODELS_DIR", "ModelCard", "ModelEntry", "Span", "Transcript",
+    "ASRModel", "DEFAULT_MODEL", "MODELS_DIR", "USER_DIR", "USER_MODELS_DIR", "ModelCard", "ModelEntry", "Span", "Transcript",
     "UnknownModelError", "available_models", "load_model", "resolve_model",
 ]
 
@@ -47,14 +52,14 @@ class ModelEntry:
 
 
 def available_models(models_dir: str | Path | None = None) -> list[ModelEntry]:
-    """Registered models, the default first, then by name."""
-    root = Path(models_dir) if models_dir is not None else MODELS_DIR
-    entries = [
-        ModelEntry(folder.name, folder, ModelCard.load(folder))
-        for folder in sorted(root.iterdir() if root.is_dir() else [])
-        if (folder / CARD_FILE).is_file()
-    ]
-    return sorted(entries, key=lambda e: (e.name != DEFAULT_MODEL, e.name))
+    """Registered models (shipped and the user's, or those in ``models_dir``), the default first, then by name."""
+    roots = [Path(models_dir)] if models_dir is not None else [MODELS_DIR, USER_MODELS_DIR]
+    entries: dict[str, ModelEntry] = {}
+    for root in roots:
+        for folder in sorted(root.iterdir() if root.is_dir() else []):
+            if (folder / CARD_FILE).is_file() and folder.name not in entries:
+                entries[folder.name] = ModelEntry(folder.name, folder, ModelCard.load(folder))
+    return sorted(entries.values(), key=lambda e: (e.name != DEFAULT_MODEL, e.name))
 
 
 def resolve_model(name_or_path: str | Path | None = None, *, config: Config | None = None) -> Path:
@@ -63,8 +68,11 @@ def resolve_model(name_or_path: str | Path | None = None, *, config: Config | No
     name = str(name_or_path) if name_or_path is not None else config.model_name
     if name == "default":
         name = DEFAULT_MODEL
-    for folder in (MODELS_DIR / name, Path(name).expanduser()):
-        if (folder / CARD_FILE).is_file():
+    from asrkit.models.hf import is_hf_folder
+    from asrkit.models.kerashub import is_keras_hub_folder
+
+    for folder in (MODELS_DIR / name, USER_MODELS_DIR / name, Path(name).expanduser()):
+        if (folder / CARD_FILE).is_file() or is_hf_folder(folder) or is_keras_hub_folder(folder):
             return folder
     known = ", ".join(e.name for e in available_models()) or f"none (nothing in {MODELS_DIR})"
     raise UnknownModelError(
@@ -77,7 +85,8 @@ def load_model(name_or_path: str | Path | None = None, *, config: Config | None 
     """Load a model by registry name or folder; with no argument, ``ASR_MODEL_NAME`` or "default".
 
     ``hf:<repo id>`` loads a Hugging Face wav2vec 2.0 or Whisper model from the local cache, as does a
-    folder saved with ``save_pretrained`` (see :mod:`asrkit.models.hf`).
+    folder saved with ``save_pretrained`` (see :mod:`asrkit.models.hf`); ``keras-hub:<preset>`` or a
+    folder saved with ``save_to_preset`` loads a KerasHub Moonshine model (see :mod:`asrkit.models.kerashub`).
 
     Examples
     --------
@@ -88,9 +97,12 @@ def load_model(name_or_path: str | Path | None = None, *, config: Config | None 
     config = config or Config.from_env()
     name = str(name_or_path) if name_or_path is not None else config.model_name
     from asrkit.models.hf import is_hf_folder, is_hf_name, load_hf_model
+    from asrkit.models.kerashub import is_keras_hub_folder, is_keras_hub_name, load_keras_hub_model
 
+    # hub models have no card.json: their own config says what they are
+    if is_keras_hub_name(name) or is_keras_hub_folder(Path(name).expanduser()):
+        return load_keras_hub_model(name, batch_size=config.batch_size, device=config.device)
     if is_hf_name(name) or is_hf_folder(Path(name).expanduser()):
-        # no card.json: the model's own config says what it is (needs the "hf" extra)
         return load_hf_model(name, batch_size=config.batch_size, device=config.device)
     folder = resolve_model(name_or_path, config=config)
     backend = ModelCard.load(folder).config.get("backend")

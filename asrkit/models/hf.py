@@ -6,8 +6,8 @@ a model missing from the cache is an error that says how to fetch it elsewhere. 
 (``transformers<5`` with ``tf-keras``; transformers 5 dropped TensorFlow).
 
 Streaming: wav2vec 2.0 runs chunk by chunk with strides (each chunk sees some audio either side and
-keeps only the logits of its middle); Whisper re-decodes the utterance so far every
-:data:`WHISPER_STEP_S` seconds, and LocalAgreement commits the words successive decodings agree on.
+keeps only the logits of its middle); Whisper re-decodes the utterance so far
+(:class:`asrkit.models.seq2seq.RedecodingRecognizer`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 
 from asrkit.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioLimits
 from asrkit.models.base import ModelCard, Span, Transcript
+from asrkit.models.seq2seq import Seq2SeqModel
 from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule
 
 PREFIX = "hf:"
@@ -27,8 +28,6 @@ BACKEND = "hf"
 # wav2vec 2.0 streaming: new audio per chunk, and the context each chunk sees on either side
 CHUNK_S = 1.0
 STRIDE_S = 0.5
-# Whisper streaming: seconds of new audio between re-decodings of the utterance
-WHISPER_STEP_S = 1.0
 # Whisper hears at most this much at once; longer utterances are split at endpoints (max_utterance_s)
 WHISPER_WINDOW_S = 30.0
 
@@ -88,30 +87,13 @@ def _card(name: str, config, description: str) -> ModelCard:
                      config={"backend": BACKEND, "model_type": config.model_type})
 
 
-class _HFModel:
-    """What both Hugging Face models share: the network, its processor and the model contract."""
+class Wav2Vec2Model:
+    """``TFWav2Vec2ForCTC`` with its processor: greedy CTC decoding with word times."""
 
     def __init__(self, network, processor, card: ModelCard, *, batch_size: int = 8) -> None:
         self.network, self.processor, self.card = network, processor, card
         self.sample_rate = SAMPLE_RATE
         self.batch_size = batch_size
-
-    @property
-    def name(self) -> str:
-        return self.card.name
-
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        return self.transcribe_batch([audio])[0]
-
-    def transcribe_batch(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
-        raise NotImplementedError
-
-
-class Wav2Vec2Model(_HFModel):
-    """``TFWav2Vec2ForCTC`` with its processor: greedy CTC decoding with word times."""
-
-    def __init__(self, network, processor, card: ModelCard, *, batch_size: int = 8) -> None:
-        super().__init__(network, processor, card, batch_size=batch_size)
         # input samples per output frame (320 for the usual convolutional front end)
         self.frame_samples = int(np.prod(network.config.conv_stride))
 
@@ -124,6 +106,13 @@ class Wav2Vec2Model(_HFModel):
         params = network.count_params() / 1e6
         return cls(network, processor, _card(name, network.config, f"wav2vec 2.0 CTC, {params:.1f}M parameters"),
                    batch_size=batch_size)
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        return self.transcribe_batch([audio])[0]
 
     def logits(self, audio: np.ndarray) -> np.ndarray:
         """(n_frames, vocab) logits of one utterance (at least one frame's worth of audio)."""
@@ -205,9 +194,14 @@ class StridedRecognizer:
         return self.hypothesis()
 
 
-class WhisperModel(_HFModel):
-    """``TFWhisperForConditionalGeneration`` with its processor; Whisper gives no word times here, so
-    words are spread evenly over the audio for display."""
+class WhisperModel(Seq2SeqModel):
+    """``TFWhisperForConditionalGeneration`` with its processor."""
+
+    window_s = WHISPER_WINDOW_S
+
+    def __init__(self, network, processor, card: ModelCard, *, batch_size: int = 8) -> None:
+        super().__init__(card, batch_size=batch_size)
+        self.network, self.processor = network, processor
 
     @classmethod
     def load(cls, source: str, name: str, *, batch_size: int = 8) -> WhisperModel:
@@ -227,58 +221,3 @@ class WhisperModel(_HFModel):
         ids = self.network.generate(inputs.input_features)
         # single spaces, as the words a stream joins back together
         return [" ".join(t.split()) for t in self.processor.batch_decode(np.asarray(ids), skip_special_tokens=True)]
-
-    def transcribe_batch(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
-        results = []
-        for start in range(0, len(audios), self.batch_size):
-            batch = audios[start : start + self.batch_size]
-            for audio, text in zip(batch, self.text(batch)):
-                duration = len(audio) / SAMPLE_RATE
-                results.append(Transcript(text=text, duration_s=duration, words=_spread(text, 0.0, duration), model=self.name))
-        return results
-
-    def create_stream(self, *, endpoint: EndpointRule = EndpointRule(), commit: CommitRule = CommitRule(),
-                      limits: AudioLimits = DEFAULT_LIMITS) -> ChunkedStream:
-        if endpoint.max_utterance_s > WHISPER_WINDOW_S:
-            raise ValueError(f"Whisper hears {WHISPER_WINDOW_S:.0f} s at once: max_utterance_s must not exceed it")
-        return ChunkedStream(RedecodingRecognizer(self), endpoint=endpoint, commit=commit, limits=limits)
-
-
-def _spread(text: str, start: float, end: float) -> tuple[Span, ...]:
-    words = text.split()
-    step = (end - start) / max(len(words), 1)
-    return tuple(Span(w, start + i * step, start + (i + 1) * step) for i, w in enumerate(words))
-
-
-class RedecodingRecognizer:
-    """Whisper on the utterance so far, again every ``WHISPER_STEP_S`` seconds of new audio."""
-
-    def __init__(self, model: WhisperModel) -> None:
-        self.model = model
-        self.step = round(WHISPER_STEP_S * SAMPLE_RATE)
-        self.reset()
-
-    def reset(self) -> None:
-        self._audio = np.zeros(0, np.float32)
-        self._decoded_at = 0
-        self._words: tuple[Span, ...] = ()
-
-    def _decode(self) -> None:
-        text = self.model.text([self._audio])[0] if len(self._audio) else ""
-        self._words = _spread(text, 0.0, len(self._audio) / SAMPLE_RATE)
-        self._decoded_at = len(self._audio)
-
-    def accept_waveform(self, samples: np.ndarray) -> bool:
-        self._audio = np.concatenate([self._audio, samples])
-        if len(self._audio) - self._decoded_at < self.step:
-            return False
-        self._decode()
-        return True
-
-    def hypothesis(self) -> tuple[Span, ...]:
-        return self._words
-
-    def finish(self) -> tuple[Span, ...]:
-        if len(self._audio) != self._decoded_at or not self._words:
-            self._decode()
-        return self._words
