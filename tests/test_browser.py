@@ -242,7 +242,7 @@ def test_live_tab_transcribes_the_microphone_and_scrolls_the_spectrogram(served_
     assert dropped == 0.0 and audio_s >= seconds - 1.0
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 def test_file_tab_transcribes_an_upload_and_offers_downloads(served_app, playwright, tmp_path):
     from asrkit.manifest import read_manifest
     from asrkit.metrics import score
@@ -268,13 +268,17 @@ def test_file_tab_transcribes_an_upload_and_offers_downloads(served_app, playwri
         links = page.locator("a.asrkit-download")
         names = [links.nth(i).get_attribute("download") for i in range(links.count())]
         srt = links.nth(1).get_attribute("href")
-        page.wait_for_function("() => document.querySelector('img.asrkit-file-plot').naturalWidth > 300", timeout=30_000)
+        page.wait_for_function("() => document.querySelector('img.asrkit-file-plot').naturalWidth > 300", timeout=60_000)
         page.screenshot(path=ARTIFACTS / "app_file_upload.png", full_page=True)
         # ipywebrtc's recorder: its WebM/Opus recording goes through the same path
         record_button = page.locator(".jupyter-widgets button:has(.fa-circle)").first
+        icon = record_button.locator(".fa-circle").element_handle()
         record_button.click()
-        page.wait_for_timeout(seconds * 1000)
+        # ipywebrtc colours the icon once its MediaRecorder runs; time the clip from then, not from the click
+        page.wait_for_function("i => i.style.color === 'darkred'", arg=icon, timeout=60_000)
+        page.wait_for_timeout(seconds * 1000 + 500)
         record_button.click()
+        page.wait_for_function("i => i.style.color === ''", arg=icon, timeout=60_000)
         page.wait_for_selector(".asrkit-file-status:has-text('recording.webm'):has-text('transcribed by')", timeout=120_000)
         recorded = page.inner_text(".asrkit-file-transcript")
         page.screenshot(path=ARTIFACTS / "app_file_recorded.png", full_page=True)
@@ -286,7 +290,7 @@ def test_file_tab_transcribes_an_upload_and_offers_downloads(served_app, playwri
     assert "-->" in base64.b64decode(srt.split(",", 1)[1]).decode()
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(420)
 def test_read_aloud_tab_scores_the_reading(served_app, playwright, tmp_path):
     from asrkit.manifest import read_manifest
 
@@ -298,7 +302,7 @@ def test_read_aloud_tab_scores_the_reading(served_app, playwright, tmp_path):
         page.locator(".asrkit-prompt textarea").fill(utterance.transcript)
         page.locator(".asrkit-prompt textarea").press("Tab")  # the text box sends its value on blur
         record(page, page.locator(".asrkit-mic-button").nth(1), seconds)
-        page.wait_for_selector(".asrkit-read-result .asrkit-score", timeout=60_000)
+        page.wait_for_selector(".asrkit-read-result .asrkit-score", timeout=120_000)
         result = page.inner_text(".asrkit-read-result")
         spans = page.locator(".asrkit-read-result .asrkit-alignment span")
         n_spans = spans.count()
