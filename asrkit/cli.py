@@ -24,7 +24,7 @@ from asrkit.distributed import DistributedError, RayOptions
 from asrkit.evaluate import CACHE_DIR, EvalReport, HypothesisCache, evaluate, format_report
 from asrkit.formats import FORMATS, render
 from asrkit.manifest import ManifestError, read_manifest
-from asrkit.models import ModelCard, UnknownModelError, available_models, load_model, resolve_model
+from asrkit.models import ModelCard, ModelUnavailableError, UnknownModelError, available_models, load_model, resolve_model
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 SUFFIXES = {"text": ".txt", "json": ".json", "srt": ".srt", "vtt": ".vtt"}
@@ -299,6 +299,7 @@ def _train(args: argparse.Namespace, config: Config) -> int:
         args.run_dir, shared_data=args.shared_data, synthetic=args.synthetic, model_config=model_config,
         config=TrainConfig(**given("steps", "peak_lr", "warmup_steps", "eval_every", "max_batch_frames", "max_batch_size")),
         name=args.name, max_minutes=args.max_minutes, cache_dir=args.cache_dir, init_from=args.init_from, jobs=args.jobs,
+        strategy=args.strategy,
     )
     print(f"best model so far: {best}")
     return EXIT_OK
@@ -418,6 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-minutes", type=float, help="checkpoint and stop after this long; run again to resume")
     p.add_argument("--cache-dir", type=Path, help="feature caches, shareable between runs (default RUN_DIR/features)")
     p.add_argument("--init-from", type=Path, help="start a fresh run from this model folder's weights")
+    # the names asrkit.train.STRATEGIES holds, spelt out so that --help needs no TensorFlow
+    p.add_argument("--strategy", choices=("none", "mirrored"), default="none",
+                   help="mirrored: a replica on every GPU (or logical CPU device), each with the single-device "
+                        "batch; batch limits and peak LR are multiplied by the replica count (default none)")
     architecture = "architecture; default: asrkit.models.keras_ctc.CTCModelConfig's"
     p.add_argument("--conv-channels", type=int, help=architecture)
     p.add_argument("--rnn-layers", type=int, help=architecture)
@@ -456,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = shlex.join(["asrkit", *(sys.argv[1:] if argv is None else argv)])
     try:
         return args.run(args, Config.from_env())
-    except (ConfigError, UnknownModelError, ManifestError, DistributedError) as err:
+    except (ConfigError, UnknownModelError, ModelUnavailableError, ManifestError, DistributedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
 

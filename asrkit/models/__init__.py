@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asrkit.config import Config
-from asrkit.models.base import CARD_FILE, ASRModel, ModelCard, Span, Transcript
+from asrkit.models.base import CARD_FILE, ASRModel, ModelCard, ModelUnavailableError, Span, Transcript
 
 # The shipped models live in the repository's models/ folder; ASR_MODELS_DIR points elsewhere.
 MODELS_DIR = Path(os.environ.get("ASR_MODELS_DIR") or Path(__file__).resolve().parents[2] / "models")
@@ -33,7 +33,7 @@ BACKENDS = {
 }
 
 __all__ = [
-    "ASRModel", "DEFAULT_MODEL", "MODELS_DIR", "USER_DIR", "USER_MODELS_DIR", "ModelCard", "ModelEntry", "Span", "Transcript",
+    "ASRModel", "DEFAULT_MODEL", "MODELS_DIR", "USER_DIR", "USER_MODELS_DIR", "ModelCard", "ModelEntry", "ModelUnavailableError", "Span", "Transcript",
     "UnknownModelError", "available_models", "load_model", "resolve_model",
 ]
 

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 CARD_FILE = "card.json"
 
 
+class ModelUnavailableError(LookupError):
+    """A hub model that is neither in its hub's local cache nor a local folder (asrkit does not download)."""
+
+
 @dataclass(frozen=True)
 class Span:
     """A piece of recognised text and where it lies in the audio, in seconds."""

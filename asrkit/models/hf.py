@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from asrkit.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioLimits
-from asrkit.models.base import ModelCard, Span, Transcript
+from asrkit.models.base import ModelCard, ModelUnavailableError, Span, Transcript
 from asrkit.models.seq2seq import Seq2SeqModel
 from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule
 
@@ -30,10 +30,6 @@ CHUNK_S = 1.0
 STRIDE_S = 0.5
 # Whisper hears at most this much at once; longer utterances are split at endpoints (max_utterance_s)
 WHISPER_WINDOW_S = 30.0
-
-
-class ModelUnavailableError(LookupError):
-    """A Hugging Face model that is neither cached nor a local folder (asrkit does not download)."""
 
 
 def is_hf_name(name: str) -> bool:

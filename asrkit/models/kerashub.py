@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from asrkit.audio import SAMPLE_RATE
-from asrkit.models.base import ModelCard
-from asrkit.models.hf import ModelUnavailableError
+from asrkit.models.base import ModelCard, ModelUnavailableError
 from asrkit.models.seq2seq import Seq2SeqModel
 
 PREFIX = "keras-hub:"
@@ -67,7 +66,7 @@ def _cached_preset(preset: str, name: str) -> Path:
         raise ModelUnavailableError(
             f"{name}: not in KaggleHub's cache ({os.environ.get('KAGGLEHUB_CACHE', '~/.cache/kagglehub')}) and "
             f"asrkit does not download at run time. On a machine with internet run "
-            f"\"python -c 'import kagglehub; print(kagglehub.model_download(\\\"{handle}\\\"))'\" and copy the "
+            f"python -c \"import kagglehub; print(kagglehub.model_download('{handle}'))\" and copy the "
             f"cache here (or set KAGGLEHUB_CACHE), or pass the folder it printed as the model name."
         )
     return folder
