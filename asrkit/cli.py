@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 import asrkit
 from asrkit.audio import AudioError, load_audio
 from asrkit.config import Config, ConfigError
-from asrkit.data.synth import ENGINES
+from asrkit.data.synth import ENGINES, EXCLUDED_TEXTS
 from asrkit.distributed import DistributedError, RayOptions
 from asrkit.evaluate import CACHE_DIR, EvalReport, HypothesisCache, evaluate, format_report
 from asrkit.formats import FORMATS, render
@@ -29,7 +29,6 @@ from asrkit.models import ModelCard, ModelUnavailableError, UnknownModelError, a
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 SUFFIXES = {"text": ".txt", "json": ".json", "srt": ".srt", "vtt": ".vtt"}
 SHARED_DATA = Path("../shared/data")
-EXCLUDED_TEXTS = "splits/eval_texts_to_exclude_from_training.txt"
 VERSIONED = ("tensorflow", "keras", "ai-edge-litert", "transformers", "keras-hub", "librosa", "jiwer", "numpy", "soundfile", "av", "soxr")
 
 
@@ -333,6 +332,29 @@ def _decoder(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def _adapt(args: argparse.Namespace, config: Config) -> int:
+    import dataclasses
+
+    from asrkit.adapt import AdaptOptions, AdaptSession, adapt
+
+    try:
+        session = AdaptSession.open(user=args.user)
+        given = {k: v for k, v in (("base_model", args.model), ("steps", args.steps), ("layers", args.layers)) if v is not None}
+        options = dataclasses.replace(AdaptOptions.from_env(), **given)
+        bar = tqdm(total=options.steps, unit="step", desc="fine-tuning")
+        result = adapt(session, options=options, name=args.name,
+                       shared_data=args.shared_data if args.shared_data.is_dir() else None,
+                       on_progress=lambda p: bar.update(p.done - bar.n) if p.stage == "training" else None)
+        bar.close()
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"held-out WER ({len(result.held_out)} takes of {session.user}): {result.base_model} "
+          f"{100 * result.before.corpus.wer:.2f}%, {result.name} {100 * result.after.corpus.wer:.2f}% "
+          f"({result.steps} steps in {result.train_s:.0f} s) -> {result.folder}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asrkit", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"asrkit {asrkit.__version__}")
@@ -448,6 +470,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, metavar="OUT_DIR", help="the LiteRT model folder to write")
     p.add_argument("--name", help="registry name of the result (default: the model's name + '-litert')")
     p.set_defaults(run=_export)
+
+    p = commands.add_parser("adapt", help="fine-tune a copy of a model on the takes a user recorded in the app's Adapt tab")
+    p.add_argument("user", help="the name the takes were recorded under")
+    p.add_argument("--model", help="the Keras CTC model to adapt (default $ASR_ADAPT_BASE or asrkit-ctc-en)")
+    p.add_argument("--name", help="registry name of the adapted model (default MODEL-USER)")
+    p.add_argument("--steps", type=int, help="fine-tuning steps (default $ASR_ADAPT_STEPS or 80)")
+    p.add_argument("--layers", choices=("all", "last"), help="which layers learn (default all)")
+    p.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="noise for augmentation, when present")
+    p.set_defaults(run=_adapt)
 
     p = commands.add_parser("info", help="versions, settings, the model and the device")
     p.add_argument("--model", help=model_help)

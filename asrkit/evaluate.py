@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -41,6 +41,18 @@ class EvalRow:
     @property
     def rtf(self) -> float:
         return self.compute_s / self.duration_s if self.duration_s else 0.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What running the model on one utterance gave, before scoring."""
+
+    # the model's transcript; None when the audio could not be read
+    transcript: Transcript | None
+    # model seconds: the batch's time shared out by duration
+    compute_s: float = 0.0
+    # why the audio could not be read
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,15 +112,7 @@ class HypothesisCache:
     @classmethod
     def for_model(cls, model_dir: str | Path, *, cache_dir: str | Path = CACHE_DIR) -> HypothesisCache:
         """The cache of the model in ``model_dir``: its name plus a digest of its files."""
-        model_dir = Path(model_dir)
-        digest = hashlib.sha1()
-        for f in sorted(model_dir.rglob("*")):
-            if f.is_file():
-                stat = f.stat()
-                # the card's metrics change when results are recorded; the model does not
-                content = _card_without_metrics(f) if f.name == CARD_FILE else f"{stat.st_size}:{stat.st_mtime_ns}"
-                digest.update(f"{f.relative_to(model_dir)}={content};".encode())
-        return cls(Path(cache_dir) / f"{model_dir.name}-{digest.hexdigest()[:16]}.jsonl")
+        return cls(Path(cache_dir) / f"{model_identity(model_dir)}.jsonl")
 
     @staticmethod
     def key(audio_path: Path) -> str:
@@ -139,6 +143,19 @@ class HypothesisCache:
             f.write(json.dumps(entry) + "\n")
 
 
+def model_identity(model_dir: str | Path) -> str:
+    """The folder's name and a digest of its files (sizes and times, the card without its metrics):
+    it changes when the model is retrained, not when results are recorded in its card."""
+    model_dir = Path(model_dir)
+    digest = hashlib.sha1()
+    for f in sorted(model_dir.rglob("*")):
+        if f.is_file():
+            stat = f.stat()
+            content = _card_without_metrics(f) if f.name == CARD_FILE else f"{stat.st_size}:{stat.st_mtime_ns}"
+            digest.update(f"{f.relative_to(model_dir)}={content};".encode())
+    return f"{model_dir.name}-{digest.hexdigest()[:16]}"
+
+
 def _card_without_metrics(card_file: Path) -> str:
     try:
         card = json.loads(card_file.read_text(encoding="utf-8"))
@@ -164,47 +181,66 @@ def evaluate(
     by the same model are not run again.
     """
     n = len(utterances)
-    transcripts: list[Transcript | None] = [None] * n
-    compute = [0.0] * n
-    errors: list[str | None] = [None] * n
-    cached = 0
-    todo = []
+    outcomes: list[Outcome | None] = [None] * n
     for i, utt in enumerate(utterances):
         hit = cache.get(utt.audio_path) if cache is not None else None
-        if hit is None:
-            todo.append(i)
-        else:
-            transcripts[i], compute[i] = hit
-            cached += 1
+        if hit is not None:
+            outcomes[i] = Outcome(*hit)
+    todo = [i for i, o in enumerate(outcomes) if o is None]
+    cached = n - len(todo)
     bar = tqdm(total=n, initial=cached, unit="utt", desc=f"eval {model.name}", disable=not progress)
-    for start in range(0, len(todo), batch_size):
-        batch, audios = [], []
-        for i in todo[start : start + batch_size]:
+    batches = transcribe_batches(model, [utterances[i] for i in todo], batch_size=batch_size, limits=limits)
+    for start, batch in zip(range(0, len(todo), batch_size), batches):
+        for i, outcome in zip(todo[start : start + batch_size], batch):
+            outcomes[i] = outcome
+            if cache is not None and outcome.transcript is not None:
+                cache.put(utterances[i].audio_path, outcome.transcript, outcome.compute_s)
+        bar.update(len(batch))
+    bar.close()
+    return build_report(model.name, utterances, outcomes, cached=cached)
+
+
+def transcribe_batches(
+    model: ASRModel, utterances: Sequence[Utterance], *, batch_size: int = 8, limits: AudioLimits = DEFAULT_LIMITS
+) -> Iterator[list[Outcome]]:
+    """Run the model over the utterances ``batch_size`` at a time: one list of outcomes per batch, in
+    order. An unreadable file gives an outcome with its error instead of stopping the run."""
+    for start in range(0, len(utterances), batch_size):
+        chunk = utterances[start : start + batch_size]
+        outcomes: list[Outcome | None] = [None] * len(chunk)
+        readable, audios = [], []
+        for j, utt in enumerate(chunk):
             try:
-                audios.append(load_audio(utterances[i].audio_path, limits=limits))
-                batch.append(i)
+                audios.append(load_audio(utt.audio_path, limits=limits))
+                readable.append(j)
             except AudioError as err:
-                errors[i] = str(err)
+                outcomes[j] = Outcome(None, error=str(err))
         began = time.perf_counter()
         results = model.transcribe_batch(audios) if audios else []
         spent = time.perf_counter() - began
         total_s = sum(t.duration_s for t in results) or 1.0
-        for i, transcript in zip(batch, results):
-            transcripts[i], compute[i] = transcript, spent * transcript.duration_s / total_s
-            if cache is not None:
-                cache.put(utterances[i].audio_path, transcript, compute[i])
-        bar.update(len(todo[start : start + batch_size]))
-    bar.close()
-    hypotheses = [t.text if t is not None else "" for t in transcripts]
+        for j, transcript in zip(readable, results):
+            outcomes[j] = Outcome(transcript, compute_s=spent * transcript.duration_s / total_s)
+        yield outcomes
+
+
+def build_report(
+    model_name: str, utterances: Sequence[Utterance], outcomes: Sequence[Outcome], *, cached: int = 0
+) -> EvalReport:
+    """Score the outcomes against the utterances' references: the one place a report is made, so every
+    engine (in process, or shards on a cluster) gives the same rows and totals for the same hypotheses."""
+    if len(outcomes) != len(utterances):
+        raise ValueError(f"{len(outcomes)} outcomes for {len(utterances)} utterances")
+    hypotheses = [o.transcript.text if o.transcript is not None else "" for o in outcomes]
     corpus = score_corpus([u.transcript for u in utterances], hypotheses)
     rows = tuple(
         EvalRow(
-            utterance=u, hypothesis=h, score=s, duration_s=t.duration_s if t is not None else 0.0, error=e,
-            compute_s=c, words=t.words if t is not None else (),
+            utterance=u, hypothesis=h, score=s, duration_s=o.transcript.duration_s if o.transcript is not None else 0.0,
+            error=o.error, compute_s=o.compute_s, words=o.transcript.words if o.transcript is not None else (),
         )
-        for u, h, s, t, e, c in zip(utterances, hypotheses, corpus.utterances, transcripts, errors, compute)
+        for u, h, s, o in zip(utterances, hypotheses, corpus.utterances, outcomes)
     )
-    return EvalReport(model=model.name, rows=rows, corpus=corpus, compute_s=sum(compute), cached=cached)
+    return EvalReport(model=model_name, rows=rows, corpus=corpus, compute_s=sum(o.compute_s for o in outcomes), cached=cached)
 
 
 def format_report(report: EvalReport, *, width: int = 60) -> str:

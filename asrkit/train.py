@@ -14,7 +14,7 @@ import math
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,6 +37,8 @@ from asrkit.text import BLANK_ID, CharTokenizer
 
 LM_FILE = "lm.arpa.gz"
 CHECKPOINT_FILE = "checkpoint.npz"
+# What `asrkit train --strategy` accepts (see distribution()).
+STRATEGIES = ("none", "mirrored")
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,74 @@ def ctc_loss(y_true, logits):
     label_len = ops.sum(ops.cast(ops.not_equal(labels, 0), "int32"), axis=1)
     loss = ops.ctc_loss(labels, ops.cast(logits, "float32"), label_len, out_len, mask_index=BLANK_ID)
     return loss / ops.cast(label_len, "float32")
+
+
+def distribution(name: str):
+    """The ``tf.distribute`` strategy that ``--strategy`` names; :func:`run` trains under its scope.
+
+    "none" is TensorFlow's default strategy (one device). "mirrored" is a ``MirroredStrategy`` with a
+    replica of the network on every GPU, or on every logical CPU device where there is no GPU: one,
+    unless ``tf.config.set_logical_device_configuration`` split the CPU before TensorFlow started.
+    """
+    import tensorflow as tf
+
+    if name not in STRATEGIES:
+        raise ValueError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    if name == "none":
+        return tf.distribute.get_strategy()
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError(f"strategy {name!r} needs Keras's TensorFlow backend, not {keras.backend.backend()!r}")
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.MirroredStrategy([d.name for d in devices])
+
+
+def _replicas() -> int:
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def for_replicas(config: TrainConfig, replicas: int) -> TrainConfig:
+    """The settings for ``replicas`` devices: each replica keeps the single-device batch, so the global
+    batch limits and the peak learning rate grow by the replica count (the linear scaling rule; the
+    warm-up, unchanged in steps, keeps the larger rate stable). Steps stay: each sees ``replicas`` times
+    the audio."""
+    if replicas == 1:
+        return config
+    return dataclasses.replace(
+        config, peak_lr=config.peak_lr * replicas, max_batch_frames=config.max_batch_frames * replicas,
+        max_batch_size=config.max_batch_size * replicas,
+    )
+
+
+def replicated_step(network: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    """One optimiser step under the current strategy, the batch split into one slice per replica; its loss.
+
+    Each slice's utterances are weighted by replicas x slice size / batch size, so the gradients the
+    replicas sum are those of the mean loss over the whole batch, as on one device, also when the batch
+    does not divide evenly. A batch smaller than the replica count goes whole to every replica, whose
+    identical gradients Keras averages.
+    """
+    replicas = _replicas()
+    if replicas == 1 or len(x) < replicas:
+        return float(network.train_on_batch(x, y))
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    parts = np.array_split(np.arange(len(x)), replicas)
+
+    def replica_batch(context):
+        part = parts[context.replica_id_in_sync_group]
+        weight = np.full(len(part), replicas * len(part) / len(x), np.float32)
+        with tf.device(strategy.extended.worker_devices[context.replica_id_in_sync_group]):
+            return tf.constant(x[part]), tf.constant(y[part]), tf.constant(weight)
+
+    network.make_train_function()
+    network.reset_metrics()
+    logs = network.train_function(iter([strategy.experimental_distribute_values_from_function(replica_batch)]))
+    return float(keras.ops.convert_to_numpy(logs["loss"]))
 
 
 def _prefetched(items: Iterator, depth: int = 4) -> Iterator:
@@ -181,6 +251,9 @@ def train(
     training_data: str = "",
     max_minutes: float | None = None,
     init_from: str | Path | None = None,
+    trainable_layers: Collection[str] | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+    cancel: threading.Event | None = None,
     progress: bool = True,
 ) -> Path:
     """Train (or resume) a model in ``run_dir``; returns the folder of the best model so far.
@@ -198,18 +271,39 @@ def train(
         Stop (after a checkpoint) once this much wall time has passed; run again to continue.
     init_from : path, optional
         A model folder with the same architecture whose weights a fresh run starts from (a
-        committed model continues training on a machine that has lost the run's checkpoints).
+        committed model continues training on a machine that has lost the run's checkpoints). Its
+        input normalisation is kept, since its weights were learned for it.
+    trainable_layers : collection of str, optional
+        Names of the layers to train (None: all); the others keep their weights (fine-tuning the last
+        layers on a little data, as personal adaptation does).
+    on_step : callable, optional
+        ``on_step(step, loss)`` after every optimiser step, on the training thread.
+    cancel : threading.Event, optional
+        Set from another thread to stop after the current step, checkpointed and saved as ``last``.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # under a strategy's scope (run(strategy="mirrored")), every step is split across its replicas
+    config = for_replicas(config, _replicas())
     (run_dir / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
-    sample = cache.features[:: max(1, len(cache.features) // 200_000)].astype(np.float32)
-    mean, std = sample.mean(axis=0), sample.std(axis=0) + 1e-5
+    start = keras.saving.load_model(Path(init_from) / WEIGHTS_FILE, compile=False, safe_mode=True) if init_from else None
+    if start is not None:
+        normalize = start.get_layer("normalize").get_config()
+        mean, std = np.asarray(normalize["mean"], np.float32), np.sqrt(np.asarray(normalize["variance"], np.float32))
+    else:
+        sample = cache.features[:: max(1, len(cache.features) // 200_000)].astype(np.float32)
+        mean, std = sample.mean(axis=0), sample.std(axis=0) + 1e-5
     network = build_network(model_config, feature_mean=mean, feature_std=std)
+    if trainable_layers is not None:
+        unknown = set(trainable_layers) - {layer.name for layer in network.layers}
+        if unknown:
+            raise ValueError(f"no layer named {', '.join(sorted(unknown))}; the network has {', '.join(l.name for l in network.layers)}")
+        for layer in network.layers:
+            layer.trainable = layer.name in trainable_layers
     optimizer = keras.optimizers.AdamW(
         LearningRate(config.peak_lr, config.warmup_steps, config.steps, config.final_lr_fraction),
         weight_decay=config.weight_decay,
@@ -223,8 +317,7 @@ def train(
     counters = {"epoch": 0, "best_wer": math.inf, "stale_evals": 0}
     if checkpoint.path.exists():
         counters = checkpoint.restore(network, optimizer)
-    elif init_from is not None:
-        start = keras.saving.load_model(Path(init_from) / WEIGHTS_FILE, compile=False, safe_mode=True)
+    elif start is not None:
         network.set_weights(start.get_weights())
 
     def card(metrics: dict) -> ModelCard:
@@ -261,10 +354,12 @@ def train(
         trained = step
         for x, x_len, y, y_len in _prefetched(epoch):
             out_len = np.array([model_config.output_length(n) for n in x_len], np.int32)
-            losses.append(float(network.train_on_batch(x, np.concatenate([out_len[:, None], y], axis=1))))
+            losses.append(replicated_step(network, x, np.concatenate([out_len[:, None], y], axis=1)))
             audio_s += float(x_len.sum()) / FRAMES_PER_SECOND
             step += 1
             bar.update(1)
+            if on_step is not None:
+                on_step(step, losses[-1])
             if step % config.log_every == 0:
                 speed = audio_s / (time.monotonic() - window_start)
                 lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
@@ -284,9 +379,10 @@ def train(
                 else:
                     counters["stale_evals"] += 1
             out_of_time = max_minutes is not None and time.monotonic() - started > max_minutes * 60
-            if step % config.checkpoint_every == 0 or out_of_time or step >= config.steps:
+            interrupted = out_of_time or (cancel is not None and cancel.is_set())
+            if step % config.checkpoint_every == 0 or interrupted or step >= config.steps:
                 checkpoint.save(network, optimizer, counters)
-            if out_of_time or step >= config.steps or counters["stale_evals"] >= config.patience:
+            if interrupted or step >= config.steps or counters["stale_evals"] >= config.patience:
                 stop = True
                 break
         else:
@@ -356,11 +452,13 @@ def run(
     cache_dir: str | Path | None = None,
     init_from: str | Path | None = None,
     jobs: int = 1,
+    strategy: str = "none",
 ) -> Path:
     """Build (once, in ``jobs`` processes) the feature caches of the default sources, then train or
     resume in ``run_dir``.
 
     ``cache_dir`` (default ``run_dir/features``) can be shared by runs with the same features.
+    ``strategy`` (see :func:`distribution`) trains on several devices, scaled by :func:`for_replicas`.
     """
     run_dir, shared_data = Path(run_dir), Path(shared_data)
     sources = default_sources(shared_data, [Path(s) for s in synthetic])
@@ -376,10 +474,11 @@ def run(
         for s in sources
     )
     training_data = f"{described} ({cache.hours:.1f} h of features in all, noise and RIRs from noise/)"
-    return train(
-        run_dir, cache=cache, dev=dev_set(shared_data), model_config=model_config, config=config,
-        name=name, training_data=training_data, max_minutes=max_minutes, init_from=init_from,
-    )
+    with distribution(strategy).scope():
+        return train(
+            run_dir, cache=cache, dev=dev_set(shared_data), model_config=model_config, config=config,
+            name=name, training_data=training_data, max_minutes=max_minutes, init_from=init_from,
+        )
 
 
 def tune_decoder(

@@ -9,6 +9,8 @@ import pytest
 
 # evaluation caches hypotheses under ASR_CACHE_DIR; tests keep theirs out of the user's cache
 os.environ.setdefault("ASR_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "test-hypotheses"))
+# and the user's own sessions and adapted models out of their data folder (the registry lists those)
+os.environ.setdefault("ASR_USER_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "test-user"))
 
 SHARED_DATA = Path(os.environ.get("ASRKIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 JFK = "speech/fixtures/wav/jfk.flac"

@@ -9,13 +9,18 @@ from nbclient import NotebookClient
 from conftest import JFK, SHARED_DATA
 
 # what each notebook prints when the shared data is there
-EXPECTED = {"01_quickstart.ipynb": "WER", "02_live_streaming.ipynb": "WER", "03_error_analysis.ipynb": "corpus WER", "04_training.ipynb": "the toy model hears"}
+EXPECTED = {"01_quickstart.ipynb": "WER", "02_live_streaming.ipynb": "WER", "03_error_analysis.ipynb": "corpus WER", "04_training.ipynb": "the toy model hears",
+            "05_adapt_to_my_voice.ipynb": "held-out WER"}
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs_top_to_bottom(path, monkeypatch):
+def test_notebook_runs_top_to_bottom(path, monkeypatch, tmp_path):
     monkeypatch.setenv("ASRKIT_EVAL_LIMIT", "12")  # the error-analysis notebook on a small manifest
+    # the adaptation notebook: a recorded speaker instead of the microphone, few prompts and steps
+    for var, value in (("ASRKIT_ADAPT_DEMO", "1"), ("ASR_ADAPT_PROMPTS", "6"), ("ASR_ADAPT_STEPS", "10"),
+                       ("ASR_USER_DIR", str(tmp_path))):
+        monkeypatch.setenv(var, value)
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]

@@ -27,6 +27,8 @@ from asrkit.text import normalize_text
 
 # The shared text sources: LJSpeech sentences, CMU ARCTIC prompts, Harvard sentences.
 TEXT_SOURCES = ("ljspeech", "arctic", "harvard")
+# in the shared data folder: every sentence of the evaluation sets, kept out of all training text
+EXCLUDED_TEXTS = "splits/eval_texts_to_exclude_from_training.txt"
 # (engine, voice): flite's and festival's voices sound far more natural than espeak-ng's, so they
 # are drawn more often (see VOICE_WEIGHTS).
 FLITE_VOICES = ("kal16", "awb", "rms", "slt")

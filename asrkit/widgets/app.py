@@ -1,4 +1,4 @@
-"""The whole app on one page: a model picker above three tabs, Live, Read aloud and File.
+"""The whole app on one page: a model picker above four tabs, Live, Read aloud, File and Adapt.
 
 ``notebooks/app.ipynb`` shows an :class:`App`, and ``make app`` serves that notebook with Voila.
 Picking another model swaps it in every tab once it has loaded; a live recording carries on, its
@@ -13,18 +13,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import ipywidgets as w
 
 from asrkit.audio import AudioLimits
 from asrkit.config import Config
 from asrkit.models.base import ASRModel
+from asrkit.widgets.adapt import AdaptView
 from asrkit.widgets.file_mode import FileTranscriber
 from asrkit.widgets.live import LiveOptions, LiveTranscriber
 from asrkit.widgets.picker import ModelPicker
 from asrkit.widgets.read_aloud import ReadAloud
 
-TITLES = ("Live", "Read aloud", "File")
+TITLES = ("Live", "Read aloud", "File", "Adapt")
 # Largest upload, bytes: an upload travels to the kernel as one websocket message, so this must stay
 # below the server's websocket_max_message_size (voila.json); ASR_MAX_BYTES lowers it further.
 MAX_UPLOAD_BYTES = 48 * 2**20
@@ -41,7 +43,7 @@ class AppOptions:
 
 
 class App(w.VBox):
-    """Model picker and the Live, Read aloud and File tabs.
+    """Model picker and the Live, Read aloud, File and Adapt tabs.
 
     Parameters
     ----------
@@ -50,10 +52,12 @@ class App(w.VBox):
     config : Config, optional
         Model, device and audio limits; from the ``ASR_*`` environment variables when not given.
     options : AppOptions
+    shared_data : Path, optional
+        The shared data folder, for the Adapt tab's sentence prompts and augmentation noise.
     """
 
     def __init__(self, *, prompts: Sequence[str] = (), config: Config | None = None,
-                 options: AppOptions = AppOptions()) -> None:
+                 options: AppOptions = AppOptions(), shared_data: Path | None = None) -> None:
         config = config or Config.from_env()
         limits = config.audio_limits
         self.picker = ModelPicker(config=config)
@@ -63,8 +67,10 @@ class App(w.VBox):
         upload_limits = AudioLimits(max_bytes=min(limits.max_bytes, options.max_upload_bytes),
                                      max_duration_s=limits.max_duration_s)
         self.files = FileTranscriber(model, limits=upload_limits)
-        self.tabs = w.Tab(children=[self.live, self.read_aloud, self.files], titles=TITLES)
+        self.adapt = AdaptView(shared_data=shared_data)
+        self.tabs = w.Tab(children=[self.live, self.read_aloud, self.files, self.adapt], titles=TITLES)
         self.picker.on_change(self._swap)
+        self.adapt.on_adapted(lambda _: self.picker.refresh())
         super().__init__([self.picker, self.tabs])
 
     def _swap(self, model: ASRModel) -> None:

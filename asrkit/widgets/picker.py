@@ -72,6 +72,15 @@ class ModelPicker(w.VBox):
         """Call ``handler(model)`` on the loading thread once a newly picked model has loaded."""
         self._listeners.register_callback(handler)
 
+    def refresh(self) -> None:
+        """List the registry's models again (one was added, e.g. by adaptation), keeping the choice."""
+        options = [(model_label(e), e.name) for e in available_models()]
+        if self._chosen not in {name for _, name in options}:
+            options.insert(0, (self.model.name, self._chosen))
+        with self.dropdown.hold_trait_notifications():
+            self.dropdown.options = options
+            self.dropdown.value = self._chosen
+
     def _describe(self) -> None:
         card = self.model.card
         warning = " <b>UNTRAINED: its transcripts mean nothing.</b>" if not card.trained else ""

@@ -1,0 +1,302 @@
+"""Personal adaptation: prompts, take checks, the session folder, the split, fine-tuning and the Adapt view."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asrkit import models
+from asrkit.adapt import (
+    MIN_TAKES, AdaptOptions, AdaptSession, Take, TakeSplitter, adapt, check_take, digit_readings, make_prompts,
+    split_takes,
+)
+from asrkit.audio import SAMPLE_RATE
+from asrkit.data.synth import spoken_form
+from asrkit.text import normalize_text
+from conftest import SHARED_DATA, shared_path
+
+FSDD_DEV = "splits/fsdd_dev.tsv"
+EXCLUDED = "splits/eval_texts_to_exclude_from_training.txt"
+
+
+def tone(seconds: float, amplitude: float = 0.1) -> np.ndarray:
+    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    return (amplitude * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(round(seconds * SAMPLE_RATE), np.float32)
+
+
+def readings(count: int) -> tuple[list[str], list[np.ndarray]]:
+    """Digit prompts read by FSDD's held-out speaker."""
+    prompts = make_prompts(kind="digits", count=count, seed=0)
+    audio, _ = digit_readings(prompts, manifest=shared_path(FSDD_DEV), speaker="yweweler")
+    return prompts, audio
+
+
+# --- prompts ---
+
+
+def test_prompts_are_seeded_digit_strings():
+    prompts = make_prompts(kind="digits", count=20, seed=3)
+    assert prompts == make_prompts(kind="digits", count=20, seed=3) != make_prompts(kind="digits", count=20, seed=4)
+    assert len(set(prompts)) == 20
+    assert all(3 <= len(p.split()) <= 5 and set(p.split()) <= {"zero", "one", "two", "three", "four", "five",
+                                                               "six", "seven", "eight", "nine"} for p in prompts)
+
+
+def test_prompts_never_hold_an_excluded_sentence(tmp_path):
+    drawn = make_prompts(kind="digits", count=10, seed=0)
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits/eval_texts_to_exclude_from_training.txt").write_text(f"{drawn[0].upper()}.\n{drawn[3]}\n")
+    kept = make_prompts(kind="digits", count=10, seed=0, shared_data=tmp_path)
+    assert drawn[0] not in kept and drawn[3] not in kept and len(kept) == 10
+
+    shared_path(EXCLUDED)
+    excluded = {normalize_text(form(line)) for line in (SHARED_DATA / EXCLUDED).read_text().splitlines()
+                for form in (str, spoken_form)}
+    sentences = make_prompts(kind="sentences", count=500, seed=0, shared_data=SHARED_DATA)
+    assert len(sentences) == 500 and not {normalize_text(s) for s in sentences} & excluded
+    assert all(len(normalize_text(s).split()) <= 12 for s in sentences)
+
+
+def test_sentence_prompts_without_the_shared_text_say_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="use digits"):
+        make_prompts(kind="sentences", count=3, shared_data=tmp_path)
+    with pytest.raises(ValueError, match="unknown prompt set"):
+        make_prompts(kind="poems", count=3)
+
+
+# --- checking takes ---
+
+
+@pytest.mark.parametrize("audio, problem", [
+    (silence(2.0), "silence"),
+    (tone(2.0, amplitude=0.004), "too quiet"),
+    (np.clip(tone(2.0, amplitude=2.0), -1, 1), "clipping"),
+    (tone(0.3), "too short"),
+    (np.concatenate([silence(1.5), tone(0.1)]), "too short: only"),
+    (tone(25.0), "too long"),
+])
+def test_bad_takes_are_flagged_with_a_reason(audio, problem):
+    quality = check_take(audio)
+    assert not quality.ok and any(p.startswith(problem) for p in quality.problems), quality.problems
+
+
+def test_a_real_reading_passes():
+    _, audio = readings(3)
+    for take in audio:
+        quality = check_take(take)
+        assert quality.ok, quality.problems
+        assert -45 < quality.level_db < 0 and quality.speech_s > 0.5
+
+
+def test_hands_free_cuts_takes_at_pauses_however_the_audio_arrives():
+    recording = np.concatenate([
+        silence(1.0), tone(0.5), silence(0.3), tone(0.6),  # one prompt: a short pause inside
+        silence(1.5), tone(0.8),  # the next
+        silence(1.5), tone(0.05),  # a click, not a take
+        silence(1.0), tone(0.7),  # cut off by the end of the recording
+    ])
+    whole = TakeSplitter()
+    takes = whole.push(recording)
+    last = whole.flush()
+    chunked = TakeSplitter()
+    pieces = [t for start in range(0, len(recording), 3200) for t in chunked.push(recording[start : start + 3200])]
+    assert [len(t) for t in pieces] == [len(t) for t in takes]
+    assert len(takes) == 2 and last is not None and chunked.flush() is not None
+    assert 1.4 + 0.4 < len(takes[0]) / SAMPLE_RATE < 1.4 + 0.6 and 0.8 + 0.4 < len(takes[1]) / SAMPLE_RATE < 0.8 + 0.6
+    assert whole.flush() is None
+
+
+# --- the session folder ---
+
+
+def test_takes_are_on_disk_as_soon_as_they_are_accepted_and_reload(tmp_path):
+    session = AdaptSession.open(user="ana", root=tmp_path, count=6)
+    assert not session.folder.exists()  # opening writes nothing
+    session.add_take(index=2, audio=tone(1.0))
+    rows = session.manifest.read_text().splitlines()
+    assert rows[0].split("\t") == ["path", "duration_s", "transcript", "speaker", "text_norm"]
+    assert rows[1].split("\t") == ["takes/002.flac", "1.000", session.prompts[2], "ana", session.prompts[2]]
+    assert sf.info(session.folder / "takes/002.flac").frames == SAMPLE_RATE
+    session.add_take(index=0, audio=tone(1.2))
+    session.add_take(index=2, audio=tone(0.8))  # re-recorded: replaces the first take
+
+    again = AdaptSession.open(user="ana", root=tmp_path, count=99, prompt_set="digits", seed=5)
+    assert again.prompts == session.prompts and sorted(again.takes) == [0, 2]
+    assert again.takes[2].duration_s == pytest.approx(0.8)
+    assert again.next_prompt(after=-1) == 1 and again.next_prompt(after=1, skipped={3}) == 4
+    (again.folder / "takes/000.flac").unlink()
+    assert sorted(AdaptSession.open(user="ana", root=tmp_path).takes) == [2]  # a lost file is no take
+    with pytest.raises(ValueError, match="already holds"):
+        again.new_prompts(prompt_set="digits", count=5, seed=1)
+    with pytest.raises(IndexError):
+        again.add_take(index=6, audio=tone(1.0))
+
+
+@pytest.mark.parametrize("name", ["", "Ana", "../x", "a b", "x" * 40])
+def test_user_names_must_be_safe_folder_names(tmp_path, name):
+    with pytest.raises(ValueError, match="user name"):
+        AdaptSession.open(user=name, root=tmp_path)
+
+
+def test_split_is_seeded_disjoint_and_holds_out_a_fifth(tmp_path):
+    takes = [Take(i, f"p{i}", tmp_path / f"{i}.flac", 1.0) for i in range(20)]
+    kept, held = split_takes(takes, seed=0)
+    assert len(held) == 4 and len(kept) == 16
+    assert {t.index for t in kept} | {t.index for t in held} == set(range(20)) and not set(kept) & set(held)
+    assert split_takes(list(reversed(takes)), seed=0) == (kept, held)
+    assert split_takes(takes, seed=1)[1] != held
+    with pytest.raises(ValueError, match=f"at least {MIN_TAKES}"):
+        split_takes(takes[:4])
+
+
+# --- fine-tuning ---
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """A session of 8 prompts read by FSDD's held-out speaker."""
+    prompts, audio = readings(8)
+    session = AdaptSession.open(user="ana", root=tmp_path_factory.mktemp("user"), count=8)
+    assert session.prompts == prompts
+    for i, take in enumerate(audio):
+        session.add_take(index=i, audio=take)
+    return session
+
+
+@pytest.mark.timeout(300)
+def test_fine_tuning_lowers_the_loss_and_saves_a_model_loadable_by_name(recorded, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "USER_MODELS_DIR", tmp_path / "models")
+    shipped = sorted(p.name for p in models.MODELS_DIR.iterdir())
+    losses, stages = [], []
+
+    def progress(p):
+        stages.append(p.stage)
+        if p.stage == "training" and p.done:
+            losses.append(p.loss)
+
+    options = AdaptOptions(base_model=str(tiny_model_dir), steps=30, peak_lr=3e-3, copies=1)
+    result = adapt(recorded, options=options, name="tiny-ana", on_progress=progress)
+    assert not result.cancelled and result.steps == 30 and len(losses) == 30
+    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3]), losses
+    assert stages[0] == "before" and stages[-1] == "done"
+    assert len(result.held_out) == 2 and not {t.index for t in result.held_out} & {t.index for t in result.adapt_takes}
+    assert len(result.before.rows) == len(result.after.rows) == 2
+    assert (recorded.folder / "held_out.tsv").read_text().count("\n") == 3
+
+    loaded = models.load_model("tiny-ana")
+    assert loaded.name == "tiny-ana" and result.folder == tmp_path / "models/tiny-ana"
+    assert loaded.card.metrics["held_out"]["wer_after"] == round(result.after.corpus.wer, 4)
+    assert "tiny-ana" in [e.name for e in models.available_models()]
+    assert sorted(p.name for p in models.MODELS_DIR.iterdir()) == shipped
+    with pytest.raises(ValueError, match="shipped model"):
+        adapt(recorded, options=options, name="pocketsphinx")
+
+
+@pytest.mark.timeout(300)
+def test_cancel_stops_within_a_step_and_saves_nothing(recorded, tiny_model_dir, tmp_path):
+    cancel = threading.Event()
+    steps = []
+
+    def progress(p):
+        if p.stage == "training" and p.done:
+            steps.append(p.done)
+            cancel.set()
+
+    options = AdaptOptions(base_model=str(tiny_model_dir), steps=50, copies=0)
+    result = adapt(recorded, options=options, models_dir=tmp_path, on_progress=progress, cancel=cancel)
+    assert result.cancelled and result.steps == 1 and steps == [1]
+    assert result.after is None and result.folder is None and not list(tmp_path.iterdir())
+
+
+def test_a_model_that_cannot_be_fine_tuned_is_refused(recorded, tmp_path):
+    with pytest.raises(ValueError, match="cannot be fine-tuned"):
+        adapt(recorded, options=AdaptOptions(base_model="pocketsphinx"), models_dir=tmp_path)
+
+
+def test_options_come_from_the_environment_and_are_checked():
+    assert AdaptOptions.from_env({"ASR_ADAPT_STEPS": "12", "ASR_ADAPT_LAYERS": "last"}).layers == "last"
+    with pytest.raises(ValueError, match="ASR_ADAPT_STEPS"):
+        AdaptOptions.from_env({"ASR_ADAPT_STEPS": "many"})
+    with pytest.raises(ValueError, match="layers"):
+        AdaptOptions(layers="first")
+
+
+# --- the Adapt view, with messages as the page would send them ---
+
+
+def send(view, audio: np.ndarray, *, start: bool = True, stop: bool = True) -> None:
+    """Play ``audio`` into the view's microphone in 200 ms chunks."""
+    mic = view.microphone
+    if start:
+        mic._receive(mic, {"type": "started", "rate": SAMPLE_RATE}, [])
+    pcm = (audio * 32767).astype("<i2")
+    for seq, begin in enumerate(range(0, len(pcm), 3200)):
+        mic._receive(mic, {"type": "chunk", "rate": SAMPLE_RATE, "seq": seq}, [pcm[begin : begin + 3200].tobytes()])
+    if stop:
+        mic._receive(mic, {"type": "stopped"}, [])
+
+
+def test_the_view_flags_bad_takes_saves_good_ones_and_reopens_the_session(tmp_path):
+    from asrkit.widgets.adapt import AdaptView
+
+    prompts, audio = readings(3)
+    view = AdaptView(options=AdaptOptions(prompts=5), user="ana", root=tmp_path)
+    assert view.prompt.value.count(prompts[0]) == 1 and "prompt 1 / 5" in view.counter.value
+    send(view, silence(2.0))
+    assert "not saved" in view.take.value and "silence" in view.take.value and not view.session.takes
+    send(view, audio[0])
+    assert "prompt 1 saved" in view.take.value and view.index == 1 and prompts[1] in view.prompt.value
+    view.skip.click()
+    assert view.index == 2 and "1 skipped" in view.counter.value
+    view.back.click()
+    view.back.click()
+    send(view, audio[2])  # re-records prompt 1, then moves on to the first prompt without a take
+    assert view.session.takes[0].duration_s == pytest.approx(len(audio[2]) / SAMPLE_RATE, abs=1e-3)
+    assert view.index == 2 and view.run.disabled  # fewer than MIN_TAKES takes
+
+    reopened = AdaptView(options=AdaptOptions(prompts=5), user="ana", root=tmp_path)
+    assert "reopened" in reopened.note.value and sorted(reopened.session.takes) == [0] and reopened.index == 1
+    reopened.user.value = "Not A Name!"
+    assert "user name" in reopened.note.value and reopened.session is None
+
+
+def test_hands_free_takes_one_prompt_per_pause_and_adapts_in_the_background(tmp_path, tiny_model_dir):
+    from asrkit.widgets.adapt import AdaptView
+
+    _, audio = readings(6)
+    options = AdaptOptions(base_model=str(tiny_model_dir), prompts=6, steps=3, copies=0)
+    view = AdaptView(options=options, user="bo", root=tmp_path, models_dir=tmp_path / "models")
+    adapted = []
+    view.on_adapted(adapted.append)
+    view.hands_free.value = True
+    gaps = [silence(1.5)] * len(audio)
+    send(view, np.concatenate([silence(1.0), *[x for pair in zip(audio, gaps) for x in pair]]))
+    assert sorted(view.session.takes) == list(range(6)), view.take.value
+    assert "All prompts done" in view.prompt.value and not view.run.disabled
+
+    view.start_adapting().join(timeout=240)
+    result = view.result.value
+    assert 'data-wer-after="' in result and "WER before" in result and "WER after" in result, result
+    assert result.count('class="asrkit-alignment"') == 2 * 2  # two held-out takes, before and after
+    assert adapted and adapted[0].folder == tmp_path / "models/tiny-test-bo"
+    assert not view.run.disabled and view.cancel.disabled and "done" in view.progress_text.value
+
+
+@pytest.mark.timeout(300)
+def test_cli_adapts_the_takes_recorded_under_a_name(recorded, tiny_model_dir, tmp_path, monkeypatch, capsys):
+    from asrkit.cli import main
+
+    monkeypatch.setattr(models, "USER_DIR", recorded.folder.parents[1])
+    monkeypatch.setattr(models, "USER_MODELS_DIR", tmp_path)
+    assert main(["adapt", "ana", "--model", str(tiny_model_dir), "--steps", "2", "--name", "tiny-cli"]) == 0
+    assert "held-out WER (2 takes of ana)" in capsys.readouterr().out
+    assert models.load_model("tiny-cli").card.metrics["adapt_steps"] == 2
+    assert main(["adapt", "nobody"]) == 2
+    assert "record at least 5 prompts" in capsys.readouterr().err
