@@ -41,6 +41,7 @@ import numpy as np
 import soundfile as sf
 
 from asrkit.audio import SAMPLE_RATE
+from asrkit.config import env_values
 from asrkit.data.augment import AugmentConfig, Augmenter, speed_perturb
 from asrkit.data.synth import EXCLUDED_TEXTS, allowed_sentences, read_sentences, spoken_form
 from asrkit.evaluate import EvalReport, evaluate
@@ -551,17 +552,9 @@ class AdaptOptions:
         >>> AdaptOptions.from_env({"ASR_ADAPT_STEPS": "30"}).steps
         30
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for field, var, kind in (("base_model", "ASR_ADAPT_BASE", str), ("prompt_set", "ASR_ADAPT_PROMPT_SET", str),
-                                 ("prompts", "ASR_ADAPT_PROMPTS", int), ("steps", "ASR_ADAPT_STEPS", int),
-                                 ("layers", "ASR_ADAPT_LAYERS", str)):
-            raw = (env.get(var) or "").strip()
-            if raw:
-                try:
-                    values[field] = kind(raw)
-                except ValueError:
-                    raise ValueError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
+        values = env_values((("base_model", "ASR_ADAPT_BASE", str), ("prompt_set", "ASR_ADAPT_PROMPT_SET", str),
+                             ("prompts", "ASR_ADAPT_PROMPTS", int), ("steps", "ASR_ADAPT_STEPS", int),
+                             ("layers", "ASR_ADAPT_LAYERS", str)), environ)
         return cls(**values)
 
 

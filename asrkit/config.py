@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from asrkit.audio import DEFAULT_LIMITS, AudioLimits
@@ -55,20 +55,38 @@ class Config:
         >>> Config.from_env({"ASR_BATCH_SIZE": "16"}).batch_size
         16
         """
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for field, var, kind in (
-            ("model_name", "ASR_MODEL_NAME", str),
-            ("device", "ASR_DEVICE", str),
-            ("batch_size", "ASR_BATCH_SIZE", int),
-            ("max_length_s", "ASR_MAX_LENGTH", float),
-            ("max_bytes", "ASR_MAX_BYTES", int),
-        ):
-            raw = env.get(var)
-            if raw is None or raw == "":
-                continue
+        values = env_values(
+            (
+                ("model_name", "ASR_MODEL_NAME", str),
+                ("device", "ASR_DEVICE", str),
+                ("batch_size", "ASR_BATCH_SIZE", int),
+                ("max_length_s", "ASR_MAX_LENGTH", float),
+                ("max_bytes", "ASR_MAX_BYTES", int),
+            ),
+            environ,
+        )
+        if "device" in values:
+            values["device"] = str(values["device"]).lower()
+        return cls(**values)
+
+
+def env_values(fields: Sequence[tuple[str, str, type]], environ: Mapping[str, str] | None = None) -> dict[str, object]:
+    """The fields whose variables are set to something, stripped and converted: ``fields`` holds
+    (field, VARIABLE, type). A variable set to blanks gives "" (for the caller to refuse), one set to
+    nothing is unset.
+
+    Examples
+    --------
+    >>> env_values([("steps", "STEPS", int), ("name", "NAME", str)], {"STEPS": " 30 ", "NAME": ""})
+    {'steps': 30}
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for field, var, kind in fields:
+        raw = env.get(var)
+        if raw:
             try:
-                values[field] = kind(raw.strip().lower() if field == "device" else raw.strip())
+                values[field] = kind(raw.strip())
             except ValueError:
                 raise ConfigError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
-        return cls(**values)
+    return values
