@@ -149,6 +149,13 @@ def load_audio(
     return _to_mono_16k(samples, rate, src, limits)
 
 
+def wav_bytes(audio: np.ndarray) -> bytes:
+    """16 kHz mono float samples, shape (n,), as a 16-bit PCM WAV file in memory (for an audio player)."""
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
 def _from_path(path: str | os.PathLike[str], src: str, limits: AudioLimits) -> _Decoded:
     try:
         info = os.stat(path)

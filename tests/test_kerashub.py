@@ -3,7 +3,6 @@ sentencepiece vocabulary, built and saved here (nothing is downloaded)."""
 
 import io
 
-import numpy as np
 import pytest
 
 keras_hub = pytest.importorskip("keras_hub", reason="needs the 'keras-hub' extra")

@@ -11,7 +11,6 @@ next prompt. Fine-tuning runs on a thread of its own, so the page stays responsi
 from __future__ import annotations
 
 import html
-import io
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -19,13 +18,12 @@ from pathlib import Path
 
 import ipywidgets as w
 import numpy as np
-import soundfile as sf
 
 from asrkit.adapt import (
     MIN_TAKES, PROMPT_SETS, AdaptOptions, AdaptResult, AdaptSession, HandsFreeOptions, Progress, QualityOptions,
     TakeSplitter, adapt, check_take, check_user_name,
 )
-from asrkit.audio import SAMPLE_RATE, AudioError, load_audio
+from asrkit.audio import AudioError, load_audio, wav_bytes
 from asrkit.report import ALIGNMENT_STYLE, alignment_html
 from asrkit.widgets.microphone import Chunk, Microphone
 
@@ -75,12 +73,6 @@ def result_html(result: AdaptResult) -> str:
 Pick {html.escape(result.name)} in the model menu to use it.</p>
 <p class="legend"><span class="ok">correct</span><span class="sub">substituted (said→heard)</span><span class="del">missed</span><span class="ins">inserted</span></p>
 </div>"""
-
-
-def _wav(audio: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    sf.write(buffer, audio, SAMPLE_RATE, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
 
 
 class AdaptView(w.VBox):
@@ -276,7 +268,7 @@ class AdaptView(w.VBox):
             self.take.value = '<p class="asrkit-adapt-bad">No prompt to record: go back to one, or adapt.</p>'
             return False
         quality = check_take(audio, options=self.quality)
-        self.playback.value = _wav(audio)
+        self.playback.value = wav_bytes(audio)
         self.playback.layout.display = None
         if not quality.ok:
             self.take.value = (f'<p class="asrkit-adapt-bad">✗ not saved ({quality.duration_s:.1f} s): '

@@ -18,11 +18,10 @@ from collections.abc import Sequence
 
 import ipywidgets as w
 import numpy as np
-import soundfile as sf
 from matplotlib.figure import Figure
 
 from asrkit.analysis import vocabulary, word_accuracy
-from asrkit.audio import SAMPLE_RATE, AudioError, load_audio
+from asrkit.audio import SAMPLE_RATE, AudioError, load_audio, wav_bytes
 from asrkit.evaluate import EvalReport, EvalRow
 from asrkit.plotting import plot_spectrogram
 from asrkit.report import STYLE, alignment_html
@@ -73,12 +72,6 @@ def plot_row(row: EvalRow, audio: np.ndarray) -> Figure:
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI)
-    return buffer.getvalue()
-
-
-def _wav(audio: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    sf.write(buffer, audio, SAMPLE_RATE, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
 
 
@@ -214,7 +207,7 @@ class Explorer(w.VBox):
             self.alignment.value += f"<p>audio unavailable: {html.escape(str(err))}</p>"
             self.audio.value, self.picture.value = b"", b""
             return
-        self.audio.value = _wav(audio)
+        self.audio.value = wav_bytes(audio)
         self.picture.value = _png(plot_row(row, audio))
 
 
