@@ -42,7 +42,7 @@ import soundfile as sf
 
 from asrkit.audio import SAMPLE_RATE
 from asrkit.config import env_values
-from asrkit.data.augment import AugmentConfig, Augmenter, speed_perturb
+from asrkit.data.augment import AugmentConfig, Augmenter
 from asrkit.data.synth import EXCLUDED_TEXTS, allowed_sentences, read_sentences, spoken_form
 from asrkit.evaluate import EvalReport, evaluate
 from asrkit.manifest import Utterance, read_manifest
@@ -564,17 +564,6 @@ LIGHT_AUGMENT = AugmentConfig(speeds=(0.9, 1.0, 1.1), reverb_prob=0.2, noise_pro
 
 
 @dataclass(frozen=True)
-class _SpeedOnly:
-    """Speed and gain perturbation, for machines without the shared noise clips."""
-
-    config: AugmentConfig
-
-    def __call__(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        out = speed_perturb(audio, float(rng.choice(self.config.speeds)))
-        return (out * (10 ** (rng.uniform(*self.config.gain_db) / 20) / (np.max(np.abs(out)) + 1e-9))).astype(np.float32)
-
-
-@dataclass(frozen=True)
 class Progress:
     """Where an adaptation is: ``stage`` is "before", "features", "training", "after", "saving" or "done"."""
 
@@ -671,8 +660,8 @@ def adapt(
     adapt_manifest = session.write_manifest(session.folder / "adapt.tsv", adapt_takes)
     session.write_manifest(session.folder / "held_out.tsv", held_out)
     noise_dir = shared_data / "noise" if shared_data is not None else None
-    augment = (Augmenter(noise_dir, config=LIGHT_AUGMENT)
-               if noise_dir is not None and (noise_dir / "rir_simulated").is_dir() else _SpeedOnly(LIGHT_AUGMENT))
+    # without the shared noise clips, takes are only sped up or slowed down and their gain varied
+    augment = Augmenter(noise_dir if noise_dir is not None and noise_dir.is_dir() else None, config=LIGHT_AUGMENT)
     model_config = dataclasses.replace(base.config, decoder=DecoderConfig())  # the network alone; the LM is added back
     cache = FeatureCache.build([Source(adapt_manifest, clean=True, copies=options.copies)], features=model_config.features,
                                tokenizer=CharTokenizer(model_config.alphabet), output_length=model_config.output_length,

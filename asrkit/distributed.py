@@ -34,7 +34,7 @@ from asrkit.config import Config
 from asrkit.evaluate import EvalReport, Outcome, build_report, model_identity, transcribe_batches
 from asrkit.manifest import Utterance
 from asrkit.models import UnknownModelError, resolve_model
-from asrkit.models.base import Span, Transcript
+from asrkit.models.base import Transcript
 
 RUN_FILE = "run.json"
 SHARDS_DIR = "shards"
@@ -211,11 +211,7 @@ def to_record(index: int, outcome: Outcome) -> dict:
 
 def from_record(record: dict) -> Outcome:
     t = record["transcript"]
-    transcript = None if t is None else Transcript(
-        text=t["text"], duration_s=t["duration_s"], words=tuple(Span(**w) for w in t["words"]),
-        chars=tuple(Span(**c) for c in t["chars"]), model=t["model"],
-    )
-    return Outcome(transcript, compute_s=record["compute_s"], error=record["error"])
+    return Outcome(None if t is None else Transcript.from_dict(t), compute_s=record["compute_s"], error=record["error"])
 
 
 class ShardWorker:
@@ -301,6 +297,7 @@ def run_manifest(
     """
     config = config or Config.from_env()
     began = time.monotonic()
+    ray = import_ray()  # before anything is written: without Ray there is no run to resume
     source, identity = model_source(model, config=config)
     header = run_header(utterances, identity=identity, shard_size=options.shard_size)
     store = ResultStore(results if results is not None else default_results(Path(manifest), header), header=header)
@@ -310,7 +307,6 @@ def run_manifest(
     resumed_utterances = len(utterances) - sum(len(shards[s]) for s in todo)
     retries = 0
     if todo or "model_name" not in store.header:
-        ray = import_ray()
         started = connect(address=options.address)
         try:
             retries = _dispatch(ray, todo, shards, utterances, store=store, source=source, options=options,

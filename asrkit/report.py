@@ -79,6 +79,12 @@ def _group_dict(g: GroupScore) -> dict:
 OP_CLASSES = {"equal": "ok", "substitute": "sub", "delete": "del", "insert": "ins"}
 
 
+def alignment_legend(*, reference: str = "reference", hypothesis: str = "hypothesis", deleted: str = "deleted") -> str:
+    """The key to :func:`alignment_html`'s colours, in the words of the page it is on."""
+    return (f'<p class="legend"><span class="ok">correct</span><span class="sub">substituted ({reference}→{hypothesis})'
+            f'</span><span class="del">{deleted}</span><span class="ins">inserted</span></p>')
+
+
 def alignment_html(alignment: tuple[AlignedWord, ...]) -> str:
     """Colour-coded word alignment: substitutions show ``reference→hypothesis``."""
     parts = []
@@ -166,7 +172,7 @@ CER {100 * s['cer']:.2f}%.{f" {s['unreadable']} unreadable utterance(s) count as
 {_table(["deleted", "times"], deleted)}{_table(["word" + (" (OOV: not in the training text)" if known is not None else ""), "in reference", "recognised"], missed)}
 </div>
 <h2>Utterances, worst first</h2>
-<p class="legend"><span class="ok">correct</span><span class="sub">substituted (reference→hypothesis)</span><span class="del">deleted</span><span class="ins">inserted</span></p>
+{alignment_legend()}
 {_table(["utterance", "seconds", "speaker", "WER %", "CER %", "alignment"], utterances)}
 </body></html>
 """

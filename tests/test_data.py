@@ -50,6 +50,13 @@ def test_augmenter_output_is_bounded_with_shared_noise():
         assert 16000 / 1.1 - 2 <= len(out) <= 16000 / 0.9 + 2
 
 
+def test_augmenter_without_noise_only_changes_speed_and_gain():
+    augment = Augmenter(None, config=AugmentConfig(speeds=(1.0,), reverb_prob=1.0, noise_prob=1.0, gain_db=(-6.0, -6.0)))
+    out = augment(TONE, np.random.default_rng(0))
+    # no reverberation or noise: the same tone, peak-normalised to -6 dBFS
+    np.testing.assert_allclose(out, TONE / np.max(np.abs(TONE)) * 10 ** (-6 / 20), atol=1e-6)
+
+
 def test_spec_augment_masks_with_the_fill_and_leaves_the_input_alone():
     features = RNG.normal(size=(500, 80)).astype(np.float32)
     before = features.copy()

@@ -145,6 +145,7 @@ def test_without_ray_the_engine_names_the_extra(monkeypatch, tmp_path, capsys):
     manifest.write_text("path\ttranscript\na.flac\thello\n")
     assert main(["eval", str(manifest), "--model", MODEL, "--engine", "ray", "--results", str(tmp_path / "r")]) == EXIT_USAGE
     assert "pip install 'asrkit[ray]'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()  # nothing written for a run that cannot start
 
 
 MIRRORED = textwrap.dedent("""

@@ -67,13 +67,18 @@ def _audio_files(folder: Path) -> list[Path]:
 class Augmenter:
     """Random waveform perturbations with the shared noise clips and room impulse responses.
 
+    Without ``noise_dir`` (a machine without the shared data) only speed and gain are perturbed.
     Randomness comes from the caller (one generator per utterance), so the same utterance gets
     the same perturbation however many processes share the work.
     """
 
-    def __init__(self, noise_dir: str | Path, *, config: AugmentConfig = AugmentConfig()) -> None:
-        noise_dir = Path(noise_dir)
+    def __init__(self, noise_dir: str | Path | None, *, config: AugmentConfig = AugmentConfig()) -> None:
         self.config = config
+        self.rirs: list[np.ndarray] = []
+        self.noises: list[np.ndarray] = []
+        if noise_dir is None:
+            return
+        noise_dir = Path(noise_dir)
         self.rirs = [load_audio(p) for p in _audio_files(noise_dir / "rir_simulated")]
         self.noises = [
             load_audio(p) for d in sorted(noise_dir.glob("*/")) if d.name != "rir_simulated" for p in _audio_files(d)
@@ -85,9 +90,9 @@ class Augmenter:
         """A perturbed copy of ``audio`` (shape (n,), 16 kHz); its length changes with the speed."""
         c = self.config
         audio = speed_perturb(audio, float(rng.choice(c.speeds)))
-        if rng.random() < c.reverb_prob:
+        if rng.random() < c.reverb_prob and self.rirs:
             audio = reverberate(audio, self.rirs[rng.integers(len(self.rirs))])
-        if rng.random() < c.noise_prob:
+        if rng.random() < c.noise_prob and self.noises:
             audio = add_noise(audio, self.noises[rng.integers(len(self.noises))], rng.uniform(*c.snr_db), rng)
         peak = np.max(np.abs(audio)) + 1e-9
         return (audio * (10 ** (rng.uniform(*c.gain_db) / 20) / peak)).astype(np.float32)

@@ -47,6 +47,12 @@ class Transcript:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        """The inverse of :meth:`to_dict`."""
+        spans = {k: tuple(Span(**s) for s in data.get(k, ())) for k in ("words", "chars")}
+        return cls(text=data["text"], duration_s=data["duration_s"], model=data.get("model", ""), **spans)
+
 
 @dataclass(frozen=True)
 class ModelCard:

@@ -26,6 +26,7 @@ from asrkit.adapt import (
 from asrkit.audio import AudioError, load_audio, wav_bytes
 from asrkit.report import ALIGNMENT_STYLE, alignment_html
 from asrkit.widgets.microphone import Chunk, Microphone
+from asrkit.widgets.read_aloud import LEGEND
 
 STYLE = """<style>
 .asrkit-adapt-prompt{font-size:28px;line-height:1.3;padding:14px 16px;border:1px solid #ccd;border-radius:6px;
@@ -71,7 +72,7 @@ def result_html(result: AdaptResult) -> str:
 <p>{verdict} Fine-tuned {result.steps} steps in {result.train_s:.0f} s on {len(result.adapt_takes)} takes; saved as
 <b>{html.escape(result.name)}</b> ({html.escape(str(result.folder))}); {html.escape(result.base_model)} is unchanged.
 Pick {html.escape(result.name)} in the model menu to use it.</p>
-<p class="legend"><span class="ok">correct</span><span class="sub">substituted (said→heard)</span><span class="del">missed</span><span class="ins">inserted</span></p>
+{LEGEND}
 </div>"""
 
 

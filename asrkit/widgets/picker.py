@@ -52,13 +52,9 @@ class ModelPicker(w.VBox):
     def __init__(self, *, config: Config) -> None:
         self.config = config
         self.model: ASRModel = load_model(config.model_name, config=config)
-        entries = available_models()
-        options = [(model_label(e), e.name) for e in entries]
-        if self.model.name not in {e.name for e in entries}:
-            # a model folder outside the registry, named by ASR_MODEL_NAME
-            options.insert(0, (self.model.name, config.model_name))
-        self._chosen = self.model.name if self.model.name in {e.name for e in entries} else config.model_name
-        self.dropdown = w.Dropdown(options=options, value=self._chosen, description="model",
+        registered = {e.name for e in available_models()}
+        self._chosen = self.model.name if self.model.name in registered else config.model_name
+        self.dropdown = w.Dropdown(options=self._options(), value=self._chosen, description="model",
                                    layout=w.Layout(width="34em"), style={"description_width": "3.5em"})
         self.note = w.HTML()
         self.note.add_class("asrkit-model-note")
@@ -74,12 +70,16 @@ class ModelPicker(w.VBox):
 
     def refresh(self) -> None:
         """List the registry's models again (one was added, e.g. by adaptation), keeping the choice."""
+        with self.dropdown.hold_trait_notifications():
+            self.dropdown.options = self._options()
+            self.dropdown.value = self._chosen
+
+    def _options(self) -> list[tuple[str, str]]:
         options = [(model_label(e), e.name) for e in available_models()]
         if self._chosen not in {name for _, name in options}:
+            # a model folder outside the registry, named by ASR_MODEL_NAME
             options.insert(0, (self.model.name, self._chosen))
-        with self.dropdown.hold_trait_notifications():
-            self.dropdown.options = options
-            self.dropdown.value = self._chosen
+        return options
 
     def _describe(self) -> None:
         card = self.model.card

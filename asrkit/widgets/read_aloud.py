@@ -18,13 +18,13 @@ from asrkit.audio import DEFAULT_LIMITS, AudioLimits
 from asrkit.data.synth import read_sentences
 from asrkit.metrics import score
 from asrkit.models.base import ASRModel
-from asrkit.report import ALIGNMENT_STYLE, alignment_html
+from asrkit.report import ALIGNMENT_STYLE, alignment_html, alignment_legend
 from asrkit.widgets.live import LiveOptions, LiveTranscriber
 
 # Text sources whose sentences were written to be read aloud (LJSpeech's are long and archaic).
 PROMPT_SOURCES = ("harvard", "arctic")
-LEGEND = ("<p class='legend'><span class='ok'>correct</span><span class='sub'>substituted (said→heard)</span>"
-          "<span class='del'>missed</span><span class='ins'>inserted</span></p>")
+# the alignment's key in a reader's words
+LEGEND = alignment_legend(reference="said", hypothesis="heard", deleted="missed")
 
 
 def read_prompts(text_dir: str | Path) -> list[str]:
