@@ -20,8 +20,7 @@ from asrkit.models import load_model
 from conftest import shared_path
 
 # The shipped LiteRT model: trained, loads in seconds without TensorFlow, and its transcript of a clip
-# depends on that clip alone. PocketSphinx carries state from one utterance to the next in its decoder,
-# so its words for a clip depend on what it heard before, which no split into shards can reproduce.
+# depends on that clip alone.
 MODEL = "asrkit-ctc-en-litert"
 
 
