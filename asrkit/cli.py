@@ -324,9 +324,12 @@ def _decoder(args: argparse.Namespace, config: Config) -> int:
     lm = NGramLM.build(sentences, order=args.order)
     model = KerasCTCModel.load(args.model)
     dev = [(load_audio(u.audio_path), u.transcript) for u in read_manifest(args.dev)[: args.limit]]
-    decoder, results = tune_decoder(model, lm, dev, alphas=args.alphas, betas=args.betas)
+    closed = {"no": (False,), "yes": (True,), "both": (False, True)}[args.closed_vocabulary]
+    decoder, results = tune_decoder(model, lm, dev, alphas=args.alphas, betas=args.betas, closed_vocabulary=closed)
     for r in results:
-        print(f"alpha={r['alpha']:<4} beta={r['beta']:<4} dev WER {100 * r['wer']:.2f}%")
+        c = r["config"]
+        print(f"alpha={c.alpha:<4} beta={c.beta:<4} closed vocabulary {'yes' if c.closed_vocabulary else 'no ':3} "
+              f"dev WER {100 * r['wer']:.2f}%")
     out = with_decoder(model, lm, decoder, name=args.name or args.out.name).save(args.out)
     print(f"{args.order}-gram LM from {len(sentences)} sentences; best {decoder} -> {out}")
     return EXIT_OK
@@ -462,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", type=int, default=3, help="n-gram order")
     p.add_argument("--alphas", type=float, nargs="+", default=[0.3, 0.5, 0.8, 1.2], help="LM weights to try")
     p.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0], help="word bonuses to try")
+    p.add_argument("--closed-vocabulary", choices=("no", "yes", "both"), default="both",
+                   help="limit words to the LM's vocabulary: try without, with, or both (default)")
     p.add_argument("--name", help="registry name of the result (default: OUT_DIR's name)")
     p.set_defaults(run=_decoder)
 

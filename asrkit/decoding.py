@@ -93,6 +93,9 @@ class DecoderConfig:
     beam_width: int = 16
     # characters scoring this far (natural log) below a frame's best are not extended
     prune: float = 8.0
+    # form only words the language model knows (as DeepSpeech's trie): a weak acoustic model's
+    # misspellings snap to real words, and words the LM never saw cannot come out
+    closed_vocabulary: bool = False
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -160,6 +163,9 @@ class PrefixBeamSearch:
         # prefix that leaves the beam and comes back is scored and timed as before
         self._lm_score: dict[tuple[int, ...], float] = {(): 0.0}
         self._first_frame: dict[tuple[int, ...], tuple[int, ...]] = {(): ()}
+        # with a closed vocabulary: the word each prefix is spelling so far
+        self._closed = lm is not None and config.closed_vocabulary
+        self._partial: dict[tuple[int, ...], str] = {(): ""}
         self._t = 0
 
     def _word_score(self, prefix: tuple[int, ...], final: bool = False) -> float:
@@ -201,14 +207,16 @@ class PrefixBeamSearch:
                     if extended not in lm_score:
                         lm_score[extended] = lm_score[prefix] + (self._word_score(prefix) if c == space else 0.0)
                         first_frame[extended] = (*first_frame[prefix], t)
-                    entry = nxt[extended]
+                        if self._closed:
+                            self._close(prefix, extended, c)
                     if c == last:
                         # a repeat only extends the prefix after a blank; otherwise it merges
-                        entry[1] = np.logaddexp(entry[1], p_blank + p)
                         same = nxt[prefix]
                         same[1] = np.logaddexp(same[1], p_char + p)
-                    else:
-                        entry[1] = np.logaddexp(entry[1], total + p)
+                    if lm_score[extended] == neg_inf:
+                        continue  # it left the closed vocabulary
+                    entry = nxt[extended]
+                    entry[1] = np.logaddexp(entry[1], (p_blank if c == last else total) + p)
             beams = dict(
                 sorted(nxt.items(), key=lambda kv: np.logaddexp(*kv[1]) + lm_score[kv[0]], reverse=True)[
                     : config.beam_width
@@ -216,6 +224,18 @@ class PrefixBeamSearch:
             )
         self._beams = beams
         self._t += len(logits)
+
+    def _close(self, prefix: tuple[int, ...], extended: tuple[int, ...], c: int) -> None:
+        """Rule out ``extended`` if it leaves the vocabulary: a space after a non-word, or a character
+        that no word continues with."""
+        partial = self._partial[prefix]
+        if c == self._space:
+            allowed, self._partial[extended] = partial in self.lm.vocabulary, ""
+        else:
+            self._partial[extended] = partial + self._chars[c]
+            allowed = self._partial[extended] in self.lm.word_prefixes
+        if not allowed:
+            self._lm_score[extended] = -math.inf
 
     def best(self, *, final: bool = False) -> tuple[str, tuple[Span, ...]]:
         """Text and character spans of the best prefix so far; ``final`` scores the end of the
@@ -227,7 +247,12 @@ class PrefixBeamSearch:
             bonus = self._word_score(prefix, final=final) if ends_word else 0.0
             return float(np.logaddexp(*beams[prefix])) + self._lm_score[prefix] + bonus
 
-        best = max(beams, key=score)
+        candidates = list(beams)
+        if self._closed and final:
+            # an utterance cannot end inside a word; if every prefix does, the best of them still counts
+            whole = [p for p in beams if not self._partial[p] or self._partial[p] in self.lm.vocabulary]
+            candidates = whole or candidates
+        best = max(candidates, key=score)
         spans = tuple(
             Span(self._chars[c], f * self.frame_duration_s, (f + 1) * self.frame_duration_s)
             for c, f in zip(best, self._first_frame[best])

@@ -10,6 +10,7 @@ import gzip
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from functools import cached_property
 from pathlib import Path
 
 from asrkit.text import normalize_text
@@ -48,6 +49,16 @@ class NGramLM:
             parent = self.probs.get(context)
             backoff += parent[1] if parent else 0.0
             context = context[1:]
+
+    @cached_property
+    def vocabulary(self) -> frozenset[str]:
+        """The words the model has unigrams for, without <s>, </s> and <unk>."""
+        return frozenset(g[0] for g in self.probs if len(g) == 1) - {BOS, EOS, UNK}
+
+    @cached_property
+    def word_prefixes(self) -> frozenset[str]:
+        """Every non-empty beginning of a vocabulary word, the words included."""
+        return frozenset(w[:i] for w in self.vocabulary for i in range(1, len(w) + 1))
 
     def sentence_logprob(self, words: Iterable[str]) -> float:
         context: tuple[str, ...] = (BOS,)

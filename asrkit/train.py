@@ -488,26 +488,31 @@ def tune_decoder(
     *,
     alphas: Sequence[float] = (0.3, 0.5, 0.8, 1.2),
     betas: Sequence[float] = (0.0, 1.0, 2.0),
+    closed_vocabulary: Sequence[bool] = (False, True),
     beam_width: int = 16,
     progress: bool = True,
 ) -> tuple[DecoderConfig, list[dict]]:
-    """Grid-search the language model's weight and word bonus on held-out utterances.
+    """Grid-search the language model's weight, the word bonus and whether words are limited to the
+    LM's vocabulary, on held-out utterances.
 
     The network runs once per utterance; only decoding repeats. Returns the best setting (its
     ``lm`` names the file the model folder will hold) and every setting's dev WER.
     """
     logits = [model.logits([model.features(audio)])[0] for audio, _ in dev]
     refs = [text for _, text in dev]
+    grid = [
+        DecoderConfig(lm=LM_FILE, alpha=a, beta=b, beam_width=beam_width, closed_vocabulary=c)
+        for c in closed_vocabulary for a in alphas for b in betas
+    ]
     results = []
-    for alpha, beta in tqdm([(a, b) for a in alphas for b in betas], desc="tuning decoder", disable=not progress):
-        config = DecoderConfig(lm=LM_FILE, alpha=alpha, beta=beta, beam_width=beam_width)
+    for config in tqdm(grid, desc="tuning decoder", disable=not progress):
         hyps = [
             beam_search(l, tokenizer=model.tokenizer, frame_duration_s=model.config.frame_duration_s, lm=lm, config=config)[0]
             for l in logits
         ]
-        results.append({"alpha": alpha, "beta": beta, "wer": score_corpus(refs, hyps).wer})
+        results.append({"config": config, "wer": score_corpus(refs, hyps).wer})
     best = min(results, key=lambda r: r["wer"])
-    return DecoderConfig(lm=LM_FILE, alpha=best["alpha"], beta=best["beta"], beam_width=beam_width), results
+    return best["config"], results
 
 
 def with_decoder(model: KerasCTCModel, lm: NGramLM | None, decoder: DecoderConfig, *, name: str) -> KerasCTCModel:

@@ -76,6 +76,31 @@ def test_language_model_settles_an_acoustically_ambiguous_word(lm):
     assert with_lm[0] == "the cat sat"
 
 
+def test_closed_vocabulary_snaps_a_misspelling_to_a_known_word(lm):
+    # "the mxt is red": acoustically "mit", which the LM has never seen; its only m-word is "mat".
+    # With no weight on the LM's probabilities, only the vocabulary can decide.
+    frames = [{"t": 1}, {"h": 1}, {"e": 1}, {" ": 1}, {"m": 1}, {"i": 0.7, "a": 0.3}, {"t": 1}, {" ": 1},
+              {"i": 1}, {"s": 1}, {" ": 1}, {"r": 1}, {"e": 1}, {"d": 1}]
+    logits = spell(frames)
+    config = DecoderConfig(alpha=0.0, beta=1.0)
+    assert beam_search(logits, tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=config)[0] == "the mit is red"
+    closed = DecoderConfig(alpha=0.0, beta=1.0, closed_vocabulary=True)
+    assert beam_search(logits, tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=closed)[0] == "the mat is red"
+
+
+def test_closed_vocabulary_keeps_repeated_letters_and_ends_on_a_whole_word():
+    lm = NGramLM.build(["all is well", "a ball"], order=2)
+    closed = DecoderConfig(alpha=0.0, beta=1.0, closed_vocabulary=True)
+    # double letters need a blank between them, and repeated frames of one letter merge
+    frames = [{"a": 1}, {"l": 1}, {"l": 1}, {"_": 1}, {"l": 1}, {" ": 1}, {"i": 1}, {"s": 1}, {" ": 1},
+              {"w": 1}, {"e": 1}, {"l": 1}, {"_": 1}, {"l": 1}]
+    assert beam_search(spell(frames), tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=closed)[0] == "all is well"
+    # the second l of "ball" is the weaker reading of the last frame: the utterance may not end on "bal"
+    frames = [{"a": 1}, {" ": 1}, {"b": 1}, {"a": 1}, {"l": 1}, {"_": 1}, {"l": 0.4, "_": 0.6}]
+    open_ = DecoderConfig(alpha=0.0, beta=1.0)
+    assert beam_search(spell(frames), tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=open_)[0] == "a bal"
+    assert beam_search(spell(frames), tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=closed)[0] == "a ball"
+
 def test_language_model_text_leaves_out_every_evaluation_sentence():
     shared_path("splits")
     sentences = {normalize_text(s) for s in lm_sentences(SHARED_DATA)}

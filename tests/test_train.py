@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -79,9 +80,15 @@ def test_tune_decoder_and_save_with_a_language_model(tmp_path, tiny_model_dir):
     rng = np.random.default_rng(2)
     dev = [(rng.uniform(-0.2, 0.2, 8000).astype(np.float32), "hello world")] * 2
     decoder, results = tune_decoder(model, lm, dev, alphas=(0.5, 1.0), betas=(0.0, 2.0), beam_width=4, progress=False)
-    assert len(results) == 4 and decoder.lm == "lm.arpa.gz"
-    assert min(r["wer"] for r in results) == next(r["wer"] for r in results if (r["alpha"], r["beta"]) == (decoder.alpha, decoder.beta))
+    assert len(results) == 8 and decoder.lm == "lm.arpa.gz"
+    assert {r["config"].closed_vocabulary for r in results} == {False, True}
+    assert min(r["wer"] for r in results) == next(r["wer"] for r in results if r["config"] == decoder)
     with_decoder(model, lm, decoder, name="tiny-lm").save(tmp_path / "tiny-lm")
     loaded = load_model(tmp_path / "tiny-lm")
     assert loaded.name == "tiny-lm" and loaded.lm is not None and loaded.config.decoder == decoder
     assert isinstance(loaded.transcribe(dev[0][0]).text, str)
+    # the untrained network spells noise; a closed vocabulary lets only the LM's words through
+    closed = dataclasses.replace(decoder, closed_vocabulary=True)
+    with_decoder(model, lm, closed, name="tiny-closed").save(tmp_path / "tiny-closed")
+    text = load_model(tmp_path / "tiny-closed").transcribe(dev[0][0]).text
+    assert set(text.split()) <= {"hello", "world", "there"}
