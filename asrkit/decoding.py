@@ -191,6 +191,10 @@ class PrefixBeamSearch:
         beams = self._beams
         for t, frame in enumerate(_log_softmax(logits.astype(np.float64)), start=self._t):
             candidates = np.flatnonzero(frame >= frame.max() - config.prune)
+            if self._closed and BLANK_ID not in candidates:
+                # a frame whose every likely character leaves the vocabulary would empty the beam;
+                # staying on a prefix through a blank is always allowed
+                candidates = np.append(candidates, BLANK_ID)
             nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [neg_inf, neg_inf])
             for prefix, (p_blank, p_char) in beams.items():
                 total = np.logaddexp(p_blank, p_char)

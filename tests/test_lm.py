@@ -101,6 +101,13 @@ def test_closed_vocabulary_keeps_repeated_letters_and_ends_on_a_whole_word():
     assert beam_search(spell(frames), tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=open_)[0] == "a bal"
     assert beam_search(spell(frames), tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=closed)[0] == "a ball"
 
+
+def test_closed_vocabulary_survives_a_frame_that_no_word_allows(lm):
+    # the confident "x" (blank far below the pruning margin) continues no word the LM knows
+    logits = spell([{"c": 1}, {"a": 1}, {"x": 1}, {"t": 1}])
+    closed = DecoderConfig(alpha=0.5, beta=1.0, closed_vocabulary=True)
+    assert beam_search(logits, tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=closed)[0] == "cat"
+
 def test_language_model_text_leaves_out_every_evaluation_sentence():
     shared_path("splits")
     sentences = {normalize_text(s) for s in lm_sentences(SHARED_DATA)}
