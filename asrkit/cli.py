@@ -325,7 +325,9 @@ def _decoder(args: argparse.Namespace, config: Config) -> int:
     model = KerasCTCModel.load(args.model)
     dev = [(load_audio(u.audio_path), u.transcript) for u in read_manifest(args.dev)[: args.limit]]
     closed = {"no": (False,), "yes": (True,), "both": (False, True)}[args.closed_vocabulary]
-    decoder, results = tune_decoder(model, lm, dev, alphas=args.alphas, betas=args.betas, closed_vocabulary=closed)
+    decoder, results = tune_decoder(
+        model, lm, dev, alphas=args.alphas, betas=args.betas, closed_vocabulary=closed, beam_width=args.beam_width
+    )
     for r in results:
         c = r["config"]
         print(f"alpha={c.alpha:<4} beta={c.beta:<4} closed vocabulary {'yes' if c.closed_vocabulary else 'no ':3} "
@@ -467,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0], help="word bonuses to try")
     p.add_argument("--closed-vocabulary", choices=("no", "yes", "both"), default="both",
                    help="limit words to the LM's vocabulary: try without, with, or both (default)")
+    p.add_argument("--beam-width", type=int, default=16, help="prefixes kept per frame")
     p.add_argument("--name", help="registry name of the result (default: OUT_DIR's name)")
     p.set_defaults(run=_decoder)
 
