@@ -253,10 +253,13 @@ class PrefixBeamSearch:
 
         candidates = list(beams)
         if self._closed and final:
-            # an utterance cannot end inside a word; if every prefix does, the best of them still counts
+            # an utterance cannot end inside a word
             whole = [p for p in beams if not self._partial[p] or self._partial[p] in self.lm.vocabulary]
             candidates = whole or candidates
         best = max(candidates, key=score)
+        if self._closed and final and self._partial[best] not in self.lm.vocabulary:
+            # every prefix did: the unfinished word is dropped
+            best = best[: len(best) - len(self._partial[best])]
         spans = tuple(
             Span(self._chars[c], f * self.frame_duration_s, (f + 1) * self.frame_duration_s)
             for c, f in zip(best, self._first_frame[best])

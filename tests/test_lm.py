@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -100,6 +101,11 @@ def test_closed_vocabulary_keeps_repeated_letters_and_ends_on_a_whole_word():
     open_ = DecoderConfig(alpha=0.0, beta=1.0)
     assert beam_search(spell(frames), tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=open_)[0] == "a bal"
     assert beam_search(spell(frames), tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=closed)[0] == "a ball"
+    # the audio stops inside "well" and the one-prefix beam holds no whole-word reading: the unfinished
+    # word is dropped
+    frames = [{"i": 1}, {"s": 1}, {" ": 1}, {"w": 1}, {"e": 1}]
+    narrow = dataclasses.replace(closed, beam_width=1)
+    assert beam_search(spell(frames), tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=narrow)[0] == "is"
 
 
 def test_closed_vocabulary_survives_a_frame_that_no_word_allows(lm):
