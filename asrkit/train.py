@@ -1,9 +1,10 @@
 """Training a Keras CTC model: AdamW with warm-up and cosine decay, clipping, checkpoints, resume.
 
-A run directory holds ``checkpoint.npz`` (network, optimiser, step and epoch, every
-``checkpoint_every`` steps), ``history.jsonl`` (one line per logged step) and ``best/`` (a model
-folder, rewritten whenever the dev WER improves). Running again on the same directory resumes
-where the last checkpoint stopped, so a run may be interrupted at any moment.
+A run directory holds ``checkpoint.npz`` (network, optimiser, step, and position in the pass over
+the data, every ``checkpoint_every`` steps), ``history.jsonl`` (one line per logged step) and
+``best/`` (a model folder, rewritten whenever the dev WER improves). Running again on the same
+directory resumes where the last checkpoint stopped, with the batches that would have come next,
+so a run may be interrupted at any moment.
 """
 
 from __future__ import annotations
@@ -314,9 +315,11 @@ def train(
     network.compile(optimizer=optimizer, loss=ctc_loss, jit_compile=keras.backend.backend() == "jax")
     optimizer.build(network.trainable_variables)
     checkpoint = _Checkpoint(run_dir / CHECKPOINT_FILE)
-    counters = {"epoch": 0, "best_wer": math.inf, "stale_evals": 0}
+    # epoch_batches: batches of the current pass already trained on, skipped when resuming
+    counters = {"epoch": 0, "epoch_batches": 0, "best_wer": math.inf, "stale_evals": 0}
     if checkpoint.path.exists():
-        counters = checkpoint.restore(network, optimizer)
+        # checkpoints written before epoch_batches existed resume at the start of their pass
+        counters |= checkpoint.restore(network, optimizer)
     elif start is not None:
         network.set_weights(start.get_weights())
 
@@ -348,8 +351,10 @@ def train(
     stop = step >= config.steps or counters["stale_evals"] >= config.patience
     while not stop:
         rng = np.random.default_rng(config.seed * 1000 + counters["epoch"])
+        skipped = counters["epoch_batches"]
         epoch = batches(
-            cache, rng=rng, max_frames=config.max_batch_frames, max_size=config.max_batch_size, fill=fill, buckets=buckets
+            cache, rng=rng, max_frames=config.max_batch_frames, max_size=config.max_batch_size, fill=fill,
+            buckets=buckets, start=skipped,
         )
         trained = step
         for x, x_len, y, y_len in _prefetched(epoch):
@@ -357,6 +362,7 @@ def train(
             losses.append(replicated_step(network, x, np.concatenate([out_len[:, None], y], axis=1)))
             audio_s += float(x_len.sum()) / FRAMES_PER_SECOND
             step += 1
+            counters["epoch_batches"] += 1
             bar.update(1)
             if on_step is not None:
                 on_step(step, losses[-1])
@@ -386,13 +392,14 @@ def train(
                 stop = True
                 break
         else:
-            if step == trained:
+            if step == trained and not skipped:
                 raise ValueError(
                     f"a pass over the {len(cache)} training utterances made no batch: fixed-shape batches "
                     f"(backend {keras.backend.backend()}) need at least one full batch per length bucket; "
                     "lower max_batch_frames or max_batch_size"
                 )
             counters["epoch"] += 1
+            counters["epoch_batches"] = 0
     bar.close()
     history.close()
     KerasCTCModel(network, card({"step": step})).save(run_dir / "last")

@@ -151,6 +151,14 @@ def test_feature_cache_build_save_load_and_batches(tmp_path):
         assert x_len.max() <= x.shape[1] and y_len.max() <= y.shape[1]
     assert shapes <= {((6, 64, 80), (6, 32)), ((4, 100, 80), (4, 50))} and shapes
 
+    # a pass started at batch k yields the same batches, SpecAugment masks included, as the whole pass from k on
+    whole = list(batches(cache, rng=np.random.default_rng(5), max_frames=600))
+    rest = list(batches(cache, rng=np.random.default_rng(5), max_frames=600, start=2))
+    assert len(whole) > 3 and len(rest) == len(whole) - 2
+    for a, b in zip(whole[2:], rest, strict=True):
+        for x, y in zip(a, b, strict=True):
+            np.testing.assert_array_equal(x, y)
+
 
 def test_concatenated_caches_hold_every_example_in_order(tmp_path):
     config = CTCModelConfig()

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -59,6 +60,26 @@ def test_training_lowers_the_loss_saves_a_loadable_model_and_resumes(tmp_path):
     train(warm, cache=cache, dev=dev, model_config=MODEL, init_from=tmp_path / "last", progress=False,
           config=TrainConfig(**{**config.__dict__, "steps": 10, "warmup_steps": 1000}))
     assert history(warm)[0]["loss"] < 0.7 * losses[0]
+
+
+@pytest.mark.timeout(300)
+def test_a_run_interrupted_mid_pass_ends_where_an_uninterrupted_one_does(tmp_path):
+    # without dropout, the same batches in the same order give the same weights
+    model_config = dataclasses.replace(MODEL, dropout=0.0)
+    dev = [(np.zeros(8000, np.float32), "a")]
+    config = TrainConfig(steps=12, warmup_steps=2, max_batch_size=2, log_every=100, eval_every=100, checkpoint_every=100)
+    train(tmp_path / "straight", cache=tiny_cache(), dev=dev, model_config=model_config, config=config, progress=False)
+
+    cancel = threading.Event()
+    stop_at_6 = lambda step, loss: step == 6 and cancel.set()  # noqa: E731 - the second of a pass's 4 batches
+    for run in range(2):
+        train(tmp_path / "resumed", cache=tiny_cache(), dev=dev, model_config=model_config, config=config,
+              on_step=stop_at_6 if run == 0 else None, cancel=cancel if run == 0 else None, progress=False)
+    assert load_model(tmp_path / "resumed" / "last").card.metrics["step"] == 12
+    straight = load_model(tmp_path / "straight" / "last").network.get_weights()
+    resumed = load_model(tmp_path / "resumed" / "last").network.get_weights()
+    for a, b in zip(straight, resumed, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_stopping_on_time_checkpoints_first(tmp_path):

@@ -192,8 +192,12 @@ def batches(
     fill: np.ndarray | float = 0.0,
     augment: bool = True,
     buckets: Sequence[int] | None = None,
+    start: int = 0,
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """One pass over the cache in random order of length-bucketed batches.
+
+    ``start`` skips the pass's first batches without computing them: a resumed run continues the
+    pass it was interrupted in, with the same batches and masks it would have had.
 
     With ``buckets`` (ascending padded lengths), every batch is padded to a bucket's length, holds
     exactly ``min(max_size, max_frames // length)`` utterances and ``length // 2`` label columns,
@@ -225,11 +229,15 @@ def batches(
             members = order[bucket_of == b]
             size = max(1, min(max_size, max_frames // length))
             groups += [(list(members[k : k + size]), length) for k in range(0, len(members) - size + 1, size)]
-    for g in rng.permutation(len(groups)):
+    permutation = rng.permutation(len(groups))
+    # one seed per batch, so a batch's masks do not depend on the batches skipped before it
+    seeds = rng.integers(0, 2**63, len(groups))
+    for g, seed in zip(permutation[start:], seeds[start:]):
         members, padded = groups[g]
         items = [cache.example(i) for i in members]
         if augment:
-            items = [(spec_augment(f, rng, fill=fill), y) for f, y in items]
+            batch_rng = np.random.default_rng(seed)
+            items = [(spec_augment(f, batch_rng, fill=fill), y) for f, y in items]
         x_len = np.array([len(f) for f, _ in items], np.int32)
         y_len = np.array([len(y) for _, y in items], np.int32)
         x = np.zeros((len(items), padded or x_len.max(), items[0][0].shape[1]), np.float32)
