@@ -45,12 +45,15 @@ def plot_spectrogram(
 
 
 def plot_training(history: str | Path, *, ax: Axes | None = None) -> Axes:
-    """Training loss and dev WER against steps, from a run's ``history.jsonl``."""
+    """Training loss and dev WER against steps, from a run's ``history.jsonl``.
+
+    A run resumed from a checkpoint logs again the steps after it; the later record of a step wins.
+    """
     records = [json.loads(line) for line in Path(history).read_text(encoding="utf-8").splitlines() if line.strip()]
     if ax is None:
         ax = Figure(figsize=(8, 3), layout="constrained").add_subplot()
-    losses = [(r["step"], r["loss"]) for r in records if "loss" in r]
-    wers = [(r["step"], 100 * r["dev_wer"]) for r in records if "dev_wer" in r]
+    losses = sorted({r["step"]: r["loss"] for r in records if "loss" in r}.items())
+    wers = sorted({r["step"]: 100 * r["dev_wer"] for r in records if "dev_wer" in r}.items())
     if losses:
         ax.plot(*zip(*losses), color="tab:blue", label="training loss (per character)")
     ax.set(xlabel="step", ylabel="CTC loss")

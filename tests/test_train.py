@@ -113,3 +113,17 @@ def test_tune_decoder_and_save_with_a_language_model(tmp_path, tiny_model_dir):
     with_decoder(model, lm, closed, name="tiny-closed").save(tmp_path / "tiny-closed")
     text = load_model(tmp_path / "tiny-closed").transcribe(dev[0][0]).text
     assert set(text.split()) <= {"hello", "world", "there"}
+
+
+def test_training_curves_keep_the_last_record_of_a_step_logged_twice(tmp_path):
+    from asrkit.plotting import plot_training
+
+    lines = [{"step": 10, "loss": 3.0}, {"step": 20, "loss": 2.0}, {"step": 20, "dev_wer": 0.9},
+             # resumed from the checkpoint at step 10: step 20 again
+             {"step": 20, "loss": 2.5}, {"step": 20, "dev_wer": 0.8}, {"step": 30, "loss": 1.5}]
+    (tmp_path / "history.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    ax = plot_training(tmp_path / "history.jsonl")
+    loss_line, = ax.get_lines()
+    assert list(loss_line.get_xdata()) == [10, 20, 30] and list(loss_line.get_ydata()) == [3.0, 2.5, 1.5]
+    wer_line, = ax.figure.axes[1].get_lines()
+    assert list(wer_line.get_xdata()) == [20] and list(wer_line.get_ydata()) == [80.0]
