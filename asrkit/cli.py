@@ -304,6 +304,19 @@ def _train(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def _average(args: argparse.Namespace, config: Config) -> int:
+    from asrkit.train import average_snapshots
+
+    try:
+        out = average_snapshots(args.run_dir, args.out, last=args.last, name=args.name)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    steps = ModelCard.load(out).metrics["averaged_steps"]
+    print(f"mean of the weights at steps {', '.join(map(str, steps))} -> {out}")
+    return EXIT_OK
+
+
 def lm_sentences(shared_data: Path) -> list[str]:
     """Text a language model may learn from: the TTS sentence sources and the training transcripts,
     less every evaluation sentence."""
@@ -457,6 +470,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lookahead-frames", type=int, help="future output frames; " + architecture)
     p.add_argument("--dropout", type=float, help=architecture)
     p.set_defaults(run=_train)
+
+    p = commands.add_parser("average", help="a model whose weights are the mean of a training run's latest snapshots")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder of 'asrkit train'")
+    p.add_argument("out", type=Path, metavar="OUT_DIR", help="the model folder to write")
+    p.add_argument("--last", type=int, default=5, help="how many of the latest snapshots to average (default 5)")
+    p.add_argument("--name", help="registry name of the result (default: OUT_DIR's name)")
+    p.set_defaults(run=_average)
 
     p = commands.add_parser("decoder", help="build a word LM from allowed text and tune beam search on a dev set")
     p.add_argument("model", type=Path, metavar="MODEL_DIR", help="a trained Keras CTC model folder")

@@ -1,7 +1,8 @@
 """Training a Keras CTC model: AdamW with warm-up and cosine decay, clipping, checkpoints, resume.
 
 A run directory holds ``checkpoint.npz`` (network, optimiser, step, and position in the pass over
-the data, every ``checkpoint_every`` steps), ``history.jsonl`` (one line per logged step) and
+the data, every ``checkpoint_every`` steps), ``snapshots/`` (the network weights of the latest
+checkpoints, for :func:`average_snapshots`), ``history.jsonl`` (one line per logged step) and
 ``best/`` (a model folder, rewritten whenever the dev WER improves). Running again on the same
 directory resumes where the last checkpoint stopped, with the batches that would have come next,
 so a run may be interrupted at any moment.
@@ -38,6 +39,8 @@ from asrkit.text import BLANK_ID, CharTokenizer
 
 LM_FILE = "lm.arpa.gz"
 CHECKPOINT_FILE = "checkpoint.npz"
+# network weights saved with each checkpoint, for averaging (see average_snapshots)
+SNAPSHOT_DIR = "snapshots"
 # What `asrkit train --strategy` accepts (see distribution()).
 STRATEGIES = ("none", "mirrored")
 
@@ -66,6 +69,8 @@ class TrainConfig:
     log_every: int = 50
     # steps between checkpoints
     checkpoint_every: int = 200
+    # network weights of this many latest checkpoints kept in snapshots/ for averaging
+    keep_snapshots: int = 5
     # steps between dev evaluations (and best-model saves)
     eval_every: int = 300
     # evaluations without dev improvement before stopping early
@@ -241,6 +246,16 @@ class _Checkpoint:
             return json.loads(str(data["counters"]))
 
 
+def _save_snapshot(run_dir: Path, network: keras.Model, step: int, keep: int) -> None:
+    folder = run_dir / SNAPSHOT_DIR
+    folder.mkdir(exist_ok=True)
+    partial = folder / f"step-{step:07d}.partial.npz"
+    np.savez(partial, **{f"network_{i}": w for i, w in enumerate(network.get_weights())})
+    partial.replace(folder / f"step-{step:07d}.npz")
+    for old in sorted(folder.glob("step-???????.npz"))[:-keep]:
+        old.unlink()
+
+
 def train(
     run_dir: str | Path,
     *,
@@ -388,6 +403,8 @@ def train(
             interrupted = out_of_time or (cancel is not None and cancel.is_set())
             if step % config.checkpoint_every == 0 or interrupted or step >= config.steps:
                 checkpoint.save(network, optimizer, counters)
+                if config.keep_snapshots:
+                    _save_snapshot(run_dir, network, step, config.keep_snapshots)
             if interrupted or step >= config.steps or counters["stale_evals"] >= config.patience:
                 stop = True
                 break
@@ -527,3 +544,38 @@ def with_decoder(model: KerasCTCModel, lm: NGramLM | None, decoder: DecoderConfi
     config = dataclasses.replace(model.config, decoder=decoder)
     card = dataclasses.replace(model.card, name=name, config=config.to_dict())
     return KerasCTCModel(model.network, card, lm=lm)
+
+
+def average_snapshots(run_dir: str | Path, out: str | Path, *, last: int = 5, name: str | None = None) -> Path:
+    """Save a model folder whose weights are the mean of the run's ``last`` latest snapshots.
+
+    Averaging the weights of nearby checkpoints smooths the noise of the last updates, as in
+    Vaswani et al. (2017); the architecture and card come from the run's ``best/`` model.
+    Snapshots from different runs (not continued from one another) must not be mixed.
+
+    Examples
+    --------
+    >>> average_snapshots("runs/ctc", "models/ctc-avg", last=3)  # doctest: +SKIP
+    PosixPath('models/ctc-avg')
+    """
+    run_dir = Path(run_dir)
+    files = sorted((run_dir / SNAPSHOT_DIR).glob("step-???????.npz"))[-last:]
+    if last < 1 or not files:
+        raise ValueError(f"{run_dir / SNAPSHOT_DIR} has no snapshots to average (last={last})")
+    if not (run_dir / "best" / WEIGHTS_FILE).exists():
+        raise FileNotFoundError(f"{run_dir / 'best'} holds no model: a run saves one at its first dev evaluation")
+    model = KerasCTCModel.load(run_dir / "best", device="cpu")
+    count = len(model.network.weights)
+    total = [np.zeros(w.shape, np.float64) for w in model.network.get_weights()]
+    for file in files:
+        with np.load(file) as data:
+            if len(data.files) != count:
+                raise ValueError(f"{file} holds {len(data.files)} arrays, the network {count}: not this run's")
+            for i in range(count):
+                total[i] += data[f"network_{i}"]
+    model.network.set_weights([(t / len(files)).astype(w.dtype) for t, w in zip(total, model.network.get_weights())])
+    steps = [int(f.stem.removeprefix("step-")) for f in files]
+    card = dataclasses.replace(
+        model.card, name=name or Path(out).name, metrics={"step": steps[-1], "averaged_steps": steps}
+    )
+    return KerasCTCModel(model.network, card).save(out)

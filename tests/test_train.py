@@ -8,7 +8,8 @@ import pytest
 from asrkit.data.dataset import FeatureCache
 from asrkit.models import load_model
 from asrkit.models.ctc import CTCModelConfig
-from asrkit.train import LearningRate, TrainConfig, train
+from asrkit.cli import EXIT_USAGE, main
+from asrkit.train import LearningRate, TrainConfig, average_snapshots, train
 
 MODEL = CTCModelConfig(conv_channels=16, rnn_layers=1, rnn_units=32, lookahead_frames=2)
 
@@ -55,6 +56,18 @@ def test_training_lowers_the_loss_saves_a_loadable_model_and_resumes(tmp_path):
     assert steps == [10, 20, 30, 40, 50, 60]
     assert load_model(tmp_path / "last").card.metrics["step"] == 60
 
+    # checkpoints at 20, 40, 60 left snapshots of the network; the last two average into a model
+    snapshots = sorted(p.name for p in (tmp_path / "snapshots").iterdir())
+    assert snapshots == ["step-0000020.npz", "step-0000040.npz", "step-0000060.npz"]
+    averaged = load_model(average_snapshots(tmp_path, tmp_path / "avg", last=2))
+    assert averaged.card.metrics["averaged_steps"] == [40, 60] and averaged.name == "avg"
+    with np.load(tmp_path / "snapshots/step-0000040.npz") as a, np.load(tmp_path / "snapshots/step-0000060.npz") as b:
+        for i, w in enumerate(averaged.network.get_weights()):
+            np.testing.assert_allclose(w, (a[f"network_{i}"] + b[f"network_{i}"]) / 2, rtol=1e-6)
+    assert not np.allclose(averaged.network.get_weights()[-2], load_model(tmp_path / "last").network.get_weights()[-2])
+    assert main(["average", str(tmp_path), str(tmp_path / "avg3"), "--last", "3"]) == 0
+    assert load_model(tmp_path / "avg3").card.metrics["averaged_steps"] == [20, 40, 60]
+
     # a fresh run can start from a saved model's weights instead of from random ones
     warm = tmp_path / "warm"
     train(warm, cache=cache, dev=dev, model_config=MODEL, init_from=tmp_path / "last", progress=False,
@@ -80,6 +93,13 @@ def test_a_run_interrupted_mid_pass_ends_where_an_uninterrupted_one_does(tmp_pat
     resumed = load_model(tmp_path / "resumed" / "last").network.get_weights()
     for a, b in zip(straight, resumed, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_averaging_a_run_without_snapshots_says_so(tmp_path, capsys):
+    with pytest.raises(ValueError, match="no snapshots"):
+        average_snapshots(tmp_path, tmp_path / "out")
+    assert main(["average", str(tmp_path), str(tmp_path / "out")]) == EXIT_USAGE
+    assert "no snapshots" in capsys.readouterr().err
 
 
 def test_stopping_on_time_checkpoints_first(tmp_path):
