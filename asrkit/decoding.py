@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,6 +129,15 @@ def beam_search(
     return search.best(final=True)
 
 
+def _logaddexp(a: float, b: float) -> float:
+    """ln(e^a + e^b) of two floats; numpy's ufunc costs more than the arithmetic on scalars."""
+    if a < b:
+        a, b = b, a
+    if b == -math.inf:
+        return a
+    return a + math.log1p(math.exp(b - a))
+
+
 class PrefixBeamSearch:
     """:func:`beam_search` fed frame by frame: ``advance`` over any split of the logits, then ``best``
     gives what one call over all of them would, so a stream can decode as frames arrive.
@@ -157,113 +166,128 @@ class PrefixBeamSearch:
         self.config = config
         self._space = tokenizer.encode(" ")[0]
         self._chars = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
-        # prefix (tuple of token ids) -> [log P ending in blank, log P ending in a character]
-        self._beams: dict[tuple[int, ...], list[float]] = {(): [0.0, -math.inf]}
-        # every prefix ever extended keeps its LM score and the frames of its characters, so a
-        # prefix that leaves the beam and comes back is scored and timed as before
-        self._lm_score: dict[tuple[int, ...], float] = {(): 0.0}
-        self._first_frame: dict[tuple[int, ...], tuple[int, ...]] = {(): ()}
-        # with a closed vocabulary: the word each prefix is spelling so far
+        # Prefixes are nodes of a tree, numbered as created (0: the empty prefix), so extending one
+        # costs the same however long it is. Every node ever created keeps its LM score and the frame
+        # of its character, so a prefix that leaves the beam and comes back is scored and timed as
+        # before. Per node: its parent, its last token (-1 for the root), the frame that token was
+        # first emitted at, the LM score of its completed words, the words before the one being
+        # spelt (the LM's context: at most order - 1, from "<s>") and that word so far.
+        self._parent, self._token, self._frame = [-1], [-1], [-1]
+        self._lm_score, self._context, self._partial = [0.0], [("<s>",)], [""]
+        self._children: dict[tuple[int, int], int] = {}
+        # node -> [log P ending in blank, log P ending in a character]
+        self._beams: dict[int, list[float]] = {0: [0.0, -math.inf]}
         self._closed = lm is not None and config.closed_vocabulary
-        self._partial: dict[tuple[int, ...], str] = {(): ""}
+        self._context_size = lm.order - 1 if lm is not None else 0
         self._t = 0
 
-    def _word_score(self, prefix: tuple[int, ...], final: bool = False) -> float:
-        """alpha * ln P(last word | earlier words) + beta, for a prefix that just completed a word."""
-        words = "".join(self._chars[i] for i in prefix).split()
-        if not words:
-            return 0.0
-        lm, config = self.lm, self.config
-        score = config.beta
-        if lm is not None:
-            context = tuple(["<s>", *words[:-1]][-(lm.order - 1) :]) if lm.order > 1 else ()
-            score += config.alpha * lm.logprob(context, words[-1])
-            if final:
-                score += config.alpha * lm.logprob(tuple([*words][-(lm.order - 1) :]), "</s>")
+    def _word_score(self, context: tuple[str, ...], word: str) -> float:
+        """alpha * ln P(word | context) + beta, for a word just completed."""
+        score = self.config.beta
+        if self.lm is not None:
+            score += self.config.alpha * self.lm.logprob(context[len(context) - self._context_size :], word)
         return score
+
+    def _extend(self, node: int, token: int, t: int) -> int:
+        """The child of ``node`` by ``token`` (first emitted at frame ``t``), scored; -inf LM score if
+        a closed vocabulary rules it out (a space after a non-word, a character no word continues with)."""
+        child = len(self._parent)
+        self._children[node, token] = child
+        self._parent.append(node)
+        self._token.append(token)
+        self._frame.append(t)
+        score, context, word = self._lm_score[node], self._context[node], self._partial[node]
+        if token == self._space:
+            allowed = word in self.lm.vocabulary if self._closed else True
+            score += self._word_score(context, word)
+            context = (*context, word)[-self._context_size :] if self._context_size else ()
+            word = ""
+        else:
+            word += self._chars[token]
+            allowed = word in self.lm.word_prefixes if self._closed else True
+        self._lm_score.append(score if allowed else -math.inf)
+        self._context.append(context)
+        self._partial.append(word)
+        return child
 
     def advance(self, logits: np.ndarray) -> None:
         """Extend the beams by (n_frames, vocab_size) scores of the next frames."""
         if logits.ndim != 2 or logits.shape[1] != self.tokenizer.vocab_size:
             raise ValueError(f"logits must have shape (n_frames, {self.tokenizer.vocab_size}); got {logits.shape}")
-        neg_inf, space = -math.inf, self._space
-        lm_score, first_frame, config = self._lm_score, self._first_frame, self.config
+        neg_inf, space, add = -math.inf, self._space, _logaddexp
+        lm_score, last_token, children, config = self._lm_score, self._token, self._children, self.config
         beams = self._beams
         for t, frame in enumerate(_log_softmax(logits.astype(np.float64)), start=self._t):
-            candidates = np.flatnonzero(frame >= frame.max() - config.prune)
+            candidates = np.flatnonzero(frame >= frame.max() - config.prune).tolist()
             if self._closed and BLANK_ID not in candidates:
                 # a frame whose every likely character leaves the vocabulary would empty the beam;
                 # staying on a prefix through a blank is always allowed
-                candidates = np.append(candidates, BLANK_ID)
-            nxt: dict[tuple[int, ...], list[float]] = defaultdict(lambda: [neg_inf, neg_inf])
-            for prefix, (p_blank, p_char) in beams.items():
-                total = np.logaddexp(p_blank, p_char)
-                last = prefix[-1] if prefix else None
+                candidates.append(BLANK_ID)
+            scores = frame.tolist()
+            nxt: dict[int, list[float]] = {}
+            for node, (p_blank, p_char) in beams.items():
+                total = add(p_blank, p_char)
+                last = last_token[node]
                 for c in candidates:
-                    p = frame[c]
+                    p = scores[c]
                     if c == BLANK_ID:
-                        entry = nxt[prefix]
-                        entry[0] = np.logaddexp(entry[0], total + p)
+                        entry = nxt.setdefault(node, [neg_inf, neg_inf])
+                        entry[0] = add(entry[0], total + p)
                         continue
-                    if c == space and (last is None or last == space):
+                    if c == space and (node == 0 or last == space):
                         continue  # leading and doubled spaces carry no information
-                    extended = (*prefix, int(c))
-                    if extended not in lm_score:
-                        lm_score[extended] = lm_score[prefix] + (self._word_score(prefix) if c == space else 0.0)
-                        first_frame[extended] = (*first_frame[prefix], t)
-                        if self._closed:
-                            self._close(prefix, extended, c)
+                    child = children.get((node, c))
+                    if child is None:
+                        child = self._extend(node, c, t)
                     if c == last:
                         # a repeat only extends the prefix after a blank; otherwise it merges
-                        same = nxt[prefix]
-                        same[1] = np.logaddexp(same[1], p_char + p)
-                    if lm_score[extended] == neg_inf:
+                        same = nxt.setdefault(node, [neg_inf, neg_inf])
+                        same[1] = add(same[1], p_char + p)
+                    if lm_score[child] == neg_inf:
                         continue  # it left the closed vocabulary
-                    entry = nxt[extended]
-                    entry[1] = np.logaddexp(entry[1], (p_blank if c == last else total) + p)
-            beams = dict(
-                sorted(nxt.items(), key=lambda kv: np.logaddexp(*kv[1]) + lm_score[kv[0]], reverse=True)[
-                    : config.beam_width
-                ]
-            )
+                    entry = nxt.setdefault(child, [neg_inf, neg_inf])
+                    entry[1] = add(entry[1], (p_blank if c == last else total) + p)
+            beams = dict(heapq.nlargest(config.beam_width, nxt.items(), key=lambda kv: add(*kv[1]) + lm_score[kv[0]]))
         self._beams = beams
         self._t += len(logits)
 
-    def _close(self, prefix: tuple[int, ...], extended: tuple[int, ...], c: int) -> None:
-        """Rule out ``extended`` if it leaves the vocabulary: a space after a non-word, or a character
-        that no word continues with."""
-        partial = self._partial[prefix]
-        if c == self._space:
-            allowed, self._partial[extended] = partial in self.lm.vocabulary, ""
-        else:
-            self._partial[extended] = partial + self._chars[c]
-            allowed = self._partial[extended] in self.lm.word_prefixes
-        if not allowed:
-            self._lm_score[extended] = -math.inf
+    def _path(self, node: int) -> list[int]:
+        """The nodes from the root's first child down to ``node``."""
+        path = []
+        while node > 0:
+            path.append(node)
+            node = self._parent[node]
+        return path[::-1]
 
     def best(self, *, final: bool = False) -> tuple[str, tuple[Span, ...]]:
         """Text and character spans of the best prefix so far; ``final`` scores the end of the
         utterance too (the last word's LM score and the end-of-sentence token)."""
-        beams, space = self._beams, self._space
+        beams, partial = self._beams, self._partial
 
-        def score(prefix: tuple[int, ...]) -> float:
-            ends_word = bool(prefix) and prefix[-1] != space
-            bonus = self._word_score(prefix, final=final) if ends_word else 0.0
-            return float(np.logaddexp(*beams[prefix])) + self._lm_score[prefix] + bonus
+        def score(node: int) -> float:
+            score = _logaddexp(*beams[node]) + self._lm_score[node]
+            if partial[node]:
+                score += self._word_score(self._context[node], partial[node])
+                if final and self.lm is not None:
+                    # the sentence's last words, without "<s>", as the end's context
+                    words = tuple(w for w in (*self._context[node], partial[node]) if w != "<s>")
+                    score += self.config.alpha * self.lm.logprob(words[-self._context_size :], "</s>")
+            return score
 
         candidates = list(beams)
         if self._closed and final:
             # an utterance cannot end inside a word
-            whole = [p for p in beams if not self._partial[p] or self._partial[p] in self.lm.vocabulary]
+            whole = [n for n in beams if not partial[n] or partial[n] in self.lm.vocabulary]
             candidates = whole or candidates
         best = max(candidates, key=score)
-        if self._closed and final and self._partial[best] not in self.lm.vocabulary:
+        if self._closed and final and partial[best] not in self.lm.vocabulary:
             # every prefix did: the unfinished word is dropped
-            best = best[: len(best) - len(self._partial[best])]
-        spans = tuple(
-            Span(self._chars[c], f * self.frame_duration_s, (f + 1) * self.frame_duration_s)
-            for c, f in zip(best, self._first_frame[best])
-        )
+            for _ in range(len(partial[best])):
+                best = self._parent[best]
+        step = self.frame_duration_s
+        spans = [
+            Span(self._chars[self._token[n]], self._frame[n] * step, (self._frame[n] + 1) * step) for n in self._path(best)
+        ]
         if spans and spans[-1].text == " ":
-            spans = spans[:-1]
-        return "".join(s.text for s in spans), spans
+            spans.pop()
+        return "".join(s.text for s in spans), tuple(spans)
