@@ -266,12 +266,12 @@ class PrefixBeamSearch:
 
         def score(node: int) -> float:
             score = _logaddexp(*beams[node]) + self._lm_score[node]
+            context = self._context[node]
             if partial[node]:
-                score += self._word_score(self._context[node], partial[node])
-                if final and self.lm is not None:
-                    # the sentence's last words, without "<s>", as the end's context
-                    words = tuple(w for w in (*self._context[node], partial[node]) if w != "<s>")
-                    score += self.config.alpha * self.lm.logprob(words[-self._context_size :], "</s>")
+                score += self._word_score(context, partial[node])
+                context = (*context, partial[node])
+            if final and self.lm is not None and node:
+                score += self.config.alpha * self.lm.logprob(context[len(context) - self._context_size :], "</s>")
             return score
 
         candidates = list(beams)

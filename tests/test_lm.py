@@ -108,6 +108,16 @@ def test_closed_vocabulary_keeps_repeated_letters_and_ends_on_a_whole_word():
     assert beam_search(spell(frames), tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=narrow)[0] == "is"
 
 
+def test_the_end_of_the_sentence_is_scored_after_a_trailing_space_too():
+    # "go" is never the last word of the LM's text; "home" always is. The audio says "go", a space,
+    # then "home" or silence equally (each frame half character, half blank): ending after the
+    # space must not escape the improbable "go </s>".
+    lm = NGramLM.build(["we go home", "they go home", "go home now", "home"], order=3)
+    frames = [{"g": 1}, {"o": 1}, {" ": 1}] + [{c: 0.5, "_": 0.5} for c in "home"]
+    config = DecoderConfig(alpha=1.0, beta=0.0)
+    assert beam_search(spell(frames), tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=config)[0] == "go home"
+
+
 def test_closed_vocabulary_survives_a_frame_that_no_word_allows(lm):
     # the confident "x" (blank far below the pruning margin) continues no word the LM knows
     logits = spell([{"c": 1}, {"a": 1}, {"x": 1}, {"t": 1}])
