@@ -551,7 +551,6 @@ def average_snapshots(run_dir: str | Path, out: str | Path, *, last: int = 5, na
 
     Averaging the weights of nearby checkpoints smooths the noise of the last updates, as in
     Vaswani et al. (2017); the architecture and card come from the run's ``best/`` model.
-    Snapshots from different runs (not continued from one another) must not be mixed.
 
     Examples
     --------
