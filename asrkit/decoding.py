@@ -173,19 +173,23 @@ class PrefixBeamSearch:
         # first emitted at, the LM score of its completed words, the words before the one being
         # spelt (the LM's context: at most order - 1, from "<s>") and that word so far.
         self._parent, self._token, self._frame = [-1], [-1], [-1]
-        self._lm_score, self._context, self._partial = [0.0], [("<s>",)], [""]
+        self._context_size = lm.order - 1 if lm is not None else 0
+        self._lm_score, self._context, self._partial = [0.0], [self._last_words(("<s>",))], [""]
         self._children: dict[tuple[int, int], int] = {}
         # node -> [log P ending in blank, log P ending in a character]
         self._beams: dict[int, list[float]] = {0: [0.0, -math.inf]}
         self._closed = lm is not None and config.closed_vocabulary
-        self._context_size = lm.order - 1 if lm is not None else 0
         self._t = 0
+
+    def _last_words(self, words: tuple[str, ...]) -> tuple[str, ...]:
+        """The last order - 1 of ``words``: all the LM looks at."""
+        return words[-self._context_size :] if self._context_size else ()
 
     def _word_score(self, context: tuple[str, ...], word: str) -> float:
         """alpha * ln P(word | context) + beta, for a word just completed."""
         score = self.config.beta
         if self.lm is not None:
-            score += self.config.alpha * self.lm.logprob(context[len(context) - self._context_size :], word)
+            score += self.config.alpha * self.lm.logprob(context, word)
         return score
 
     def _extend(self, node: int, token: int, t: int) -> int:
@@ -200,7 +204,7 @@ class PrefixBeamSearch:
         if token == self._space:
             allowed = word in self.lm.vocabulary if self._closed else True
             score += self._word_score(context, word)
-            context = (*context, word)[-self._context_size :] if self._context_size else ()
+            context = self._last_words((*context, word))
             word = ""
         else:
             word += self._chars[token]
@@ -271,7 +275,7 @@ class PrefixBeamSearch:
                 score += self._word_score(context, partial[node])
                 context = (*context, partial[node])
             if final and self.lm is not None and node:
-                score += self.config.alpha * self.lm.logprob(context[len(context) - self._context_size :], "</s>")
+                score += self.config.alpha * self.lm.logprob(self._last_words(context), "</s>")
             return score
 
         candidates = list(beams)

@@ -40,7 +40,7 @@ class NGramLM:
         """ln P(word | context); unknown words are scored as <unk>."""
         if (word,) not in self.probs:
             word = UNK
-        context = context[len(context) - self.order + 1 :] if self.order > 1 else ()
+        context = context[-(self.order - 1) :] if self.order > 1 else ()
         backoff = 0.0
         while True:
             entry = self.probs.get((*context, word))

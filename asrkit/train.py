@@ -221,6 +221,18 @@ def _prefetched(items: Iterator, depth: int = 4) -> Iterator:
         stopped.set()
 
 
+def _network_arrays(network: keras.Model) -> dict[str, np.ndarray]:
+    """The network's weights as ``network_0``, ``network_1``, ... in a checkpoint or snapshot file."""
+    return {f"network_{i}": w for i, w in enumerate(network.get_weights())}
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    """``np.savez`` under a temporary name first, so an interruption never leaves half a file at ``path``."""
+    partial = path.with_suffix(".partial.npz")
+    np.savez(partial, **arrays)
+    partial.replace(path)
+
+
 class _Checkpoint:
     """Network and optimiser variables plus loop counters in one ``.npz``, written atomically.
 
@@ -232,11 +244,9 @@ class _Checkpoint:
         self.path = path
 
     def save(self, network: keras.Model, optimizer: keras.optimizers.Optimizer, counters: dict) -> None:
-        arrays = {f"network_{i}": w for i, w in enumerate(network.get_weights())}
+        arrays = _network_arrays(network)
         arrays |= {f"optimizer_{i}": keras.ops.convert_to_numpy(v) for i, v in enumerate(optimizer.variables)}
-        partial = self.path.with_suffix(".partial.npz")
-        np.savez(partial, counters=json.dumps(counters), **arrays)
-        partial.replace(self.path)
+        _save_npz(self.path, counters=json.dumps(counters), **arrays)
 
     def restore(self, network: keras.Model, optimizer: keras.optimizers.Optimizer) -> dict:
         with np.load(self.path) as data:
@@ -249,9 +259,7 @@ class _Checkpoint:
 def _save_snapshot(run_dir: Path, network: keras.Model, step: int, keep: int) -> None:
     folder = run_dir / SNAPSHOT_DIR
     folder.mkdir(exist_ok=True)
-    partial = folder / f"step-{step:07d}.partial.npz"
-    np.savez(partial, **{f"network_{i}": w for i, w in enumerate(network.get_weights())})
-    partial.replace(folder / f"step-{step:07d}.npz")
+    _save_npz(folder / f"step-{step:07d}.npz", **_network_arrays(network))
     for old in sorted(folder.glob("step-???????.npz"))[:-keep]:
         old.unlink()
 

@@ -31,6 +31,12 @@ def test_seen_word_orders_beat_unseen_and_unknown_words(lm):
     assert lm.logprob(("the",), "cat") > lm.logprob(("the",), "zebra")
 
 
+def test_a_context_shorter_than_the_order_is_kept_whole():
+    lm = NGramLM.build(SENTENCES, order=4)
+    # "<s> a" differs from "a" alone: only "a dog" starts a sentence, "a cat" and "a mat" do not
+    assert lm.logprob((BOS, "a"), "dog") > lm.logprob(("a",), "dog")
+
+
 def test_arpa_round_trip(lm, tmp_path):
     for name in ("lm.arpa", "lm.arpa.gz"):
         lm.save(tmp_path / name)
@@ -123,6 +129,7 @@ def test_closed_vocabulary_survives_a_frame_that_no_word_allows(lm):
     logits = spell([{"c": 1}, {"a": 1}, {"x": 1}, {"t": 1}])
     closed = DecoderConfig(alpha=0.5, beta=1.0, closed_vocabulary=True)
     assert beam_search(logits, tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=closed)[0] == "cat"
+
 
 def test_language_model_text_leaves_out_every_evaluation_sentence():
     shared_path("splits")
