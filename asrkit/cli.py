@@ -269,8 +269,10 @@ def _info(args: argparse.Namespace, config: Config) -> int:
     print(f"  {card.description}")
     if card.training_data:
         print(f"  training data: {card.training_data}")
-    for split, result in card.metrics.items():
-        print(f"  {split}: " + ", ".join(f"{k}={v}" for k, v in result.items()))
+    # per-split results are dicts; training figures (steps, greedy dev WER) are plain values
+    for key, value in card.metrics.items():
+        shown = ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else value
+        print(f"  {key}: {shown}")
     print(f"device: {getattr(model, 'device', 'cpu')}")
     print("registered models: " + ", ".join(e.name for e in available_models()))
     return EXIT_OK

@@ -90,6 +90,22 @@ def test_info_names_versions_model_and_device(tiny_model_dir, capsys):
     assert "tiny-test [UNTRAINED" in out and "device: cpu" in out
 
 
+def test_info_shows_training_figures_beside_per_split_results(tiny_model_dir, tmp_path, capsys):
+    import dataclasses
+    import shutil
+
+    from asrkit.models import ModelCard
+
+    model_dir = shutil.copytree(tiny_model_dir, tmp_path / "m")
+    card = ModelCard.load(model_dir)
+    metrics = {"training_steps": 4334, "averaged_steps": [4164, 4334], "kathleen_dev": {"wer": 0.5, "utterances": 3}}
+    dataclasses.replace(card, metrics=metrics).save(model_dir)
+    assert main(["info", "--model", str(model_dir)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "training_steps: 4334" in out and "averaged_steps: [4164, 4334]" in out
+    assert "kathleen_dev: wer=0.5, utterances=3" in out
+
+
 def test_eval_records_its_results_and_command_in_the_model_card(tiny_model_dir, tmp_path, capsys):
     import shutil
 
