@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from asrkit.audio import load_audio
-from asrkit.features import compute_features
 from asrkit.manifest import read_manifest
 from asrkit.models import load_model
 from asrkit.text import normalize_text
@@ -30,7 +29,7 @@ def mean_loss(model, manifest: Path, limit: int) -> tuple[float, int]:
     utterances = utterances[:: max(1, len(utterances) // limit)][:limit]
     losses = []
     for u in utterances:
-        logits = model.logits([compute_features(load_audio(u.audio_path), config=model.config.features)])[0]
+        logits = model.logits([model.features(load_audio(u.audio_path))])[0]
         labels = model.tokenizer.encode(normalize_text(u.transcript))
         packed = np.array([[len(logits), *labels]], np.float32)
         losses.append(float(np.asarray(ctc_loss(packed, logits[None]))[0]))
