@@ -1,0 +1,232 @@
+"""Searching Whisper's decoder for a transcript of one 30-s window: greedy, beam search and sampling,
+with the token rules every Whisper runtime applies.
+
+The search follows CTranslate2 (faster-whisper's engine) so that the same weights give the same
+tokens: a beam keeps ``beam_size`` live hypotheses chosen from the ``2 * beam_size`` best
+continuations, a hypothesis that ends is set aside and its place taken by the next live candidate,
+and the search stops once ``round(beam_size * patience)`` hypotheses have ended; they are ranked by
+their log probability divided by ``length ** length_penalty``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+NEG_INF = -np.inf
+
+
+@dataclass(frozen=True)
+class TokenRules:
+    """Which tokens the decoder may emit when: the same for every search in one transcription."""
+
+    # end of text
+    eot: int
+    # masked at every step (non-speech symbols and special tokens)
+    suppress: tuple[int, ...] = ()
+    # masked at the first step only (a lone space, end of text): no empty or blank transcript
+    suppress_begin: tuple[int, ...] = ()
+    # first timestamp token ("<|0.00|>"); None decodes without timestamps
+    timestamp_begin: int | None = None
+    # the "no timestamps" token, never emitted when decoding with timestamps
+    no_timestamps: int | None = None
+    # the first timestamp may be at most this many 20-ms steps in; None for no limit
+    max_initial_timestamp_index: int | None = None
+
+    def apply(self, logits: np.ndarray, sampled: list[list[int]], step: int) -> None:
+        """Mask forbidden tokens of ``logits`` (N, V) in place, row n having sampled ``sampled[n]``."""
+        if self.suppress:
+            logits[:, list(self.suppress)] = NEG_INF
+        if step == 0 and self.suppress_begin:
+            logits[:, list(self.suppress_begin)] = NEG_INF
+        if self.timestamp_begin is not None:
+            for row, tokens in zip(logits, sampled):
+                self._timestamp_rules(row, tokens, step)
+
+    def _timestamp_rules(self, row: np.ndarray, tokens: list[int], step: int) -> None:
+        begin = self.timestamp_begin
+        if self.no_timestamps is not None:
+            row[self.no_timestamps] = NEG_INF
+        # timestamps come in pairs (a segment's end, the next one's start) except at the very end
+        last_was_timestamp = len(tokens) >= 1 and tokens[-1] >= begin
+        penultimate_was_timestamp = len(tokens) < 2 or tokens[-2] >= begin
+        if last_was_timestamp:
+            if penultimate_was_timestamp:
+                row[begin:] = NEG_INF
+            else:
+                row[: self.eot] = NEG_INF
+        stamps = [t for t in tokens if t >= begin]
+        if stamps:
+            # time never goes back, and a segment lasts at least one step
+            floor = stamps[-1] if last_was_timestamp and not penultimate_was_timestamp else stamps[-1] + 1
+            row[begin:floor] = NEG_INF
+        if step == 0:
+            row[:begin] = NEG_INF
+            if self.max_initial_timestamp_index is not None:
+                row[begin + self.max_initial_timestamp_index + 1 :] = NEG_INF
+        # a timestamp whose total probability beats every single text token is taken
+        logprobs = log_softmax(row[None])[0]
+        text_best = logprobs[:begin].max()
+        stamp_total = np.logaddexp.reduce(logprobs[begin:])
+        if stamp_total > text_best:
+            row[:begin] = NEG_INF
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One finished search of one window."""
+
+    # the sampled tokens, without the prompt and without end of text
+    tokens: tuple[int, ...]
+    # sum of the tokens' log probabilities, end of text included
+    sum_logprob: float
+    # sum_logprob / len(tokens) ** length_penalty: what ranks hypotheses
+    score: float
+
+    @property
+    def avg_logprob(self) -> float:
+        """Mean log probability per token, end of text counted (faster-whisper's measure)."""
+        return self.sum_logprob / (len(self.tokens) + 1)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log probabilities along the last axis; rows of -inf stay finite where any entry is finite."""
+    top = np.max(logits, axis=-1, keepdims=True)
+    shifted = logits - top
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+def compression_ratio(text: str) -> float:
+    """How well ``text`` compresses: above ~2.4 it is repeating itself (a decoding loop)."""
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+def _score(total: float, length: int, length_penalty: float) -> float:
+    return total / (max(length, 1) ** length_penalty)
+
+
+class _Decoder:
+    """What a search needs from the network: one step on a batch of rows, and picking rows."""
+
+    def __init__(self, inference, cross_kv, cache) -> None:
+        self.inference, self.cross_kv, self.cache = inference, cross_kv, cache
+
+    def select(self, rows: np.ndarray) -> None:
+        self.cache = self.inference.gather(self.cache, rows)
+        self.cross_kv = self.inference.gather(self.cross_kv, rows)
+
+    def step(self, tokens: np.ndarray) -> np.ndarray:
+        logits, self.cache = self.inference.step(tokens[:, None], self.cross_kv, self.cache)
+        return np.array(logits, np.float32)
+
+
+def greedy(inference, cross_kv, cache, first_logits: np.ndarray, *, rules: TokenRules, max_new_tokens: int,
+           length_penalty: float = 1.0, temperature: float = 0.0, rng: np.random.Generator | None = None
+           ) -> list[Hypothesis]:
+    """Greedy search (or sampling at ``temperature`` > 0) of every row of a batch.
+
+    Parameters
+    ----------
+    inference : WhisperInference
+    cross_kv, cache : the batch's cross keys/values and the cache its prompts left
+    first_logits : array, shape (B, V)
+        Logits after the last prompt token.
+    """
+    decoder = _Decoder(inference, cross_kv, cache)
+    n = first_logits.shape[0]
+    sampled: list[list[int]] = [[] for _ in range(n)]
+    totals = np.zeros(n, np.float64)
+    done = np.zeros(n, bool)
+    alive = np.arange(n)
+    logits = np.array(first_logits, np.float32)
+    for step in range(max_new_tokens):
+        rows = [sampled[i] for i in alive]
+        rules.apply(logits, rows, step)
+        logprobs = log_softmax(logits)
+        if temperature > 0:
+            probs = np.exp(log_softmax(logits / temperature))
+            choice = np.array([rng.choice(len(p), p=p / p.sum()) for p in probs])
+        else:
+            choice = np.argmax(logprobs, axis=-1)
+        totals[alive] += logprobs[np.arange(len(alive)), choice]
+        still = []
+        for j, i in enumerate(alive):
+            token = int(choice[j])
+            if token == rules.eot:
+                done[i] = True
+            else:
+                sampled[i].append(token)
+                still.append(j)
+        if not still or step == max_new_tokens - 1:
+            break
+        if len(still) < len(alive):
+            decoder.select(np.array(still))
+            alive, choice = alive[still], choice[still]
+        logits = decoder.step(choice.astype(np.int32))
+    return [Hypothesis(tuple(s), float(t), _score(float(t), len(s), length_penalty)) for s, t in zip(sampled, totals)]
+
+
+def beam_search(inference, cross_kv, cache, first_logits: np.ndarray, *, rules: TokenRules, max_new_tokens: int,
+                beam_size: int = 5, patience: float = 1.0, length_penalty: float = 1.0) -> list[Hypothesis]:
+    """Beam search of every row of a batch, CTranslate2's way (see the module's docstring).
+
+    The first step expands each row's single prompt; later steps run ``beam_size`` rows per input.
+    """
+    decoder = _Decoder(inference, cross_kv, cache)
+    n_inputs, vocab = first_logits.shape
+    candidates = 2 * beam_size
+    max_finished = round(beam_size * patience)
+    finished: list[list[Hypothesis]] = [[] for _ in range(n_inputs)]
+    results: list[Hypothesis | None] = [None] * n_inputs
+    inputs = np.arange(n_inputs)  # the inputs still searching, in row-block order
+    sequences: list[list[int]] = [[] for _ in range(n_inputs)]  # one per row
+    scores = np.zeros(n_inputs, np.float64)  # one per row
+    width = 1  # rows per input: 1 until the first step has expanded the prompt
+    logits = np.array(first_logits, np.float32)
+    for step in range(max_new_tokens):
+        last_step = step == max_new_tokens - 1
+        rules.apply(logits, sequences, step)
+        totals = log_softmax(logits).astype(np.float64) + scores[:, None]
+        flat = totals.reshape(len(inputs), width * vocab)
+        top = np.argpartition(-flat, candidates - 1, axis=1)[:, :candidates]
+        order = np.argsort(-np.take_along_axis(flat, top, axis=1), axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        next_rows, next_sequences, next_scores, still = [], [], [], []
+        for block, index in enumerate(inputs):
+            picks = top[block]
+            row_of = block * width + picks // vocab
+            token_of = picks % vocab
+            spare = beam_size
+            chosen = []
+            for k in range(beam_size):
+                pick = k
+                token = int(token_of[k])
+                if token == rules.eot or last_step:
+                    kept = sequences[row_of[k]] + ([] if token == rules.eot else [token])
+                    total = float(flat[block, picks[k]])
+                    finished[index].append(Hypothesis(tuple(kept), total, _score(total, len(kept), length_penalty)))
+                    # the next live candidate takes the ended hypothesis's place
+                    for j in range(spare, candidates):
+                        if int(token_of[j]) != rules.eot:
+                            pick, spare = j, j + 1
+                            break
+                chosen.append(pick)
+            if last_step or len(finished[index]) >= max_finished:
+                results[index] = max(finished[index], key=lambda h: h.score)
+                continue
+            still.append(index)
+            for pick in chosen:
+                next_rows.append(row_of[pick])
+                next_sequences.append(sequences[row_of[pick]] + [int(token_of[pick])])
+                next_scores.append(flat[block, picks[pick]])
+        if not still:
+            break
+        rows = np.array(next_rows)
+        decoder.select(rows)
+        inputs, width = np.array(still), beam_size
+        sequences, scores = next_sequences, np.array(next_scores, np.float64)
+        logits = decoder.step(np.array([s[-1] for s in sequences], np.int32))
+    return results

@@ -1,0 +1,294 @@
+"""Transcribing audio of any length with Whisper: 30-s windows, each decoded with temperature
+fallback, seeking on to the last timestamp, the text so far as the next window's prompt.
+
+The policy is faster-whisper's (itself openai/whisper's), so that the same weights give the same
+transcript: a window whose transcript repeats itself (gzip compression ratio above 2.4) or is
+improbable (average log probability below -1) is decoded again at a higher temperature; a window the
+model thinks silent (no-speech probability above 0.6) and improbable is skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from asrkit.models.whisper.decoding import Hypothesis, TokenRules, beam_search, compression_ratio, greedy, log_softmax
+from asrkit.models.whisper.frontend import FRAMES_PER_SECOND, N_FRAMES, log_mel_spectrogram, pad_or_trim
+from asrkit.models.whisper.tokenizer import TIMESTAMP_STEP_S
+
+# mel frames per encoder position (and per timestamp step)
+INPUT_STRIDE = 2
+# faster-whisper pads the audio with this many zero samples before the log-mel
+MEL_PADDING = 160
+
+
+@dataclass(frozen=True)
+class TranscribeOptions:
+    """How to decode; the defaults are faster-whisper's.
+
+    Examples
+    --------
+    >>> TranscribeOptions(beam_size=1).temperatures[0]
+    0.0
+    """
+
+    # hypotheses kept by beam search; 1 decodes greedily
+    beam_size: int = 5
+    # beam search stops once round(beam_size * patience) hypotheses have ended
+    patience: float = 1.0
+    # hypotheses are ranked by log probability / length ** length_penalty
+    length_penalty: float = 1.0
+    # tried in turn until a window's transcript passes the thresholds below
+    temperatures: tuple[float, ...] = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    # transcripts sampled at a temperature above 0, the best kept
+    best_of: int = 5
+    # a transcript compressing better than this is a repetition loop: try the next temperature
+    compression_ratio_threshold: float | None = 2.4
+    # a transcript whose mean token log probability is below this is a guess: try the next temperature
+    log_prob_threshold: float | None = -1.0
+    # a window with a higher no-speech probability and a guessed transcript is silence
+    no_speech_threshold: float | None = 0.6
+    # the text so far prompts the next window (consistent spelling and style across windows)
+    condition_on_previous_text: bool = True
+    # a window decoded above this temperature does not prompt the next one
+    prompt_reset_on_temperature: float = 0.5
+    # text that prompts the first window: names and words to expect, or the style to write in
+    initial_prompt: str | None = None
+    # decode text only, without timestamp tokens (one segment per window)
+    without_timestamps: bool = False
+    # the first timestamp of a window may be at most this many seconds in
+    max_initial_timestamp: float = 1.0
+    # never start a window's transcript with a blank or end of text
+    suppress_blank: bool = True
+    # token ids never emitted; -1 stands for the non-speech symbols
+    suppress_tokens: tuple[int, ...] = (-1,)
+    # tokens a window may add, its prompt not counted; None for as many as fit in the decoder
+    max_new_tokens: int | None = None
+    # seeds the sampling at temperatures above 0, so a transcript is reproducible
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1 or self.best_of < 1:
+            raise ValueError(f"beam_size ({self.beam_size}) and best_of ({self.best_of}) must be at least 1")
+        if self.patience <= 0:
+            raise ValueError(f"patience must be positive, got {self.patience}")
+        if not self.temperatures or any(t < 0 for t in self.temperatures):
+            raise ValueError(f"temperatures must be a non-empty sequence of values >= 0, got {self.temperatures}")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of transcript with its time in the audio."""
+
+    # seconds from the start of the audio
+    start: float
+    end: float
+    # the text as the model wrote it (leading space, punctuation, capitals)
+    text: str
+    # its tokens, timestamps included
+    tokens: tuple[int, ...]
+    # mean log probability per token of the window's transcript
+    avg_logprob: float
+    # gzip compression ratio of the window's transcript
+    compression_ratio: float
+    # the model's probability that the window holds no speech
+    no_speech_prob: float
+    # the temperature the window was decoded at
+    temperature: float
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """The decoding of one window that fallback settled on."""
+
+    hypothesis: Hypothesis
+    temperature: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
+class Transcriber:
+    """Whisper's transcription policy over a :class:`~asrkit.models.whisper.inference.WhisperInference`."""
+
+    def __init__(self, inference, tokenizer, generation, *, options: TranscribeOptions = TranscribeOptions()) -> None:
+        self.inference, self.tokenizer, self.options = inference, tokenizer, options
+        self.generation = generation
+        self.max_length = inference.config.n_text_ctx
+
+    def suppressed_tokens(self, options: TranscribeOptions) -> tuple[int, ...]:
+        """The ids masked at every step: the requested ones (-1: non-speech symbols) and the special
+        tokens that only ever belong in a prompt."""
+        tok = self.tokenizer
+        ids = {t for t in options.suppress_tokens if t >= 0}
+        if -1 in options.suppress_tokens:
+            ids.update(tok.non_speech_tokens)
+        ids.update((tok.transcribe, tok.translate, tok.sot, tok.sot_prev, tok.no_speech))
+        sot_lm = tok.tokenizer.token_to_id("<|startoflm|>")
+        if sot_lm is not None:
+            ids.add(sot_lm)
+        return tuple(sorted(ids))
+
+    def rules(self, options: TranscribeOptions) -> TokenRules:
+        tok = self.tokenizer
+        return TokenRules(
+            eot=tok.eot,
+            suppress=self.suppressed_tokens(options),
+            suppress_begin=tuple(tok.encode(" ")) + (tok.eot,) if options.suppress_blank else (),
+            timestamp_begin=None if options.without_timestamps else tok.timestamp_begin,
+            no_timestamps=tok.no_timestamps,
+            max_initial_timestamp_index=round(options.max_initial_timestamp / TIMESTAMP_STEP_S),
+        )
+
+    def prompt(self, previous: Sequence[int], options: TranscribeOptions) -> list[int]:
+        """The decoder's prompt: the text so far (at most half the decoder's positions), then the
+        start-of-transcript sequence."""
+        tok = self.tokenizer
+        prompt = [tok.sot_prev, *previous[-(self.max_length // 2 - 1):]] if previous else []
+        prompt += tok.sot_sequence
+        if options.without_timestamps:
+            prompt.append(tok.no_timestamps)
+        return prompt
+
+    def decode_windows(self, mels: np.ndarray, prompts: list[list[int]], options: TranscribeOptions
+                       ) -> list[WindowResult]:
+        """Decode windows (B, n_mels, 3000) with equal-length prompts, each with temperature fallback."""
+        features = self.inference.encode(mels)
+        cross_all = self.inference.cross_keys_values(features)
+        rules = self.rules(options)
+        sot_index = prompts[0].index(self.tokenizer.sot)
+        max_new = self.max_length - len(prompts[0])
+        if options.max_new_tokens is not None:
+            max_new = min(max_new, options.max_new_tokens)
+        results: list[WindowResult | None] = [None] * len(prompts)
+        tried: list[list[WindowResult]] = [[] for _ in prompts]
+        pending = list(range(len(prompts)))
+        no_speech = None
+        rng = np.random.default_rng(options.seed)
+        for temperature in options.temperatures:
+            if not pending:
+                break
+            rows = np.array(pending)
+            n_samples = options.best_of if temperature > 0 else 1
+            repeat = np.repeat(rows, n_samples)
+            cross = self.inference.gather(cross_all, repeat)
+            logits, cache = self.inference.prefill(np.array([prompts[i] for i in repeat]), cross)
+            if no_speech is None:
+                probs = np.exp(log_softmax(logits[:, sot_index]))
+                no_speech = probs[:, self.tokenizer.no_speech]
+            first = logits[:, -1]
+            if temperature > 0:
+                found = greedy(self.inference, cross, cache, first, rules=rules, max_new_tokens=max_new,
+                               length_penalty=options.length_penalty, temperature=temperature, rng=rng)
+                best = [max(found[j * n_samples:(j + 1) * n_samples], key=lambda h: h.score)
+                        for j in range(len(rows))]
+            elif options.beam_size > 1:
+                best = beam_search(self.inference, cross, cache, first, rules=rules, max_new_tokens=max_new,
+                                   beam_size=options.beam_size, patience=options.patience,
+                                   length_penalty=options.length_penalty)
+            else:
+                best = greedy(self.inference, cross, cache, first, rules=rules, max_new_tokens=max_new,
+                              length_penalty=options.length_penalty)
+            still = []
+            for i, hypothesis in zip(pending, best):
+                ratio = compression_ratio(self.tokenizer.decode(hypothesis.tokens).strip())
+                result = WindowResult(hypothesis, temperature, ratio, float(no_speech[i]))
+                tried[i].append(result)
+                if self._acceptable(result, options):
+                    results[i] = result
+                else:
+                    still.append(i)
+            pending = still
+        for i in pending:
+            # every temperature failed: the most probable transcript that is not a loop
+            threshold = options.compression_ratio_threshold
+            fine = [r for r in tried[i] if threshold is None or r.compression_ratio <= threshold]
+            best_result = max(fine or tried[i], key=lambda r: r.hypothesis.avg_logprob)
+            results[i] = replace(best_result, temperature=tried[i][-1].temperature)
+        return results
+
+    @staticmethod
+    def _acceptable(result: WindowResult, options: TranscribeOptions) -> bool:
+        avg = result.hypothesis.avg_logprob
+        loop = options.compression_ratio_threshold is not None and result.compression_ratio > options.compression_ratio_threshold
+        guess = options.log_prob_threshold is not None and avg < options.log_prob_threshold
+        silent = (options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold
+                  and guess)
+        return silent or not (loop or guess)
+
+    def split_segments(self, tokens: Sequence[int], *, seek: int, segment_size: int
+                       ) -> tuple[list[tuple[float, float, list[int]]], int]:
+        """(start s, end s, tokens) of each timestamped segment of a window's transcript, and where
+        the next window starts (in mel frames)."""
+        begin = self.tokenizer.timestamp_begin
+        offset = seek / FRAMES_PER_SECOND
+        tokens = list(tokens)
+        single_ending = len(tokens) >= 2 and tokens[-2] < begin <= tokens[-1]
+        cuts = [i for i in range(1, len(tokens)) if tokens[i] >= begin and tokens[i - 1] >= begin]
+        if not cuts:
+            stamps = [t for t in tokens if t >= begin]
+            duration = segment_size / FRAMES_PER_SECOND
+            if stamps and stamps[-1] != begin:
+                duration = (stamps[-1] - begin) * TIMESTAMP_STEP_S
+            return [(offset, offset + duration, tokens)], seek + segment_size
+        if single_ending:
+            cuts.append(len(tokens))
+        segments, last = [], 0
+        for cut in cuts:
+            piece = tokens[last:cut]
+            segments.append((offset + (piece[0] - begin) * TIMESTAMP_STEP_S,
+                             offset + (piece[-1] - begin) * TIMESTAMP_STEP_S, piece))
+            last = cut
+        if single_ending:
+            # a lone timestamp at the end: no speech after it in this window
+            return segments, seek + segment_size
+        # the last segment was cut off: the next window starts at its start
+        return segments, seek + (tokens[last - 1] - begin) * INPUT_STRIDE
+
+    def transcribe_batch(self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None
+                         ) -> list[list[Segment]]:
+        """Segments of each clip; windows of different clips are decoded together when their prompts
+        have the same length (every first window, and every window of clips up to 30 s)."""
+        options = options or self.options
+        mels = [log_mel_spectrogram(a, n_mels=self.inference.config.n_mels, padding=MEL_PADDING) for a in audios]
+        content = [m.shape[-1] - 1 for m in mels]
+        seeks = [0] * len(audios)
+        initial = self.tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
+        history: list[list[int]] = [list(initial) for _ in audios]
+        reset_at = [0] * len(audios)
+        segments: list[list[Segment]] = [[] for _ in audios]
+        while True:
+            active = [i for i in range(len(audios)) if seeks[i] < content[i]]
+            if not active:
+                return segments
+            groups: dict[int, list[int]] = {}
+            prompts = {}
+            for i in active:
+                prompts[i] = self.prompt(history[i][reset_at[i]:], options)
+                groups.setdefault(len(prompts[i]), []).append(i)
+            for members in groups.values():
+                sizes = [min(N_FRAMES, content[i] - seeks[i]) for i in members]
+                windows = np.stack([pad_or_trim(mels[i][:, seeks[i]:seeks[i] + n]) for i, n in zip(members, sizes)])
+                results = self.decode_windows(windows, [prompts[i] for i in members], options)
+                for i, size, result in zip(members, sizes, results):
+                    self._advance(i, size, result, options, seeks, history, reset_at, segments)
+
+    def _advance(self, i, size, result: WindowResult, options, seeks, history, reset_at, segments) -> None:
+        """Record window ``i``'s segments and move its seek on."""
+        seek = seeks[i]
+        confident = (options.log_prob_threshold is not None
+                     and result.hypothesis.avg_logprob > options.log_prob_threshold)
+        if options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold and not confident:
+            seeks[i] = seek + size
+            return
+        pieces, seeks[i] = self.split_segments(result.hypothesis.tokens, seek=seek, segment_size=size)
+        for start, end, tokens in pieces:
+            text = self.tokenizer.decode(tokens)
+            if start == end or not text.strip():
+                continue
+            history[i].extend(tokens)
+            segments[i].append(Segment(start, end, text, tuple(tokens), result.hypothesis.avg_logprob,
+                                       result.compression_ratio, result.no_speech_prob, result.temperature))
+        if not options.condition_on_previous_text or result.temperature > options.prompt_reset_on_temperature:
+            reset_at[i] = len(history[i])
