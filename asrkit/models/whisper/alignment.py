@@ -106,11 +106,13 @@ def median_filter(x: np.ndarray, width: int) -> np.ndarray:
 
 
 def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The cheapest monotonic path through ``cost`` from its first cell to its last.
+    """The cheapest monotonic path through ``cost`` from its first cell to its last, by whisper's rule.
 
     Each step moves one row down, one column right, or both; the path's cost is the sum of the
-    cells it visits. Ties go as in openai-whisper and CTranslate2: the diagonal step only when it is
-    strictly cheapest, then the step down when strictly cheapest, else the step right.
+    cells it visits. Each cell is reached as in openai-whisper and CTranslate2: diagonally when
+    that is strictly cheapest, else from above when that is strictly cheapest, else from the left,
+    even when the diagonal and the step from above tie at a lower cost (with real-valued attention
+    they never do).
 
     Parameters
     ----------
@@ -136,8 +138,9 @@ def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     previous = np.full(m + 1, np.inf)
     previous[0] = 0.0
     for i in range(1, n + 1):
-        # total[j] = cost[j] + min(diagonal[j], up[j], total[j - 1]) chains along the row; unrolled,
-        # it is a running minimum over prefix sums S: total[j] = S[j] + min over k <= j of (min(diagonal[k], up[k]) - S[k - 1])
+        # total[j] = cost[j] + min(diagonal[j], up[j], total[j - 1]) chains along the row; unrolled, it
+        # is a running minimum over the row's prefix sums S:
+        # total[j] = S[j] + min over k <= j of (min(diagonal[k], up[k]) - S[k - 1])
         prefix = np.concatenate(([0.0], np.cumsum(cost[i - 1])))
         diagonal, up = previous[:-1], previous[1:]
         current = np.empty(m + 1)
@@ -145,7 +148,7 @@ def dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         current[1:] = prefix[1:] + np.minimum.accumulate(np.minimum(diagonal, up) - prefix[:-1])
         left = current[:-1]
         if np.any((diagonal == up) & (diagonal < left)):
-            # whisper's rule takes the step right when diagonal and up tie, even if it costs more;
+            # whisper's rule comes from the left when diagonal and up tie, even if that costs more;
             # exact ties are rare with real attention, so such a row is redone one cell at a time
             current = _dtw_row(cost[i - 1], diagonal, up)
             left = current[:-1]
@@ -194,9 +197,11 @@ def _attention_matrix(heads: np.ndarray, positions: int, median_filter_width: in
     # renormalising the softmax over the real audio equals a softmax of the scores cut to it
     weights = heads[:, :, :positions].astype(np.float64)
     weights /= weights.sum(axis=-1, keepdims=True)
-    # standardised over the tokens, per head and audio position (CTranslate2: layer norm, epsilon 0)
+    # standardised over the tokens, per head and audio position (CTranslate2: layer norm, epsilon 0);
+    # a position every token weighs alike (only when there is one position) stays 0, not NaN
     weights -= weights.mean(axis=1, keepdims=True)
-    weights /= weights.std(axis=1, keepdims=True)
+    std = weights.std(axis=1, keepdims=True)
+    np.divide(weights, std, out=weights, where=std > 0)
     return median_filter(weights, median_filter_width).mean(axis=0)
 
 
@@ -257,6 +262,11 @@ def find_alignment(
     prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
     sequences = [prompt + tokens + [eot] for tokens in rows]
     longest = max(map(len, sequences))
+    if longest > inference.config.n_text_ctx:
+        raise ValueError(
+            f"a transcript of {longest - len(prompt) - 1} text tokens does not fit the decoder's "
+            f"{inference.config.n_text_ctx} positions with its {len(prompt) + 1} special tokens"
+        )
     batch = np.array([sequence + [eot] * (longest - len(sequence)) for sequence in sequences], dtype=np.int32)
     logits, weights = inference.cross_attention(batch, cross_kv)
     # (B, heads, T, A) of the alignment heads only
@@ -347,7 +357,7 @@ def _clamp_sentence_ends(starts: list[float], ends: list[float], texts: list[str
 
 def add_word_timestamps(
     alignments: Sequence[Sequence[WordTiming]],
-    segments: Sequence[Sequence[tuple[Sequence[int], float, float]]],
+    segments: Sequence[Sequence[tuple[float, float, Sequence[int]]]],
     *,
     time_offsets: Sequence[float],
     eot: int,
@@ -368,9 +378,9 @@ def add_word_timestamps(
     ----------
     alignments : sequence of W sequences of WordTiming
         `find_alignment` of each window's text tokens (those of all its segments, in order).
-    segments : sequence of W sequences of (tokens, start, end)
-        Each window's segments: their tokens (special and timestamp tokens are skipped) and their
-        start and end in seconds from the audio's start.
+    segments : sequence of W sequences of (start, end, tokens)
+        Each window's segments, as ``Transcriber.split_segments`` gives them: start and end in
+        seconds from the audio's start, and tokens (special and timestamp tokens are skipped).
     time_offsets : sequence of W float
         Each window's start in seconds from the audio's start.
     eot : int
@@ -406,7 +416,7 @@ def add_word_timestamps(
         merged = merge_punctuations(clamped, prepended=prepend_punctuations, appended=append_punctuations)
 
         aligned, index = [], 0
-        for tokens, segment_start, segment_end in window:
+        for segment_start, segment_end, tokens in window:
             n_text = sum(1 for token in tokens if token < eot)
             # the alignment's entries up to this segment's last text token (merged pieces count theirs)
             taken, words = 0, []

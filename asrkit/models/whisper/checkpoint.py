@@ -23,6 +23,8 @@ CT2_FILE = "model.bin"
 SAFETENSORS_FILE = "model.safetensors"
 HF_CONFIG_FILE = "config.json"
 HF_GENERATION_FILE = "generation_config.json"
+# the vocabulary, in the Hugging Face tokenizers format, beside the weights in both kinds of folder
+TOKENIZER_FILE = "tokenizer.json"
 # the CTranslate2 binary layout this reader understands (CTranslate2 3.x and 4.x write 6)
 CT2_VERSION = 6
 # CTranslate2's dtype codes
@@ -297,6 +299,21 @@ def read_hf_folder(folder: str | Path) -> Checkpoint:
             alignment_heads=tuple(tuple(pair) for pair in gen.get("alignment_heads") or ()),
         )
     return Checkpoint(config, generation, w)
+
+
+def is_whisper_folder(folder: Path) -> bool:
+    """A CTranslate2 Whisper folder (``model.bin`` and ``tokenizer.json``) or a Hugging Face one
+    (``model.safetensors`` and a config.json whose model_type is whisper), without an asrkit card."""
+    if (folder / "card.json").is_file():
+        return False
+    if (folder / CT2_FILE).is_file() and (folder / TOKENIZER_FILE).is_file():
+        return True
+    if (folder / SAFETENSORS_FILE).is_file() and (folder / HF_CONFIG_FILE).is_file():
+        try:
+            return json.loads((folder / HF_CONFIG_FILE).read_text(encoding="utf-8")).get("model_type") == "whisper"
+        except (OSError, json.JSONDecodeError):
+            return False
+    return False
 
 
 def read_checkpoint(folder: str | Path) -> Checkpoint:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from asrkit.models.whisper.alignment import add_word_timestamps, find_alignment
+from asrkit.models.whisper.config import GenerationConfig
 from asrkit.models.whisper.decoding import Hypothesis, TokenRules, beam_search, compression_ratio, greedy, log_softmax
 from asrkit.models.whisper.frontend import FRAMES_PER_SECOND, N_FRAMES, log_mel_spectrogram, pad_or_trim
 from asrkit.models.whisper.tokenizer import TIMESTAMP_STEP_S
@@ -68,6 +70,8 @@ class TranscribeOptions:
     max_new_tokens: int | None = None
     # seeds the sampling at temperatures above 0, so a transcript is reproducible
     seed: int = 0
+    # word times from the cross-attention alignment (else words are spread over their segment)
+    word_timestamps: bool = True
 
     def __post_init__(self) -> None:
         if self.beam_size < 1 or self.best_of < 1:
@@ -97,6 +101,8 @@ class Segment:
     no_speech_prob: float
     # the temperature the window was decoded at
     temperature: float
+    # its words with times from the cross-attention alignment; empty without word timestamps
+    words: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -112,10 +118,15 @@ class WindowResult:
 class Transcriber:
     """Whisper's transcription policy over a :class:`~asrkit.models.whisper.inference.WhisperInference`."""
 
-    def __init__(self, inference, tokenizer, generation, *, options: TranscribeOptions = TranscribeOptions()) -> None:
+    def __init__(self, inference, tokenizer, generation: GenerationConfig, *,
+                 options: TranscribeOptions = TranscribeOptions()) -> None:
         self.inference, self.tokenizer, self.options = inference, tokenizer, options
-        self.generation = generation
-        self.max_length = inference.config.n_text_ctx
+        c = inference.config
+        # a checkpoint that names no alignment heads aligns with every head of the decoder's upper
+        # half, as openai/whisper does
+        self.alignment_heads = generation.alignment_heads or tuple(
+            (layer, head) for layer in range(c.n_text_layer // 2, c.n_text_layer) for head in range(c.n_text_head))
+        self.max_length = c.n_text_ctx
 
     def suppressed_tokens(self, options: TranscribeOptions) -> tuple[int, ...]:
         """The ids masked at every step: the requested ones (-1: non-speech symbols) and the special
@@ -152,8 +163,9 @@ class Transcriber:
         return prompt
 
     def decode_windows(self, mels: np.ndarray, prompts: list[list[int]], options: TranscribeOptions
-                       ) -> list[WindowResult]:
-        """Decode windows (B, n_mels, 3000) with equal-length prompts, each with temperature fallback."""
+                       ) -> tuple[list[WindowResult], list]:
+        """Decode windows (B, n_mels, 3000) with equal-length prompts, each with temperature fallback;
+        also returns the windows' cross-attention keys and values (for word alignment)."""
         features = self.inference.encode(mels)
         cross_all = self.inference.cross_keys_values(features)
         rules = self.rules(options)
@@ -206,7 +218,7 @@ class Transcriber:
             fine = [r for r in tried[i] if threshold is None or r.compression_ratio <= threshold]
             best_result = max(fine or tried[i], key=lambda r: r.hypothesis.avg_logprob)
             results[i] = replace(best_result, temperature=tried[i][-1].temperature)
-        return results
+        return results, cross_all
 
     @staticmethod
     def _acceptable(result: WindowResult, options: TranscribeOptions) -> bool:
@@ -218,9 +230,10 @@ class Transcriber:
         return silent or not (loop or guess)
 
     def split_segments(self, tokens: Sequence[int], *, seek: int, segment_size: int
-                       ) -> tuple[list[tuple[float, float, list[int]]], int]:
-        """(start s, end s, tokens) of each timestamped segment of a window's transcript, and where
-        the next window starts (in mel frames)."""
+                       ) -> tuple[list[tuple[float, float, list[int]]], int, bool]:
+        """(start s, end s, tokens) of each timestamped segment of a window's transcript, where the
+        next window starts (in mel frames), and whether the transcript ended on a lone timestamp
+        (no speech after it in this window)."""
         begin = self.tokenizer.timestamp_begin
         offset = seek / FRAMES_PER_SECOND
         tokens = list(tokens)
@@ -231,7 +244,7 @@ class Transcriber:
             duration = segment_size / FRAMES_PER_SECOND
             if stamps and stamps[-1] != begin:
                 duration = (stamps[-1] - begin) * TIMESTAMP_STEP_S
-            return [(offset, offset + duration, tokens)], seek + segment_size
+            return [(offset, offset + duration, tokens)], seek + segment_size, False
         if single_ending:
             cuts.append(len(tokens))
         segments, last = [], 0
@@ -241,10 +254,9 @@ class Transcriber:
                              offset + (piece[-1] - begin) * TIMESTAMP_STEP_S, piece))
             last = cut
         if single_ending:
-            # a lone timestamp at the end: no speech after it in this window
-            return segments, seek + segment_size
+            return segments, seek + segment_size, True
         # the last segment was cut off: the next window starts at its start
-        return segments, seek + (tokens[last - 1] - begin) * INPUT_STRIDE
+        return segments, seek + (tokens[last - 1] - begin) * INPUT_STRIDE, False
 
     def transcribe_batch(self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None
                          ) -> list[list[Segment]]:
@@ -257,6 +269,8 @@ class Transcriber:
         initial = self.tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
         history: list[list[int]] = [list(initial) for _ in audios]
         reset_at = [0] * len(audios)
+        # end of the last word heard in each clip, for the word-time clean-ups
+        last_speech = [0.0] * len(audios)
         segments: list[list[Segment]] = [[] for _ in audios]
         while True:
             active = [i for i in range(len(audios)) if seeks[i] < content[i]]
@@ -270,25 +284,64 @@ class Transcriber:
             for members in groups.values():
                 sizes = [min(N_FRAMES, content[i] - seeks[i]) for i in members]
                 windows = np.stack([pad_or_trim(mels[i][:, seeks[i]:seeks[i] + n]) for i, n in zip(members, sizes)])
-                results = self.decode_windows(windows, [prompts[i] for i in members], options)
-                for i, size, result in zip(members, sizes, results):
-                    self._advance(i, size, result, options, seeks, history, reset_at, segments)
+                results, cross = self.decode_windows(windows, [prompts[i] for i in members], options)
+                windows_out = []
+                for row, (i, size, result) in enumerate(zip(members, sizes, results)):
+                    if self._silent(result, options):
+                        seeks[i] += size
+                        continue
+                    pieces, next_seek, single_ending = self.split_segments(
+                        result.hypothesis.tokens, seek=seeks[i], segment_size=size)
+                    windows_out.append((row, i, size, result, pieces, next_seek, single_ending))
+                words = self._align(windows_out, cross, seeks, last_speech) if options.word_timestamps else {}
+                for row, i, size, result, pieces, next_seek, single_ending in windows_out:
+                    aligned = words.get(i)
+                    if aligned is not None and not single_ending:
+                        # the next window starts where the last word ended, not at the last timestamp
+                        ends = [w.end for segment in aligned for w in segment.words]
+                        if ends and ends[-1] > seeks[i] / FRAMES_PER_SECOND:
+                            next_seek = round(ends[-1] * FRAMES_PER_SECOND)
+                    seeks[i] = next_seek
+                    for k, (start, end, tokens) in enumerate(pieces):
+                        timed = () if aligned is None else aligned[k].words
+                        if aligned is not None:
+                            start, end = aligned[k].start, aligned[k].end
+                        text = self.tokenizer.decode(tokens)
+                        if start == end or not text.strip():
+                            continue
+                        history[i].extend(tokens)
+                        segments[i].append(Segment(start, end, text, tuple(tokens), result.hypothesis.avg_logprob,
+                                                   result.compression_ratio, result.no_speech_prob,
+                                                   result.temperature, timed))
+                    if not options.condition_on_previous_text or result.temperature > options.prompt_reset_on_temperature:
+                        reset_at[i] = len(history[i])
 
-    def _advance(self, i, size, result: WindowResult, options, seeks, history, reset_at, segments) -> None:
-        """Record window ``i``'s segments and move its seek on."""
-        seek = seeks[i]
+    @staticmethod
+    def _silent(result: WindowResult, options: TranscribeOptions) -> bool:
+        """A window the model thinks silent, unless its transcript is probable all the same."""
         confident = (options.log_prob_threshold is not None
                      and result.hypothesis.avg_logprob > options.log_prob_threshold)
-        if options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold and not confident:
-            seeks[i] = seek + size
-            return
-        pieces, seeks[i] = self.split_segments(result.hypothesis.tokens, seek=seek, segment_size=size)
-        for start, end, tokens in pieces:
-            text = self.tokenizer.decode(tokens)
-            if start == end or not text.strip():
-                continue
-            history[i].extend(tokens)
-            segments[i].append(Segment(start, end, text, tuple(tokens), result.hypothesis.avg_logprob,
-                                       result.compression_ratio, result.no_speech_prob, result.temperature))
-        if not options.condition_on_previous_text or result.temperature > options.prompt_reset_on_temperature:
-            reset_at[i] = len(history[i])
+        return (options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold
+                and not confident)
+
+    def _align(self, windows, cross, seeks, last_speech) -> dict[int, list]:
+        """Per clip, its window's segments with word times (AlignedSegment), for windows with text."""
+        eot = self.tokenizer.eot
+        texts = [[t for piece in w[4] for t in piece[2] if t < eot] for w in windows]
+        todo = [(w, text) for w, text in zip(windows, texts) if text]
+        if not todo:
+            return {}
+        rows = np.array([w[0] for w, _ in todo])
+        alignments = find_alignment(
+            self.inference, self.inference.gather(cross, rows), text_tokens=[text for _, text in todo],
+            num_frames=[w[2] for w, _ in todo], tokenizer=self.tokenizer,
+            alignment_heads=self.alignment_heads,
+        )
+        aligned = {}
+        for (w, _), alignment in zip(todo, alignments):
+            i = w[1]
+            (segments,), last_speech[i] = add_word_timestamps(
+                [alignment], [w[4]], time_offsets=[seeks[i] / FRAMES_PER_SECOND], eot=eot,
+                last_speech_timestamp=last_speech[i])
+            aligned[i] = segments
+        return aligned

