@@ -75,6 +75,7 @@ def test_safe_mode_refuses_code_in_a_model_file(tmp_path, tiny_model_dir):
 
 def test_registry_lists_names_and_explains_unknown_ones(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setattr(registry, "MODELS_DIR", tiny_model_dir.parent)
+    monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path / "none")
     assert [e.name for e in available_models()] == ["tiny-test"]
     assert load_model("tiny-test").name == "tiny-test"
     assert load_model(config=Config(model_name="tiny-test")).name == "tiny-test"

@@ -26,7 +26,7 @@ USER_DIR = Path(os.environ.get("ASR_USER_DIR") or Path.home() / ".local" / "shar
 USER_MODELS_DIR = Path(os.environ.get("ASR_USER_MODELS_DIR") or USER_DIR / "models")
 # What "default" means: the shipped model with the lowest WER on fixtures_dev (strangers at the
 # microphone), as recorded in the models' cards.
-DEFAULT_MODEL = "pocketsphinx"
+DEFAULT_MODEL = "whisper-tiny.en"
 # card.json's config["backend"] to the class that loads such a folder, imported only when used
 # (TensorFlow takes seconds to import, and listing models should not need it).
 BACKENDS = {
@@ -97,7 +97,7 @@ def load_model(name_or_path: str | Path | None = None, *, config: Config | None 
     --------
     >>> model = load_model()  # doctest: +SKIP
     >>> model.name, model.card.trained  # doctest: +SKIP
-    ('pocketsphinx', True)
+    ('whisper-tiny.en', True)
     """
     config = config or Config.from_env()
     name = str(name_or_path) if name_or_path is not None else config.model_name

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,10 @@ from asrkit.models.whisper.tokenizer import TOKENIZER_FILE, WhisperTokenizer
 from asrkit.models.whisper.transcribe import Segment, TranscribeOptions, Transcriber
 
 BACKEND = "whisper"
+# Live streams re-decode the utterance so far every second: greedy, one temperature, no timestamps,
+# no alignment, so a pass costs one encoder run and a short greedy decode.
+STREAMING_OPTIONS = {"beam_size": 1, "temperatures": (0.0,), "without_timestamps": True, "word_timestamps": False,
+                     "condition_on_previous_text": False}
 
 
 def weights_folder(card: ModelCard, folder: Path) -> Path:
@@ -123,7 +127,9 @@ class WhisperModel(Seq2SeqModel):
             return self.transcriber.transcribe_batch([np.asarray(a, np.float32) for a in audios], options=options)
 
     def text(self, audios: Sequence[np.ndarray]) -> list[str]:
-        return [" ".join("".join(s.text for s in segs).split()) for segs in self.segments(audios)]
+        """What a live stream shows: a fast greedy transcript of each clip (see STREAMING_OPTIONS)."""
+        options = replace(self.options, **STREAMING_OPTIONS)
+        return [" ".join("".join(s.text for s in segs).split()) for segs in self.segments(audios, options=options)]
 
     def transcribe_batch(self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None
                          ) -> list[Transcript]:

@@ -121,6 +121,7 @@ class Transcriber:
     def __init__(self, inference, tokenizer, generation: GenerationConfig, *,
                  options: TranscribeOptions = TranscribeOptions()) -> None:
         self.inference, self.tokenizer, self.options = inference, tokenizer, options
+        self.generation = generation
         c = inference.config
         # a checkpoint that names no alignment heads aligns with every head of the decoder's upper
         # half, as openai/whisper does
@@ -129,12 +130,12 @@ class Transcriber:
         self.max_length = c.n_text_ctx
 
     def suppressed_tokens(self, options: TranscribeOptions) -> tuple[int, ...]:
-        """The ids masked at every step: the requested ones (-1: non-speech symbols) and the special
-        tokens that only ever belong in a prompt."""
+        """The ids masked at every step: the requested ones, -1 standing for the checkpoint's list (or,
+        without one, the non-speech symbols), and the special tokens that only belong in a prompt."""
         tok = self.tokenizer
         ids = {t for t in options.suppress_tokens if t >= 0}
         if -1 in options.suppress_tokens:
-            ids.update(tok.non_speech_tokens)
+            ids.update(self.generation.suppress_ids or tok.non_speech_tokens)
         ids.update((tok.transcribe, tok.translate, tok.sot, tok.sot_prev, tok.no_speech))
         sot_lm = tok.tokenizer.token_to_id("<|startoflm|>")
         if sot_lm is not None:
@@ -143,10 +144,11 @@ class Transcriber:
 
     def rules(self, options: TranscribeOptions) -> TokenRules:
         tok = self.tokenizer
+        begin = self.generation.suppress_ids_begin or (*tok.encode(" "), tok.eot)
         return TokenRules(
             eot=tok.eot,
             suppress=self.suppressed_tokens(options),
-            suppress_begin=tuple(tok.encode(" ")) + (tok.eot,) if options.suppress_blank else (),
+            suppress_begin=tuple(begin) if options.suppress_blank else (),
             timestamp_begin=None if options.without_timestamps else tok.timestamp_begin,
             no_timestamps=tok.no_timestamps,
             max_initial_timestamp_index=round(options.max_initial_timestamp / TIMESTAMP_STEP_S),

@@ -1,0 +1,463 @@
+"""Whisper on LiteRT (TensorFlow Lite): the Keras network exported to two flatbuffers, run without TensorFlow.
+
+A Whisper LiteRT folder holds ``encoder.tflite``, ``decoder.tflite``, the checkpoint's ``tokenizer.json``
+and a ``card.json`` whose config names the ``whisper-litert`` backend, the network's sizes, what the
+checkpoint says about decoding (suppressed tokens, alignment heads) and the SHA-256 of both flatbuffers.
+:func:`export_whisper_litert` writes such a folder from a loaded :class:`~asrkit.models.whisper.model.WhisperModel`;
+only exporting needs TensorFlow. Loading and transcribing import numpy and ``ai_edge_litert``, never
+TensorFlow or Keras.
+
+The two graphs (one subgraph each, every shape static except the batch and the token axes):
+
+``encoder.tflite``
+    ``mel`` (1, n_frames, n_mels) -> ``cross_k{i}``, ``cross_v{i}`` (1, H, A, D / H) for every decoder
+    block i: the encoder and the cross-attention keys/values at once, already split into heads so the
+    decoder never transposes them. One window per call (batching the encoder gains nothing on a CPU).
+``decoder.tflite``
+    ``tokens`` (B, T), ``offset`` (), ``cache_k{i}``, ``cache_v{i}`` (B, H, S, D / H), ``cross_k{i}``,
+    ``cross_v{i}`` -> ``logits`` (B, T, n_vocab), ``new_k{i}``, ``new_v{i}`` (B, H, T, D / H) and the
+    cross-attention weights ``weights{i}`` (B, H, T, A). The first ``offset`` cache positions are the
+    tokens so far; the rest are masked. The runtime keeps the cache at its full size S = n_text_ctx and
+    writes each step's new keys/values into it, so the decoder's input shapes stay the same from step to
+    step: the interpreter never reallocates while decoding, and the cross keys/values (the largest input,
+    ~18 MB per row for tiny) are copied into it only when the rows change, not at every step. The
+    same graph runs the prompt (T tokens, offset 0), each step (T = 1) and the alignment's scoring.
+
+Examples
+--------
+>>> export_whisper_litert(load_model("whisper-tiny.en"), "models/whisper-tiny.en-litert")  # doctest: +SKIP
+>>> load_model("whisper-tiny.en-litert").transcribe(audio).text  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from asrkit.models.base import ModelCard
+from asrkit.models.whisper.checkpoint import sha256_file
+from asrkit.models.whisper.config import GenerationConfig, WhisperConfig
+from asrkit.models.whisper.model import WhisperModel, _options, verify_weights, weights_folder
+from asrkit.models.whisper.tokenizer import TOKENIZER_FILE, WhisperTokenizer
+from asrkit.models.whisper.transcribe import Transcriber
+
+if TYPE_CHECKING:
+    from asrkit.models.whisper.network import WhisperNetwork
+
+BACKEND = "whisper-litert"
+ENCODER_FILE = "encoder.tflite"
+DECODER_FILE = "decoder.tflite"
+# the flatbuffers' signatures
+ENCODE, DECODE = "encode", "decode"
+# how the weights are stored: float32, float16 (half the size, computed in float32) or int8 dynamic-range
+# (a quarter of the size; matrix products in int8 with activations quantized on the fly)
+QUANTIZATIONS = ("float32", "float16", "int8")
+# Interpreter threads per model: one, so that concurrent models and streams share the cores
+THREADS = 1
+# added to the scores of masked positions: exp() of it is exactly 0 in float32, and unlike -inf it
+# never makes inf - inf
+_MASKED = -1e9
+
+
+def _names(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}{i}" for i in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------------
+# export (needs TensorFlow)
+
+
+def _graphs(network: WhisperNetwork):
+    """The encoder's and the decoder's concrete functions over the network's Keras layers."""
+    import tensorflow as tf
+
+    c = network.config
+    encoder, decoder = network.encoder, network.decoder
+    n_layer, n_head = c.n_text_layer, c.n_text_head
+    head = c.n_text_state // n_head
+    scale = 1.0 / float(np.sqrt(head))
+
+    def split(x):  # (B, N, D) -> (B, H, N, D / H)
+        shape = tf.shape(x)
+        return tf.transpose(tf.reshape(x, (shape[0], shape[1], n_head, head)), (0, 2, 1, 3))
+
+    def merge(x):  # (B, H, N, D / H) -> (B, N, D)
+        shape = tf.shape(x)
+        return tf.reshape(tf.transpose(x, (0, 2, 1, 3)), (shape[0], shape[2], n_head * head))
+
+    def encode(mel):
+        features = encoder(mel)
+        out = {}
+        for i, block in enumerate(decoder.blocks):
+            k, v = block.cross.keys_values(features)
+            out[f"cross_k{i}"], out[f"cross_v{i}"] = split(k), split(v)
+        return out
+
+    def decode(tokens, offset, *tensors):
+        cache_k, cache_v = tensors[:n_layer], tensors[n_layer : 2 * n_layer]
+        cross_k, cross_v = tensors[2 * n_layer : 3 * n_layer], tensors[3 * n_layer :]
+        t, s = tf.shape(tokens)[1], tf.shape(cache_k[0])[2]
+        x = tf.gather(decoder.embedding, tokens) + tf.gather(decoder.positions, offset + tf.range(t))
+        # the cache's first `offset` positions are visible; each new token sees the new ones up to itself
+        cache_bias = tf.where(tf.range(s) < offset, 0.0, _MASKED)
+        causal_bias = tf.where(tf.range(t)[None, :] <= tf.range(t)[:, None], 0.0, _MASKED)
+        out = {}
+        for i, block in enumerate(decoder.blocks):
+            q, k, v = (split(part) for part in tf.split(block.attn.qkv(block.attn_ln(x)), 3, axis=-1))
+            # scores against the cache and against the new tokens, without concatenating the cache
+            old = tf.matmul(q, cache_k[i], transpose_b=True) * scale + cache_bias
+            new = tf.matmul(q, k, transpose_b=True) * scale + causal_bias
+            weights = tf.nn.softmax(tf.concat([old, new], axis=-1), axis=-1)
+            attended = tf.matmul(weights[..., :s], cache_v[i]) + tf.matmul(weights[..., s:], v)
+            x = x + block.attn.out(merge(attended))
+            q = split(block.cross.q(block.cross_ln(x)))
+            cross = tf.nn.softmax(tf.matmul(q, cross_k[i], transpose_b=True) * scale, axis=-1)
+            x = x + block.cross.out(merge(tf.matmul(cross, cross_v[i])))
+            x = x + block.mlp(block.mlp_ln(x))
+            out[f"new_k{i}"], out[f"new_v{i}"], out[f"weights{i}"] = k, v, cross
+        # the output projection is the token embedding: (B, T, D) x (V, D)^T
+        out["logits"] = tf.matmul(decoder.ln_post(x), decoder.embedding, transpose_b=True)
+        return out
+
+    kv = [None, n_head, None, head]
+    cross = [None, n_head, c.n_audio_ctx, head]
+    encode_fn = tf.function(encode, input_signature=[tf.TensorSpec([1, c.n_frames, c.n_mels], tf.float32, name="mel")])
+    decode_fn = tf.function(decode, input_signature=[
+        tf.TensorSpec([None, None], tf.int32, name="tokens"),
+        tf.TensorSpec([], tf.int32, name="offset"),
+        *[tf.TensorSpec(kv, tf.float32, name=n) for n in _names("cache_k", n_layer) + _names("cache_v", n_layer)],
+        *[tf.TensorSpec(cross, tf.float32, name=n) for n in _names("cross_k", n_layer) + _names("cross_v", n_layer)],
+    ])
+    return encode_fn, decode_fn
+
+
+def convert(network: WhisperNetwork, name: str, function, quantization: str = "float16") -> bytes:
+    """One of :func:`_graphs`'s functions as a LiteRT flatbuffer with one signature, ``name``, of builtin
+    ops only (the ``ai_edge_litert`` wheel has no TensorFlow ops to fall back on)."""
+    import keras
+    import tensorflow as tf
+
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, not {quantization!r}")
+    # through a SavedModel: the converter then freezes the Keras variables into the flatbuffer and
+    # names the signature's inputs and outputs (from_concrete_functions does one or the other)
+    archive = keras.export.ExportArchive()
+    archive.track(network)
+    archive.add_endpoint(name, function)
+    with tempfile.TemporaryDirectory() as saved:
+        archive.write_out(saved, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=[name])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if quantization != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantization == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        return converter.convert()
+
+
+def export_whisper_litert(model: WhisperModel, folder: str | Path, *, quantization: str = "float16",
+                          name: str | None = None) -> Path:
+    """Write a loaded (Keras) Whisper model as a LiteRT model folder; returns the folder.
+
+    The card keeps the model's decoding options and description, names the backend ``whisper-litert``,
+    records the quantization, the export's duration and the flatbuffers' SHA-256, and drops the
+    measured metrics (the runtime and, quantized, the weights differ: measure anew).
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, not {quantization!r}")
+    transcriber = model.transcriber
+    network = transcriber.inference.network
+    started = time.perf_counter()
+    encode_fn, decode_fn = _graphs(network)
+    flatbuffers = {ENCODER_FILE: convert(network, ENCODE, encode_fn, quantization),
+                   DECODER_FILE: convert(network, DECODE, decode_fn, quantization)}
+    seconds = time.perf_counter() - started
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for file, content in flatbuffers.items():
+        (folder / file).write_bytes(content)
+    transcriber.tokenizer.tokenizer.save(str(folder / TOKENIZER_FILE), pretty=False)
+    generation = transcriber.generation
+    config: dict[str, Any] = {
+        "backend": BACKEND,
+        "whisper": network.config.to_dict(),
+        "generation": {k: [list(p) if isinstance(p, tuple) else p for p in v] for k, v in asdict(generation).items()},
+        "quantization": quantization,
+        "exported_from": model.name,
+        "export_s": round(seconds, 1),
+        "weights": {"path": ".", "sha256": {file: sha256_file(folder / file) for file in flatbuffers}},
+        "decoding": model.card.config.get("decoding", {}),
+    }
+    card = ModelCard(
+        name=name or folder.name,
+        description=f"{model.card.description}; exported to LiteRT ({quantization} weights) from {model.name}",
+        trained=model.card.trained,
+        training_data=model.card.training_data,
+        metrics={},
+        config=config,
+    )
+    card.save(folder)
+    return folder
+
+
+# ---------------------------------------------------------------------------------------------------
+# runtime (numpy and ai_edge_litert only)
+
+
+
+class _Graph:
+    """A flatbuffer's one signature (its only subgraph), inputs and outputs by name, on the
+    interpreter's own methods: an input is resized (and the interpreter reallocated) only when its
+    shape changes, and inputs set once stay set across calls until the next reallocation."""
+
+    def __init__(self, content: bytes, signature: str, threads: int) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_content=content, num_threads=threads)
+        runner = self.interpreter.get_signature_runner(signature)
+        inputs, outputs = runner.get_input_details(), runner.get_output_details()
+        # a runner holds the interpreter's internals, which the interpreter refuses to reallocate under
+        del runner
+        self.inputs = {name: d["index"] for name, d in inputs.items()}
+        self.outputs = {name: d["index"] for name, d in outputs.items()}
+        self.shapes = {name: tuple(int(n) for n in d["shape"]) for name, d in inputs.items()}
+        self.interpreter.allocate_tensors()
+        # counts reallocations: inputs set before the latest one are gone
+        self.generation = 0
+        self._resized = False
+
+    def resize(self, name: str, shape: tuple[int, ...]) -> None:
+        shape = tuple(int(n) for n in shape)
+        if self.shapes[name] != shape:
+            self.interpreter.resize_tensor_input(self.inputs[name], list(shape))
+            self.shapes[name] = shape
+            self._resized = True
+
+    def allocate(self) -> None:
+        if self._resized:
+            self.interpreter.allocate_tensors()
+            self._resized = False
+            self.generation += 1
+
+    def set(self, name: str, value: np.ndarray) -> None:
+        self.interpreter.set_tensor(self.inputs[name], value)
+
+    def write(self, name: str, index, value: np.ndarray) -> None:
+        """Write ``value`` into part of an input, in place (no copy of the rest)."""
+        self.interpreter.tensor(self.inputs[name])()[index] = value
+
+    def run(self) -> None:
+        self.interpreter.invoke()
+
+    def get(self, name: str) -> np.ndarray:
+        return self.interpreter.get_tensor(self.outputs[name])
+
+
+class CrossKeysValues:
+    """The cross-attention keys/values of a batch: per decoder block, keys then values, one
+    (N, H, A, D / H) array of the N encoded windows, and which window each of the batch's rows uses.
+
+    Picking rows composes that index instead of copying ~18 MB per row (tiny; more for larger models),
+    and the decoder copies the rows into its interpreter only when they change.
+    """
+
+    def __init__(self, arrays: list[np.ndarray], rows: np.ndarray | None = None) -> None:
+        self.arrays = arrays
+        self.rows = np.arange(len(arrays[0])) if rows is None else np.asarray(rows, np.int64)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, rows: np.ndarray) -> CrossKeysValues:
+        return CrossKeysValues(self.arrays, self.rows[np.asarray(rows, np.int64)])
+
+    def same_as(self, other: CrossKeysValues) -> bool:
+        return other.arrays is self.arrays and np.array_equal(other.rows, self.rows)
+
+    def materialize(self) -> list[np.ndarray]:
+        if np.array_equal(self.rows, np.arange(len(self.arrays[0]))):
+            return self.arrays
+        return [a[self.rows] for a in self.arrays]
+
+
+class KeyValueCache:
+    """The decoder's self-attention cache: per decoder block, keys then values, one
+    (B, H, n_text_ctx, D / H) array whose first ``length`` positions hold the tokens so far (the rest
+    are masked, and finite).
+
+    Growing a cache writes the new tokens after ``length`` in the same arrays and returns a longer
+    cache; the shorter one stays valid, since its positions are never overwritten. Growing it a second
+    time copies the arrays first, so caches behave as values.
+    """
+
+    def __init__(self, arrays: list[np.ndarray], length: int) -> None:
+        self.arrays, self.length = arrays, length
+        # the length of the longest cache grown in these arrays, shared by every cache on them
+        self._frontier = [length]
+
+    def __len__(self) -> int:
+        return len(self.arrays[0])
+
+    @classmethod
+    def empty(cls, batch: int, n_arrays: int, n_head: int, capacity: int, head: int) -> KeyValueCache:
+        return cls([np.zeros((batch, n_head, capacity, head), np.float32) for _ in range(n_arrays)], 0)
+
+    def grow(self, new: list[np.ndarray]) -> KeyValueCache:
+        """This cache followed by the (B, H, T, D / H) keys/values of T new tokens."""
+        t = new[0].shape[2]
+        if self.length + t > self.arrays[0].shape[2]:
+            raise ValueError(f"the decoder holds {self.arrays[0].shape[2]} tokens; {self.length} + {t} do not fit")
+        shared = self._frontier[0] == self.length
+        arrays = self.arrays if shared else [a.copy() for a in self.arrays]
+        for array, part in zip(arrays, new):
+            array[:, :, self.length : self.length + t] = part
+        grown = KeyValueCache(arrays, self.length + t)
+        if shared:
+            self._frontier[0] = grown.length
+            grown._frontier = self._frontier
+        return grown
+
+    def take(self, rows: np.ndarray) -> KeyValueCache:
+        rows, n = np.asarray(rows, np.int64), self.length
+        arrays = []
+        for a in self.arrays:
+            # only the filled positions are copied
+            picked = np.zeros((len(rows), *a.shape[1:]), np.float32)
+            picked[:, :, :n] = a[rows, :, :n]
+            arrays.append(picked)
+        return KeyValueCache(arrays, n)
+
+
+class WhisperLiteRTInference:
+    """:class:`~asrkit.models.whisper.inference.WhisperInference`'s interface on the LiteRT interpreter,
+    so that :class:`~asrkit.models.whisper.transcribe.Transcriber`, the searches of
+    :mod:`~asrkit.models.whisper.decoding` and the word alignment run on it unchanged.
+
+    ``encode`` returns the cross keys/values directly (the encoder graph computes them) and
+    ``cross_keys_values`` passes them on; caches are :class:`KeyValueCache` and cross keys/values
+    :class:`CrossKeysValues`, both numpy arrays underneath.
+
+    Between decoding steps the interpreter's inputs already hold the cross keys/values and the cache
+    (each step's new keys/values are written into them in place), so a step copies in only its
+    tokens, unless the batch's rows or shapes changed since the last one.
+    """
+
+    def __init__(self, encoder: bytes, decoder: bytes, config: WhisperConfig, *, threads: int = THREADS) -> None:
+        self.config = config
+        self._encoder = _Graph(encoder, ENCODE, threads)
+        self._decoder = _Graph(decoder, DECODE, threads)
+        n_layer = config.n_text_layer
+        self.n_layer, self.n_head = n_layer, config.n_text_head
+        self.head = config.n_text_state // config.n_text_head
+        self._cache_names = _names("cache_k", n_layer) + _names("cache_v", n_layer)
+        self._cross_names = _names("cross_k", n_layer) + _names("cross_v", n_layer)
+        self._new_names = _names("new_k", n_layer) + _names("new_v", n_layer)
+        # what the decoder's inputs hold: (allocation, cross keys/values) and (allocation, cache arrays, length)
+        self._cross_in: tuple[int, CrossKeysValues] | None = None
+        self._cache_in: tuple[int, list[np.ndarray], int] | None = None
+
+    def encode(self, mel: np.ndarray) -> CrossKeysValues:
+        """The cross keys/values of log-mel windows (B, n_mels, n_frames), one encoder call per window."""
+        per_window = []
+        for window in np.asarray(mel, np.float32):
+            self._encoder.set("mel", np.ascontiguousarray(window.T[np.newaxis]))
+            self._encoder.run()
+            per_window.append([self._encoder.get(name) for name in self._cross_names])
+        return CrossKeysValues([np.concatenate(parts) for parts in zip(*per_window)])
+
+    def cross_keys_values(self, features: CrossKeysValues) -> CrossKeysValues:
+        if not isinstance(features, CrossKeysValues):
+            raise TypeError("the LiteRT encoder computes the cross keys/values itself: pass what encode() returned")
+        return features
+
+    def gather(self, tensors, rows: np.ndarray):
+        """A cache or cross keys/values with its batch rows picked (and repeated) by ``rows``."""
+        return tensors.take(rows)
+
+    def _run(self, tokens: np.ndarray, cross_kv: CrossKeysValues, cache: KeyValueCache) -> KeyValueCache:
+        """Run the decoder on ``tokens`` (B, T) after ``cache``; returns the grown cache."""
+        graph = self._decoder
+        tokens = np.ascontiguousarray(tokens, np.int32)
+        batch = len(tokens)
+        if len(cross_kv) != batch or len(cache) != batch:
+            raise ValueError(f"{batch} rows of tokens, {len(cross_kv)} of cross keys/values, {len(cache)} of cache")
+        graph.resize("tokens", tokens.shape)
+        for name, array in zip(self._cache_names, cache.arrays):
+            graph.resize(name, array.shape)
+        for name, array in zip(self._cross_names, cross_kv.arrays):
+            graph.resize(name, (batch, *array.shape[1:]))
+        graph.allocate()
+        generation = graph.generation
+        graph.set("tokens", tokens)
+        graph.set("offset", np.array(cache.length, np.int32))
+        if not (self._cross_in and self._cross_in[0] == generation and cross_kv.same_as(self._cross_in[1])):
+            for name, array in zip(self._cross_names, cross_kv.materialize()):
+                graph.set(name, array)
+            self._cross_in = (generation, cross_kv)
+        # the interpreter holds this cache already when it holds its arrays up to its length
+        held = self._cache_in
+        if not (held and held[0] == generation and held[1] is cache.arrays and held[2] == cache.length):
+            for name, array in zip(self._cache_names, cache.arrays):
+                graph.set(name, array)
+        graph.run()
+        new = [graph.get(name) for name in self._new_names]
+        grown = cache.grow(new)
+        if grown.arrays is cache.arrays:
+            # the same tokens' keys/values into the interpreter's copy of the arrays
+            positions = (slice(None), slice(None), slice(cache.length, grown.length))
+            for name, part in zip(self._cache_names, new):
+                graph.write(name, positions, part)
+            self._cache_in = (generation, grown.arrays, grown.length)
+        else:
+            self._cache_in = None
+        return grown
+
+    def _empty(self, batch: int) -> KeyValueCache:
+        return KeyValueCache.empty(batch, 2 * self.n_layer, self.n_head, self.config.n_text_ctx, self.head)
+
+    def prefill(self, tokens: np.ndarray, cross_kv: CrossKeysValues):
+        """Logits (B, T, n_vocab) of a prompt (B, T) and the cache it leaves."""
+        cache = self._run(tokens, cross_kv, self._empty(len(tokens)))
+        return self._decoder.get("logits"), cache
+
+    def step(self, tokens: np.ndarray, cross_kv: CrossKeysValues, cache: KeyValueCache):
+        """Logits (B, n_vocab) after the new ``tokens`` (B, T), and the grown cache."""
+        cache = self._run(tokens, cross_kv, cache)
+        return self._decoder.get("logits")[:, -1], cache
+
+    def cross_attention(self, tokens: np.ndarray, cross_kv: CrossKeysValues):
+        """Logits (B, T, n_vocab) and per block the cross-attention weights (B, n_head, T, A) of a
+        whole token sequence (B, T), prompt included."""
+        self._run(tokens, cross_kv, self._empty(len(tokens)))
+        graph = self._decoder
+        return graph.get("logits"), [graph.get(f"weights{i}") for i in range(self.n_layer)]
+
+
+class WhisperLiteRTModel(WhisperModel):
+    """Whisper exported by :func:`export_whisper_litert`, run by the LiteRT interpreter (on the CPU, one
+    thread) with the Keras model's transcription policy and searches."""
+
+    @classmethod
+    def load(cls, folder: str | Path, *, batch_size: int = 8, device: str = "auto") -> WhisperLiteRTModel:
+        """Load a Whisper LiteRT folder; LiteRT runs on the CPU whatever ``device`` asks."""
+        folder = Path(folder)
+        card = ModelCard.load(folder)
+        weights = weights_folder(card, folder)
+        verify_weights(card, weights)
+        config = WhisperConfig.from_dict(card.config["whisper"])
+        gen = card.config.get("generation", {})
+        generation = GenerationConfig(
+            suppress_ids=tuple(gen.get("suppress_ids", ())),
+            suppress_ids_begin=tuple(gen.get("suppress_ids_begin", ())),
+            alignment_heads=tuple(tuple(pair) for pair in gen.get("alignment_heads", ())),
+        )
+        tokenizer = WhisperTokenizer.from_file(weights / TOKENIZER_FILE, multilingual=config.multilingual)
+        inference = WhisperLiteRTInference((weights / ENCODER_FILE).read_bytes(),
+                                           (weights / DECODER_FILE).read_bytes(), config)
+        transcriber = Transcriber(inference, tokenizer, generation, options=_options(card.config.get("decoding", {})))
+        return cls(transcriber, card, batch_size=batch_size)
