@@ -3,7 +3,7 @@
 Both readers return the same thing, a :class:`Checkpoint`: the network's sizes, what the checkpoint says
 about decoding, and every weight as a float32 array under asrkit's own names, already laid out as the
 Keras layers of :mod:`asrkit.models.whisper.network` hold them (dense kernels (in, out), convolution
-kernels (width, in, out)). Nothing here unpickles or imports torch.
+kernels (width, in, out), the token embedding as the output projection's kernel (D, n_vocab)). Nothing here unpickles or imports torch.
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def read_ct2_folder(folder: str | Path) -> Checkpoint:
                     _put(w, f"{dst}/mlp/fc{j + 1}", _dense(v[f"{src}/ffn/linear_{j}/weight"],
                                                            v[f"{src}/ffn/linear_{j}/bias"]))
             _put(w, f"{side}/ln_post", {"gamma": v[f"{side}/layer_norm/gamma"], "beta": v[f"{side}/layer_norm/beta"]})
-        w["decoder/embedding"] = np.asarray(v["decoder/embeddings/weight"], np.float32)
+        w["decoder/embedding"] = np.ascontiguousarray(v["decoder/embeddings/weight"].T, np.float32)
         w["decoder/positions"] = np.asarray(v["decoder/position_encodings/encodings"], np.float32)
     except KeyError as err:
         raise CheckpointError(f"{folder / CT2_FILE} lacks the variable {err.args[0]!r}: not a Whisper model") from None
@@ -282,7 +282,7 @@ def read_hf_folder(folder: str | Path) -> Checkpoint:
                 _put(w, f"{dst}/mlp/fc1", _dense(t[f"{src}.fc1.weight"], t[f"{src}.fc1.bias"]))
                 _put(w, f"{dst}/mlp/fc2", _dense(t[f"{src}.fc2.weight"], t[f"{src}.fc2.bias"]))
             _put(w, f"{side}/ln_post", {"gamma": t[f"{side}.layer_norm.weight"], "beta": t[f"{side}.layer_norm.bias"]})
-        w["decoder/embedding"] = t["decoder.embed_tokens.weight"]
+        w["decoder/embedding"] = np.ascontiguousarray(t["decoder.embed_tokens.weight"].T)
         w["decoder/positions"] = t["decoder.embed_positions.weight"]
     except KeyError as err:
         raise CheckpointError(f"{folder / SAFETENSORS_FILE} lacks the tensor {err.args[0]!r}: not a Whisper model") from None
@@ -302,11 +302,11 @@ def read_hf_folder(folder: str | Path) -> Checkpoint:
 
 
 def is_whisper_folder(folder: Path) -> bool:
-    """A CTranslate2 Whisper folder (``model.bin`` and ``tokenizer.json``) or a Hugging Face one
-    (``model.safetensors`` and a config.json whose model_type is whisper), without an asrkit card."""
+    """A CTranslate2 Whisper folder (``model.bin``; loading it names a missing ``tokenizer.json``) or a
+    Hugging Face one (``model.safetensors`` and a config.json whose model_type is whisper), without an asrkit card."""
     if (folder / "card.json").is_file():
         return False
-    if (folder / CT2_FILE).is_file() and (folder / TOKENIZER_FILE).is_file():
+    if (folder / CT2_FILE).is_file():
         return True
     if (folder / SAFETENSORS_FILE).is_file() and (folder / HF_CONFIG_FILE).is_file():
         try:

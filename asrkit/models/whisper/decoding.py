@@ -62,10 +62,13 @@ class TokenRules:
             logits[:, :begin] = NEG_INF
             if self.max_initial_timestamp_index is not None:
                 logits[:, begin + self.max_initial_timestamp_index + 1 :] = NEG_INF
-        # a timestamp whose total probability beats every single text token is taken
-        logprobs = log_softmax(logits)
-        text_best = logprobs[:, :begin].max(axis=1)
-        stamp_total = np.logaddexp.reduce(logprobs[:, begin:], axis=1)
+        # a timestamp whose total probability beats every single text token is taken (compared
+        # before normalising: both sides would subtract the same log-sum)
+        text_best = logits[:, :begin].max(axis=1)
+        stamps = logits[:, begin:]
+        top = stamps.max(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore"):
+            stamp_total = np.where(np.isfinite(top[:, 0]), top[:, 0] + np.log(np.exp(stamps - top).sum(axis=1)), NEG_INF)
         logits[stamp_total > text_best, :begin] = NEG_INF
 
 
@@ -146,8 +149,8 @@ def greedy(inference, cross_kv, cache, first_logits: np.ndarray, *, rules: Token
         rules.apply(logits, rows, step)
         logprobs = log_softmax(logits)
         if temperature > 0:
-            probs = np.exp(log_softmax(logits / temperature))
-            choice = np.array([rng.choice(len(p), p=p / p.sum()) for p in probs])
+            # Gumbel-max: the argmax of the tempered logits plus Gumbel noise is a sample of their softmax
+            choice = np.argmax(logits / temperature + rng.gumbel(size=logits.shape).astype(np.float32), axis=-1)
         else:
             choice = np.argmax(logprobs, axis=-1)
         totals[alive] += logprobs[np.arange(len(alive)), choice]

@@ -26,7 +26,7 @@ class WhisperInference:
         self.network.load_arrays(checkpoint.weights)
         c = self.config
         n_text = c.n_text_layer
-        kv_spec = tf.TensorSpec([None, None, c.n_text_state], tf.float32)
+        kv_spec = tf.TensorSpec([None, c.n_text_head, None, c.n_text_state // c.n_text_head], tf.float32)
         pairs = [(kv_spec, kv_spec)] * n_text
         encoder, decoder = self.network.encoder, self.network.decoder
 

@@ -73,7 +73,9 @@ def _names(prefix: str, n: int) -> list[str]:
 
 
 def _graphs(network: WhisperNetwork):
-    """The encoder's and the decoder's concrete functions over the network's Keras layers."""
+    """The encoder's and the decoder's functions, over the network's own layers (the dense and
+    normalisation layers named as in the checkpoint) and weights."""
+    import keras
     import tensorflow as tf
 
     c = network.config
@@ -81,6 +83,10 @@ def _graphs(network: WhisperNetwork):
     n_layer, n_head = c.n_text_layer, c.n_text_head
     head = c.n_text_state // n_head
     scale = 1.0 / float(np.sqrt(head))
+    # the token embedding as (n_vocab, D), whichever way the network stores it: the lookup gathers
+    # its rows and the output projection multiplies by its transpose, so both use one buffer
+    table = keras.ops.convert_to_numpy(decoder.embedding)
+    table = tf.constant(np.ascontiguousarray(table if table.shape[0] == c.n_vocab else table.T, np.float32))
 
     def split(x):  # (B, N, D) -> (B, H, N, D / H)
         shape = tf.shape(x)
@@ -94,7 +100,7 @@ def _graphs(network: WhisperNetwork):
         features = encoder(mel)
         out = {}
         for i, block in enumerate(decoder.blocks):
-            k, v = block.cross.keys_values(features)
+            k, v = tf.split(block.cross.kv(features), 2, axis=-1)
             out[f"cross_k{i}"], out[f"cross_v{i}"] = split(k), split(v)
         return out
 
@@ -102,7 +108,7 @@ def _graphs(network: WhisperNetwork):
         cache_k, cache_v = tensors[:n_layer], tensors[n_layer : 2 * n_layer]
         cross_k, cross_v = tensors[2 * n_layer : 3 * n_layer], tensors[3 * n_layer :]
         t, s = tf.shape(tokens)[1], tf.shape(cache_k[0])[2]
-        x = tf.gather(decoder.embedding, tokens) + tf.gather(decoder.positions, offset + tf.range(t))
+        x = tf.gather(table, tokens) + tf.gather(decoder.positions, offset + tf.range(t))
         # the cache's first `offset` positions are visible; each new token sees the new ones up to itself
         cache_bias = tf.where(tf.range(s) < offset, 0.0, _MASKED)
         causal_bias = tf.where(tf.range(t)[None, :] <= tf.range(t)[:, None], 0.0, _MASKED)
@@ -118,10 +124,9 @@ def _graphs(network: WhisperNetwork):
             q = split(block.cross.q(block.cross_ln(x)))
             cross = tf.nn.softmax(tf.matmul(q, cross_k[i], transpose_b=True) * scale, axis=-1)
             x = x + block.cross.out(merge(tf.matmul(cross, cross_v[i])))
-            x = x + block.mlp(block.mlp_ln(x))
+            x = x + block.mlp.fc2(tf.nn.gelu(block.mlp.fc1(block.mlp_ln(x)), approximate=False))
             out[f"new_k{i}"], out[f"new_v{i}"], out[f"weights{i}"] = k, v, cross
-        # the output projection is the token embedding: (B, T, D) x (V, D)^T
-        out["logits"] = tf.matmul(decoder.ln_post(x), decoder.embedding, transpose_b=True)
+        out["logits"] = tf.matmul(decoder.ln_post(x), table, transpose_b=True)
         return out
 
     kv = [None, n_head, None, head]
@@ -262,8 +267,8 @@ class CrossKeysValues:
     """The cross-attention keys/values of a batch: per decoder block, keys then values, one
     (N, H, A, D / H) array of the N encoded windows, and which window each of the batch's rows uses.
 
-    Picking rows composes that index instead of copying ~18 MB per row (tiny; more for larger models),
-    and the decoder copies the rows into its interpreter only when they change.
+    Picking rows composes that index instead of copying ~18 MB per row (tiny; more for larger models);
+    the decoder copies rows into its interpreter only when the windows of its rows change.
     """
 
     def __init__(self, arrays: list[np.ndarray], rows: np.ndarray | None = None) -> None:
@@ -279,24 +284,22 @@ class CrossKeysValues:
     def same_as(self, other: CrossKeysValues) -> bool:
         return other.arrays is self.arrays and np.array_equal(other.rows, self.rows)
 
-    def materialize(self) -> list[np.ndarray]:
-        if np.array_equal(self.rows, np.arange(len(self.arrays[0]))):
-            return self.arrays
-        return [a[self.rows] for a in self.arrays]
-
 
 class KeyValueCache:
     """The decoder's self-attention cache: per decoder block, keys then values, one
     (B, H, n_text_ctx, D / H) array whose first ``length`` positions hold the tokens so far (the rest
-    are masked, and finite).
+    are zeros or older keys/values: masked, and finite).
 
     Growing a cache writes the new tokens after ``length`` in the same arrays and returns a longer
     cache; the shorter one stays valid, since its positions are never overwritten. Growing it a second
     time copies the arrays first, so caches behave as values.
     """
 
-    def __init__(self, arrays: list[np.ndarray], length: int) -> None:
+    def __init__(self, arrays: list[np.ndarray], length: int,
+                 origin: tuple[list[np.ndarray], np.ndarray] | None = None) -> None:
         self.arrays, self.length = arrays, length
+        # (the arrays, the rows) this cache was picked from, which the decoder may hold already
+        self.origin = origin
         # the length of the longest cache grown in these arrays, shared by every cache on them
         self._frontier = [length]
 
@@ -326,11 +329,11 @@ class KeyValueCache:
         rows, n = np.asarray(rows, np.int64), self.length
         arrays = []
         for a in self.arrays:
-            # only the filled positions are copied
+            # only the filled positions are copied; np.zeros' pages cost nothing until written
             picked = np.zeros((len(rows), *a.shape[1:]), np.float32)
             picked[:, :, :n] = a[rows, :, :n]
             arrays.append(picked)
-        return KeyValueCache(arrays, n)
+        return KeyValueCache(arrays, n, origin=(self.arrays, rows))
 
 
 class WhisperLiteRTInference:
@@ -340,11 +343,15 @@ class WhisperLiteRTInference:
 
     ``encode`` returns the cross keys/values directly (the encoder graph computes them) and
     ``cross_keys_values`` passes them on; caches are :class:`KeyValueCache` and cross keys/values
-    :class:`CrossKeysValues`, both numpy arrays underneath.
+    :class:`CrossKeysValues`, numpy arrays underneath.
 
-    Between decoding steps the interpreter's inputs already hold the cross keys/values and the cache
-    (each step's new keys/values are written into them in place), so a step copies in only its
-    tokens, unless the batch's rows or shapes changed since the last one.
+    The decoder's inputs are kept between calls, and are what costs time to copy (per row ~18 MB of
+    cross keys/values and ~5.5 MB of cache for tiny). So a step copies in only its tokens when it
+    continues the previous call: the previous step's new keys/values are written into the inputs in
+    place, rows picked from the cache held are permuted there (their filled positions only), and
+    cross keys/values are copied in only when the windows of the rows change. Anything else (another
+    batch size or token count, which reallocates the interpreter; a cache from elsewhere) copies
+    everything in again.
     """
 
     def __init__(self, encoder: bytes, decoder: bytes, config: WhisperConfig, *, threads: int = THREADS) -> None:
@@ -379,6 +386,34 @@ class WhisperLiteRTInference:
         """A cache or cross keys/values with its batch rows picked (and repeated) by ``rows``."""
         return tensors.take(rows)
 
+    def _load_cross(self, cross_kv: CrossKeysValues, generation: int) -> None:
+        held = self._cross_in
+        if held and held[0] == generation and cross_kv.same_as(held[1]):
+            return
+        for name, array in zip(self._cross_names, cross_kv.arrays):
+            # straight into the interpreter's buffer, without an intermediate copy of the rows
+            view = self._decoder.interpreter.tensor(self._decoder.inputs[name])()
+            np.take(array, cross_kv.rows, axis=0, out=view, mode="clip")
+            del view
+        self._cross_in = (generation, cross_kv)
+
+    def _load_cache(self, cache: KeyValueCache, generation: int) -> None:
+        held, graph, n = self._cache_in, self._decoder, cache.length
+        if held and held[0] == generation and held[2] == n:
+            if held[1] is cache.arrays:
+                return
+            if cache.origin is not None and cache.origin[0] is held[1]:
+                # picked from the cache held (same batch size): permute its filled positions there
+                for name in self._cache_names:
+                    view = graph.interpreter.tensor(graph.inputs[name])()
+                    view[:, :, :n] = view[cache.origin[1], :, :n]
+                    del view
+                self._cache_in = (generation, cache.arrays, n)
+                return
+        for name, array in zip(self._cache_names, cache.arrays):
+            graph.set(name, array)
+        self._cache_in = (generation, cache.arrays, n)
+
     def _run(self, tokens: np.ndarray, cross_kv: CrossKeysValues, cache: KeyValueCache) -> KeyValueCache:
         """Run the decoder on ``tokens`` (B, T) after ``cache``; returns the grown cache."""
         graph = self._decoder
@@ -392,27 +427,19 @@ class WhisperLiteRTInference:
         for name, array in zip(self._cross_names, cross_kv.arrays):
             graph.resize(name, (batch, *array.shape[1:]))
         graph.allocate()
-        generation = graph.generation
         graph.set("tokens", tokens)
         graph.set("offset", np.array(cache.length, np.int32))
-        if not (self._cross_in and self._cross_in[0] == generation and cross_kv.same_as(self._cross_in[1])):
-            for name, array in zip(self._cross_names, cross_kv.materialize()):
-                graph.set(name, array)
-            self._cross_in = (generation, cross_kv)
-        # the interpreter holds this cache already when it holds its arrays up to its length
-        held = self._cache_in
-        if not (held and held[0] == generation and held[1] is cache.arrays and held[2] == cache.length):
-            for name, array in zip(self._cache_names, cache.arrays):
-                graph.set(name, array)
+        self._load_cross(cross_kv, graph.generation)
+        self._load_cache(cache, graph.generation)
         graph.run()
         new = [graph.get(name) for name in self._new_names]
         grown = cache.grow(new)
         if grown.arrays is cache.arrays:
-            # the same tokens' keys/values into the interpreter's copy of the arrays
+            # the same keys/values into the interpreter's copy of the arrays
             positions = (slice(None), slice(None), slice(cache.length, grown.length))
             for name, part in zip(self._cache_names, new):
                 graph.write(name, positions, part)
-            self._cache_in = (generation, grown.arrays, grown.length)
+            self._cache_in = (graph.generation, grown.arrays, grown.length)
         else:
             self._cache_in = None
         return grown

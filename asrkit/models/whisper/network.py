@@ -24,35 +24,45 @@ def _gelu(x):
     return keras.activations.gelu(x, approximate=False)
 
 
-def attend(q, k, v, n_head: int, *, causal_offset=None, return_weights: bool = False):
-    """Scaled dot-product attention over ``n_head`` heads.
+def split_heads(x, n_head: int):
+    """(B, N, D) -> (B, n_head, N, D / n_head)."""
+    batch, length, d = ops.shape(x)[0], ops.shape(x)[1], x.shape[-1]
+    return ops.transpose(ops.reshape(x, (batch, length, n_head, d // n_head)), (0, 2, 1, 3))
+
+
+def merge_heads(x):
+    """(B, n_head, N, D / n_head) -> (B, N, D)."""
+    batch, n_head, length, head = ops.shape(x)[0], x.shape[1], ops.shape(x)[2], x.shape[-1]
+    return ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (batch, length, n_head * head))
+
+
+def attend(q, k, v, *, causal_offset=None, return_weights: bool = False):
+    """Scaled dot-product attention, heads already split.
+
+    Keys and values stay in the (B, H, S, D / H) layout they are cached in, and einsum contracts
+    them without transposing: copying the audio's keys every decoding step would cost more than
+    the attention itself.
 
     Parameters
     ----------
-    q : tensor, shape (B, T, D)
-    k, v : tensor, shape (B, S, D)
+    q : tensor, shape (B, H, T, D / H)
+    k, v : tensor, shape (B, H, S, D / H)
     causal_offset : scalar tensor or None
         Position of q's first row among k's rows: row i may see keys 0 .. causal_offset + i. None
         lets every row see every key (the encoder, cross-attention).
 
     Returns
     -------
-    tensor (B, T, D), and the weights (B, n_head, T, S) with ``return_weights``.
+    tensor (B, H, T, D / H), and the weights (B, H, T, S) with ``return_weights``.
     """
-    batch, t, d = ops.shape(q)[0], ops.shape(q)[1], q.shape[-1]
-    s = ops.shape(k)[1]
-    head = d // n_head
-
-    def split(x, length):
-        return ops.transpose(ops.reshape(x, (batch, length, n_head, head)), (0, 2, 1, 3))
-
-    scores = ops.matmul(split(q, t), ops.transpose(split(k, s), (0, 1, 3, 2))) * (1.0 / math.sqrt(head))
+    scores = ops.einsum("bhtd,bhsd->bhts", q, k) * (1.0 / math.sqrt(q.shape[-1]))
     if causal_offset is not None:
+        t, s = ops.shape(q)[2], ops.shape(k)[2]
         rows = ops.expand_dims(ops.arange(t) + causal_offset, 1)
         allowed = ops.expand_dims(ops.arange(s), 0) <= rows
         scores = ops.where(allowed, scores, ops.full_like(scores, -np.inf))
     weights = ops.softmax(scores, axis=-1)
-    out = ops.reshape(ops.transpose(ops.matmul(weights, split(v, s)), (0, 2, 1, 3)), (batch, t, d))
+    out = ops.einsum("bhts,bhsd->bhtd", weights, v)
     return (out, weights) if return_weights else out
 
 
@@ -70,13 +80,13 @@ class SelfAttention(keras.layers.Layer):
         self.out.build(input_shape)
 
     def call(self, x, cache=None, offset=None):
-        """x: (B, T, D); cache: (keys, values) of earlier tokens, each (B, S, D), or None.
+        """x: (B, T, D); cache: (keys, values) of earlier tokens, each (B, H, S, D / H), or None.
         Returns the output (B, T, D) and the (keys, values) of all S + T tokens."""
-        q, k, v = ops.split(self.qkv(x), 3, axis=-1)
+        q, k, v = (split_heads(part, self.n_head) for part in ops.split(self.qkv(x), 3, axis=-1))
         if cache is not None:
-            k = ops.concatenate([cache[0], k], axis=1)
-            v = ops.concatenate([cache[1], v], axis=1)
-        return self.out(attend(q, k, v, self.n_head, causal_offset=offset)), (k, v)
+            k = ops.concatenate([cache[0], k], axis=2)
+            v = ops.concatenate([cache[1], v], axis=2)
+        return self.out(merge_heads(attend(q, k, v, causal_offset=offset))), (k, v)
 
 
 class CrossAttention(keras.layers.Layer):
@@ -94,14 +104,15 @@ class CrossAttention(keras.layers.Layer):
             layer.build(input_shape)
 
     def keys_values(self, audio_features):
-        """(keys, values) of the encoder output (B, A, D), each (B, A, D)."""
-        return tuple(ops.split(self.kv(audio_features), 2, axis=-1))
+        """(keys, values) of the encoder output (B, A, D), each (B, H, A, D / H)."""
+        return tuple(split_heads(part, self.n_head) for part in ops.split(self.kv(audio_features), 2, axis=-1))
 
     def call(self, x, keys_values, return_weights: bool = False):
-        result = attend(self.q(x), keys_values[0], keys_values[1], self.n_head, return_weights=return_weights)
+        q = split_heads(self.q(x), self.n_head)
+        result = attend(q, keys_values[0], keys_values[1], return_weights=return_weights)
         if return_weights:
-            return self.out(result[0]), result[1]
-        return self.out(result)
+            return self.out(merge_heads(result[0])), result[1]
+        return self.out(merge_heads(result))
 
 
 class MLP(keras.layers.Layer):
@@ -204,13 +215,16 @@ class TextDecoder(keras.layers.Layer):
 
     def build(self, input_shape=None) -> None:
         c = self.config
-        self.embedding = self.add_weight(shape=(c.n_vocab, c.n_text_state), name="embedding", initializer="zeros")
+        # the token embedding, stored as the output projection's (D, n_vocab) kernel: each step
+        # multiplies by it (reading it transposed costs twice the time), while looking up a few
+        # tokens' columns is cheap either way
+        self.embedding = self.add_weight(shape=(c.n_text_state, c.n_vocab), name="embedding", initializer="zeros")
         self.positions = self.add_weight(shape=(c.n_text_ctx, c.n_text_state), name="positions", initializer="zeros")
         for layer in (*self.blocks, self.ln_post):
             layer.build((None, None, c.n_text_state))
 
     def cross_keys_values(self, audio_features) -> list:
-        """Per block, the (keys, values) of the audio features (B, A, D), each (B, A, D)."""
+        """Per block, the (keys, values) of the audio features (B, A, D), each (B, H, A, D / H)."""
         return [block.cross.keys_values(audio_features) for block in self.blocks]
 
     def call(self, tokens, cross_kv, cache=None, return_weights: bool = False):
@@ -220,23 +234,23 @@ class TextDecoder(keras.layers.Layer):
         ----------
         tokens : int tensor, shape (B, T)
         cross_kv : list of (keys, values) per block, from :meth:`cross_keys_values`
-        cache : list of (keys, values) per block, each (B, S, D), or None for no earlier tokens
+        cache : list of (keys, values) per block, each (B, H, S, D / H), or None for no earlier tokens
 
         Returns
         -------
-        logits (B, T, n_vocab), the new cache (each (B, S + T, D)) and, with ``return_weights``, the
+        logits (B, T, n_vocab), the new cache (each (B, H, S + T, D / H)) and, with ``return_weights``, the
         cross-attention weights per block (B, n_head, T, A).
         """
-        offset = 0 if cache is None else ops.shape(cache[0][0])[1]
+        offset = 0 if cache is None else ops.shape(cache[0][0])[2]
         t = ops.shape(tokens)[1]
-        x = ops.take(self.embedding, tokens, axis=0) + ops.slice(self.positions, (offset, 0), (t, self.config.n_text_state))
+        x = ops.transpose(ops.take(self.embedding, tokens, axis=1), (1, 2, 0)) + ops.slice(self.positions, (offset, 0), (t, self.config.n_text_state))
         new_cache, weights = [], []
         for i, block in enumerate(self.blocks):
             x, kv, w = block(x, cross_kv[i], cache=None if cache is None else cache[i], offset=offset,
                              return_weights=return_weights)
             new_cache.append(kv)
             weights.append(w)
-        logits = ops.matmul(self.ln_post(x), ops.transpose(self.embedding))
+        logits = ops.matmul(self.ln_post(x), self.embedding)
         return (logits, new_cache, weights) if return_weights else (logits, new_cache)
 
 

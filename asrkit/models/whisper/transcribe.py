@@ -246,7 +246,7 @@ class Transcriber:
             duration = segment_size / FRAMES_PER_SECOND
             if stamps and stamps[-1] != begin:
                 duration = (stamps[-1] - begin) * TIMESTAMP_STEP_S
-            return [(offset, offset + duration, tokens)], seek + segment_size, False
+            return [(offset, offset + duration, tokens)], seek + segment_size
         if single_ending:
             cuts.append(len(tokens))
         segments, last = [], 0
@@ -256,9 +256,10 @@ class Transcriber:
                              offset + (piece[-1] - begin) * TIMESTAMP_STEP_S, piece))
             last = cut
         if single_ending:
-            return segments, seek + segment_size, True
+            # a lone timestamp at the end: no speech after it in this window
+            return segments, seek + segment_size
         # the last segment was cut off: the next window starts at its start
-        return segments, seek + (tokens[last - 1] - begin) * INPUT_STRIDE, False
+        return segments, seek + (tokens[last - 1] - begin) * INPUT_STRIDE
 
     def transcribe_batch(self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None
                          ) -> list[list[Segment]]:
@@ -292,25 +293,21 @@ class Transcriber:
                     if self._silent(result, options):
                         seeks[i] += size
                         continue
-                    pieces, next_seek, single_ending = self.split_segments(
-                        result.hypothesis.tokens, seek=seeks[i], segment_size=size)
-                    windows_out.append((row, i, size, result, pieces, next_seek, single_ending))
+                    pieces, next_seek = self.split_segments(result.hypothesis.tokens, seek=seeks[i], segment_size=size)
+                    windows_out.append((row, i, size, result, pieces, next_seek))
                 words = self._align(windows_out, cross, seeks, last_speech) if options.word_timestamps else {}
-                for row, i, size, result, pieces, next_seek, single_ending in windows_out:
+                for row, i, size, result, pieces, next_seek in windows_out:
+                    # word times annotate the segments; they never move the seek, so a transcript is
+                    # the same with and without them (and faster-whisper's default)
                     aligned = words.get(i)
-                    if aligned is not None and not single_ending:
-                        # the next window starts where the last word ended, not at the last timestamp
-                        ends = [w.end for segment in aligned for w in segment.words]
-                        if ends and ends[-1] > seeks[i] / FRAMES_PER_SECOND:
-                            next_seek = round(ends[-1] * FRAMES_PER_SECOND)
                     seeks[i] = next_seek
                     for k, (start, end, tokens) in enumerate(pieces):
-                        timed = () if aligned is None else aligned[k].words
-                        if aligned is not None:
-                            start, end = aligned[k].start, aligned[k].end
                         text = self.tokenizer.decode(tokens)
                         if start == end or not text.strip():
                             continue
+                        timed = ()
+                        if aligned is not None:
+                            start, end, timed = aligned[k].start, aligned[k].end, aligned[k].words
                         history[i].extend(tokens)
                         segments[i].append(Segment(start, end, text, tuple(tokens), result.hypothesis.avg_logprob,
                                                    result.compression_ratio, result.no_speech_prob,
