@@ -17,7 +17,7 @@ import numpy as np
 from asrkit.models.whisper.alignment import add_word_timestamps, find_alignment
 from asrkit.models.whisper.config import GenerationConfig
 from asrkit.models.whisper.decoding import Hypothesis, TokenRules, beam_search, compression_ratio, greedy, log_softmax
-from asrkit.models.whisper.frontend import FRAMES_PER_SECOND, N_FRAMES, log_mel_spectrogram, pad_or_trim
+from asrkit.models.whisper.frontend import FRAMES_PER_SECOND, HOP_LENGTH, N_FRAMES, log_mel_spectrogram, pad_or_trim
 from asrkit.models.whisper.tokenizer import TIMESTAMP_STEP_S
 
 # mel frames per encoder position (and per timestamp step)
@@ -72,6 +72,9 @@ class TranscribeOptions:
     seed: int = 0
     # word times from the cross-attention alignment (else words are spread over their segment)
     word_timestamps: bool = True
+    # a window whose audio never rises above this amplitude is silence and is not decoded: Whisper
+    # hears words in digital silence ("You" with beam 5); 1e-3 is -60 dBFS, below any microphone's noise
+    silence_peak: float | None = 1e-3
 
     def __post_init__(self) -> None:
         if self.beam_size < 1 or self.best_of < 1:
@@ -286,6 +289,18 @@ class Transcriber:
                 groups.setdefault(len(prompts[i]), []).append(i)
             for members in groups.values():
                 sizes = [min(N_FRAMES, content[i] - seeks[i]) for i in members]
+                if options.silence_peak is not None:
+                    heard = []
+                    for i, size in zip(members, sizes):
+                        window = audios[i][seeks[i] * HOP_LENGTH:(seeks[i] + size) * HOP_LENGTH]
+                        if window.size and np.abs(window).max() >= options.silence_peak:
+                            heard.append(i)
+                        else:
+                            seeks[i] += size
+                    members = heard
+                    if not members:
+                        continue
+                    sizes = [min(N_FRAMES, content[i] - seeks[i]) for i in members]
                 windows = np.stack([pad_or_trim(mels[i][:, seeks[i]:seeks[i] + n]) for i, n in zip(members, sizes)])
                 results, cross = self.decode_windows(windows, [prompts[i] for i in members], options)
                 windows_out = []
