@@ -8,6 +8,7 @@ import pytest
 
 from asrkit.cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
 from asrkit.metrics import score
+from asrkit.models import DEFAULT_MODEL
 from asrkit.text import normalize_text
 from conftest import FIXTURES_DEV, JFK, shared_path
 
@@ -160,4 +161,4 @@ def test_compare_two_models_on_one_manifest(tiny_model_dir, tmp_path, capsys):
     assert main(argv) == EXIT_OK
     out = capsys.readouterr().out
     assert "of 3 utterances transcribed differently" in out and "95% paired bootstrap" in out
-    assert "only pocketsphinx right:" in out and "only tiny-test right:" in out
+    assert f"only {DEFAULT_MODEL} right:" in out and "only tiny-test right:" in out
