@@ -1,7 +1,7 @@
 """CMU PocketSphinx as an asrkit model: a classical offline engine with its own English model.
 
 The ``pocketsphinx`` wheel ships its acoustic model, dictionary and language model, so it needs no
-download; its registry folder (``models/pocketsphinx``) holds only a card with measured results.
+download; its registry folder (``asrkit/models/shipped/pocketsphinx``) holds only a card with measured results.
 """
 
 from __future__ import annotations

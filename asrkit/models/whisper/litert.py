@@ -7,21 +7,28 @@ checkpoint says about decoding (suppressed tokens, alignment heads) and the SHA-
 only exporting needs TensorFlow. Loading and transcribing import numpy and ``ai_edge_litert``, never
 TensorFlow or Keras.
 
-The two graphs (one subgraph each, every shape static except the batch and the token axes):
+The two graphs (one signature, one subgraph each; builtin ops only, exact GELU included):
 
 ``encoder.tflite``
     ``mel`` (1, n_frames, n_mels) -> ``cross_k{i}``, ``cross_v{i}`` (1, H, A, D / H) for every decoder
-    block i: the encoder and the cross-attention keys/values at once, already split into heads so the
-    decoder never transposes them. One window per call (batching the encoder gains nothing on a CPU).
+    block i: the encoder and the cross-attention keys/values at once, already split into heads. Static
+    shapes, one window per call (a batch would not run faster on one CPU thread).
 ``decoder.tflite``
-    ``tokens`` (B, T), ``offset`` (), ``cache_k{i}``, ``cache_v{i}`` (B, H, S, D / H), ``cross_k{i}``,
-    ``cross_v{i}`` -> ``logits`` (B, T, n_vocab), ``new_k{i}``, ``new_v{i}`` (B, H, T, D / H) and the
-    cross-attention weights ``weights{i}`` (B, H, T, A). The first ``offset`` cache positions are the
-    tokens so far; the rest are masked. The runtime keeps the cache at its full size S = n_text_ctx and
-    writes each step's new keys/values into it, so the decoder's input shapes stay the same from step to
-    step: the interpreter never reallocates while decoding, and the cross keys/values (the largest input,
-    ~18 MB per row for tiny) are copied into it only when the rows change, not at every step. The
-    same graph runs the prompt (T tokens, offset 0), each step (T = 1) and the alignment's scoring.
+    ``tokens`` (B, T), ``offset`` (), ``cache_k{i}``, ``cache_v{i}`` (B, H, C, D / H), ``cross_k{i}``,
+    ``cross_v{i}`` (N, H, A, D / H) -> ``logits`` (B, T, n_vocab), ``new_k{i}``, ``new_v{i}``
+    (B, H, T, D / H) and the cross-attention weights ``weights{i}`` (N, H, G * T, A). The first
+    ``offset`` of the C cache positions hold the tokens so far, the rest are masked; the B rows are N
+    groups of G consecutive rows that share an audio window (the beams, or the samples, of a window),
+    whose keys/values are given, and read, once per window. The same graph runs a prompt (T tokens,
+    offset 0), each step (T = 1) and the alignment's scoring.
+
+The runtime (:class:`WhisperLiteRTInference`) sizes the cache in capacities that double from 32 to
+n_text_ctx, so a step reads little more cache than there are tokens while the decoder's input shapes
+(and so the interpreter's allocation) change only a few times per window. Between steps the
+interpreter's inputs keep the audio keys/values and the cache: a step writes its new keys/values
+into them in place and copies in only its tokens. Growing the cache a token at a time through
+resized inputs instead (the dynamic shape the Keras model uses) reallocates the interpreter at every
+step and copies everything in again: measured 7x slower per step on whisper-tiny.en.
 
 Examples
 --------
@@ -59,6 +66,8 @@ ENCODE, DECODE = "encode", "decode"
 QUANTIZATIONS = ("float32", "float16", "int8")
 # Interpreter threads per model: one, so that concurrent models and streams share the cores
 THREADS = 1
+# the self-attention cache's smallest capacity (it doubles as it fills, up to n_text_ctx)
+CACHE_STEP = 32
 # added to the scores of masked positions: exp() of it is exactly 0 in float32, and unlike -inf it
 # never makes inf - inf
 _MASKED = -1e9
@@ -104,6 +113,18 @@ def _graphs(network: WhisperNetwork):
             out[f"cross_k{i}"], out[f"cross_v{i}"] = split(k), split(v)
         return out
 
+    def cross_attend(q, k, v):
+        # q (B, H, T, D / H) of B = N * G rows, G consecutive rows per audio window (the beams or
+        # samples of one window); k, v (N, H, A, D / H) once per window, so the audio's keys/values
+        # (the most memory a step reads) are read once per window, not once per row. The weights
+        # come out grouped, (N, H, G * T, A).
+        b, t, n = tf.shape(q)[0], tf.shape(q)[2], tf.shape(k)[0]
+        g = b // n
+        grouped = tf.reshape(tf.transpose(tf.reshape(q, (n, g, n_head, t * head)), (0, 2, 1, 3)), (n, n_head, g * t, head))
+        weights = tf.nn.softmax(tf.matmul(grouped, k, transpose_b=True) * scale, axis=-1)
+        attended = tf.reshape(tf.matmul(weights, v), (n, n_head, g, t * head))
+        return tf.reshape(tf.transpose(attended, (0, 2, 1, 3)), (b, n_head, t, head)), weights
+
     def decode(tokens, offset, *tensors):
         cache_k, cache_v = tensors[:n_layer], tensors[n_layer : 2 * n_layer]
         cross_k, cross_v = tensors[2 * n_layer : 3 * n_layer], tensors[3 * n_layer :]
@@ -121,9 +142,8 @@ def _graphs(network: WhisperNetwork):
             weights = tf.nn.softmax(tf.concat([old, new], axis=-1), axis=-1)
             attended = tf.matmul(weights[..., :s], cache_v[i]) + tf.matmul(weights[..., s:], v)
             x = x + block.attn.out(merge(attended))
-            q = split(block.cross.q(block.cross_ln(x)))
-            cross = tf.nn.softmax(tf.matmul(q, cross_k[i], transpose_b=True) * scale, axis=-1)
-            x = x + block.cross.out(merge(tf.matmul(cross, cross_v[i])))
+            attended, cross = cross_attend(split(block.cross.q(block.cross_ln(x))), cross_k[i], cross_v[i])
+            x = x + block.cross.out(merge(attended))
             x = x + block.mlp.fc2(tf.nn.gelu(block.mlp.fc1(block.mlp_ln(x)), approximate=False))
             out[f"new_k{i}"], out[f"new_v{i}"], out[f"weights{i}"] = k, v, cross
         out["logits"] = tf.matmul(decoder.ln_post(x), table, transpose_b=True)
@@ -199,7 +219,7 @@ def export_whisper_litert(model: WhisperModel, folder: str | Path, *, quantizati
         "decoding": model.card.config.get("decoding", {}),
     }
     card = ModelCard(
-        name=name or folder.name,
+        name=name or (f"{model.name}-litert" if quantization == "float16" else f"{model.name}-litert-{quantization}"),
         description=f"{model.card.description}; exported to LiteRT ({quantization} weights) from {model.name}",
         trained=model.card.trained,
         training_data=model.card.training_data,
@@ -268,7 +288,8 @@ class CrossKeysValues:
     (N, H, A, D / H) array of the N encoded windows, and which window each of the batch's rows uses.
 
     Picking rows composes that index instead of copying ~18 MB per row (tiny; more for larger models);
-    the decoder copies rows into its interpreter only when the windows of its rows change.
+    the decoder reads each window's keys/values once for all its rows (see :meth:`grouping`) and
+    copies them into its interpreter only when the windows change.
     """
 
     def __init__(self, arrays: list[np.ndarray], rows: np.ndarray | None = None) -> None:
@@ -281,23 +302,38 @@ class CrossKeysValues:
     def take(self, rows: np.ndarray) -> CrossKeysValues:
         return CrossKeysValues(self.arrays, self.rows[np.asarray(rows, np.int64)])
 
-    def same_as(self, other: CrossKeysValues) -> bool:
-        return other.arrays is self.arrays and np.array_equal(other.rows, self.rows)
+    def grouping(self) -> tuple[np.ndarray, int]:
+        """The windows of the rows, once per group, and the group size G: beams and samples of a
+        window are G consecutive rows, which the decoder attends to the window's audio together."""
+        rows, n = self.rows, len(self.rows)
+        group = int(np.argmax(rows != rows[0])) or n
+        if group > 1 and n % group == 0 and (rows.reshape(-1, group) == rows[::group, np.newaxis]).all():
+            return rows[::group], group
+        return rows, 1
+
+
+def _capacity(length: int, limit: int) -> int:
+    """Cache positions for ``length`` tokens: the next power of two from 32, at most ``limit``."""
+    return min(limit, max(CACHE_STEP, 1 << max(length - 1, 1).bit_length()))
 
 
 class KeyValueCache:
-    """The decoder's self-attention cache: per decoder block, keys then values, one
-    (B, H, n_text_ctx, D / H) array whose first ``length`` positions hold the tokens so far (the rest
-    are zeros or older keys/values: masked, and finite).
+    """The decoder's self-attention cache: per decoder block, keys then values, one (B, H, C, D / H)
+    array whose first ``length`` positions hold the tokens so far (the rest are zeros or older
+    keys/values: masked, and finite).
 
-    Growing a cache writes the new tokens after ``length`` in the same arrays and returns a longer
-    cache; the shorter one stays valid, since its positions are never overwritten. Growing it a second
-    time copies the arrays first, so caches behave as values.
+    The capacity C doubles from 32 up to ``limit`` (n_text_ctx) as the cache grows: a step reads the
+    whole cache, so it should not be much longer than the tokens in it, and the decoder's input shape
+    (hence its interpreter's allocation) changes only when C does, a few times per window.
+
+    Growing a cache writes the new tokens after ``length`` in the same arrays (unless C has to grow)
+    and returns a longer cache; the shorter one stays valid, since its positions are never
+    overwritten. Growing it a second time copies the arrays first, so caches behave as values.
     """
 
-    def __init__(self, arrays: list[np.ndarray], length: int,
+    def __init__(self, arrays: list[np.ndarray], length: int, limit: int,
                  origin: tuple[list[np.ndarray], np.ndarray] | None = None) -> None:
-        self.arrays, self.length = arrays, length
+        self.arrays, self.length, self.limit = arrays, length, limit
         # (the arrays, the rows) this cache was picked from, which the decoder may hold already
         self.origin = origin
         # the length of the longest cache grown in these arrays, shared by every cache on them
@@ -307,33 +343,44 @@ class KeyValueCache:
         return len(self.arrays[0])
 
     @classmethod
-    def empty(cls, batch: int, n_arrays: int, n_head: int, capacity: int, head: int) -> KeyValueCache:
-        return cls([np.zeros((batch, n_head, capacity, head), np.float32) for _ in range(n_arrays)], 0)
+    def empty(cls, batch: int, n_arrays: int, n_head: int, head: int, *, tokens: int, limit: int) -> KeyValueCache:
+        """A cache with room for ``tokens`` tokens (and more, up to the next capacity)."""
+        shape = (batch, n_head, _capacity(tokens + 1, limit), head)
+        return cls([np.zeros(shape, np.float32) for _ in range(n_arrays)], 0, limit)
 
     def grow(self, new: list[np.ndarray]) -> KeyValueCache:
         """This cache followed by the (B, H, T, D / H) keys/values of T new tokens."""
-        t = new[0].shape[2]
-        if self.length + t > self.arrays[0].shape[2]:
-            raise ValueError(f"the decoder holds {self.arrays[0].shape[2]} tokens; {self.length} + {t} do not fit")
-        shared = self._frontier[0] == self.length
-        arrays = self.arrays if shared else [a.copy() for a in self.arrays]
+        n, t = self.length, new[0].shape[2]
+        if n + t > self.limit:
+            raise ValueError(f"the decoder holds {self.limit} tokens; {n} + {t} do not fit")
+        shared = self._frontier[0] == n
+        if n + t > self.arrays[0].shape[2]:
+            arrays, shared = self._resized(_capacity(n + t, self.limit)), False
+        else:
+            arrays = self.arrays if shared else [a.copy() for a in self.arrays]
         for array, part in zip(arrays, new):
-            array[:, :, self.length : self.length + t] = part
-        grown = KeyValueCache(arrays, self.length + t)
+            array[:, :, n : n + t] = part
+        grown = KeyValueCache(arrays, n + t, self.limit)
         if shared:
             self._frontier[0] = grown.length
             grown._frontier = self._frontier
         return grown
 
-    def take(self, rows: np.ndarray) -> KeyValueCache:
-        rows, n = np.asarray(rows, np.int64), self.length
-        arrays = []
+    def _resized(self, capacity: int, rows: np.ndarray | None = None) -> list[np.ndarray]:
+        """New arrays of ``capacity`` positions holding the filled positions of ``rows`` (all rows)."""
+        n, arrays = self.length, []
         for a in self.arrays:
-            # only the filled positions are copied; np.zeros' pages cost nothing until written
-            picked = np.zeros((len(rows), *a.shape[1:]), np.float32)
-            picked[:, :, :n] = a[rows, :, :n]
-            arrays.append(picked)
-        return KeyValueCache(arrays, n, origin=(self.arrays, rows))
+            # np.zeros' pages cost nothing until written
+            b = np.zeros((len(a) if rows is None else len(rows), a.shape[1], capacity, a.shape[3]), np.float32)
+            b[:, :, :n] = a[:, :, :n] if rows is None else a[rows, :, :n]
+            arrays.append(b)
+        return arrays
+
+    def take(self, rows: np.ndarray) -> KeyValueCache:
+        rows = np.asarray(rows, np.int64)
+        # only the filled positions are copied
+        return KeyValueCache(self._resized(self.arrays[0].shape[2], rows), self.length, self.limit,
+                             origin=(self.arrays, rows))
 
 
 class WhisperLiteRTInference:
@@ -345,13 +392,13 @@ class WhisperLiteRTInference:
     ``cross_keys_values`` passes them on; caches are :class:`KeyValueCache` and cross keys/values
     :class:`CrossKeysValues`, numpy arrays underneath.
 
-    The decoder's inputs are kept between calls, and are what costs time to copy (per row ~18 MB of
-    cross keys/values and ~5.5 MB of cache for tiny). So a step copies in only its tokens when it
-    continues the previous call: the previous step's new keys/values are written into the inputs in
-    place, rows picked from the cache held are permuted there (their filled positions only), and
-    cross keys/values are copied in only when the windows of the rows change. Anything else (another
-    batch size or token count, which reallocates the interpreter; a cache from elsewhere) copies
-    everything in again.
+    The decoder's inputs are kept between calls, and are what costs time to copy (~18 MB of audio
+    keys/values per window for tiny, ~12 KB of cache per row and token). So a step copies in only its
+    tokens when it continues the previous call: the previous step's new keys/values are written into
+    the inputs in place, rows picked from the cache held are permuted there (their filled positions
+    only), and audio keys/values are copied in only when the windows of the rows change. Anything
+    else (another batch size, token count or cache capacity, which reallocates the interpreter; a
+    cache from elsewhere) copies everything in again.
     """
 
     def __init__(self, encoder: bytes, decoder: bytes, config: WhisperConfig, *, threads: int = THREADS) -> None:
@@ -364,8 +411,11 @@ class WhisperLiteRTInference:
         self._cache_names = _names("cache_k", n_layer) + _names("cache_v", n_layer)
         self._cross_names = _names("cross_k", n_layer) + _names("cross_v", n_layer)
         self._new_names = _names("new_k", n_layer) + _names("new_v", n_layer)
-        # what the decoder's inputs hold: (allocation, cross keys/values) and (allocation, cache arrays, length)
-        self._cross_in: tuple[int, CrossKeysValues] | None = None
+        # what the decoder's inputs hold: (allocation, cross arrays, their windows) and (allocation,
+        # cache arrays, length)
+        self._cross_in: tuple[int, list[np.ndarray], np.ndarray] | None = None
+        # rows per window in the last call
+        self._group = 1
         self._cache_in: tuple[int, list[np.ndarray], int] | None = None
 
     def encode(self, mel: np.ndarray) -> CrossKeysValues:
@@ -386,16 +436,16 @@ class WhisperLiteRTInference:
         """A cache or cross keys/values with its batch rows picked (and repeated) by ``rows``."""
         return tensors.take(rows)
 
-    def _load_cross(self, cross_kv: CrossKeysValues, generation: int) -> None:
+    def _load_cross(self, arrays: list[np.ndarray], windows: np.ndarray, generation: int) -> None:
         held = self._cross_in
-        if held and held[0] == generation and cross_kv.same_as(held[1]):
+        if held and held[0] == generation and held[1] is arrays and np.array_equal(held[2], windows):
             return
-        for name, array in zip(self._cross_names, cross_kv.arrays):
+        for name, array in zip(self._cross_names, arrays):
             # straight into the interpreter's buffer, without an intermediate copy of the rows
             view = self._decoder.interpreter.tensor(self._decoder.inputs[name])()
-            np.take(array, cross_kv.rows, axis=0, out=view, mode="clip")
+            np.take(array, windows, axis=0, out=view, mode="clip")
             del view
-        self._cross_in = (generation, cross_kv)
+        self._cross_in = (generation, arrays, windows)
 
     def _load_cache(self, cache: KeyValueCache, generation: int) -> None:
         held, graph, n = self._cache_in, self._decoder, cache.length
@@ -424,12 +474,13 @@ class WhisperLiteRTInference:
         graph.resize("tokens", tokens.shape)
         for name, array in zip(self._cache_names, cache.arrays):
             graph.resize(name, array.shape)
+        windows, self._group = cross_kv.grouping()
         for name, array in zip(self._cross_names, cross_kv.arrays):
-            graph.resize(name, (batch, *array.shape[1:]))
+            graph.resize(name, (len(windows), *array.shape[1:]))
         graph.allocate()
         graph.set("tokens", tokens)
         graph.set("offset", np.array(cache.length, np.int32))
-        self._load_cross(cross_kv, graph.generation)
+        self._load_cross(cross_kv.arrays, windows, graph.generation)
         self._load_cache(cache, graph.generation)
         graph.run()
         new = [graph.get(name) for name in self._new_names]
@@ -444,12 +495,14 @@ class WhisperLiteRTInference:
             self._cache_in = None
         return grown
 
-    def _empty(self, batch: int) -> KeyValueCache:
-        return KeyValueCache.empty(batch, 2 * self.n_layer, self.n_head, self.config.n_text_ctx, self.head)
+    def _empty(self, tokens: np.ndarray) -> KeyValueCache:
+        batch, length = np.shape(tokens)
+        return KeyValueCache.empty(batch, 2 * self.n_layer, self.n_head, self.head, tokens=length,
+                                   limit=self.config.n_text_ctx)
 
     def prefill(self, tokens: np.ndarray, cross_kv: CrossKeysValues):
         """Logits (B, T, n_vocab) of a prompt (B, T) and the cache it leaves."""
-        cache = self._run(tokens, cross_kv, self._empty(len(tokens)))
+        cache = self._run(tokens, cross_kv, self._empty(tokens))
         return self._decoder.get("logits"), cache
 
     def step(self, tokens: np.ndarray, cross_kv: CrossKeysValues, cache: KeyValueCache):
@@ -460,9 +513,15 @@ class WhisperLiteRTInference:
     def cross_attention(self, tokens: np.ndarray, cross_kv: CrossKeysValues):
         """Logits (B, T, n_vocab) and per block the cross-attention weights (B, n_head, T, A) of a
         whole token sequence (B, T), prompt included."""
-        self._run(tokens, cross_kv, self._empty(len(tokens)))
-        graph = self._decoder
-        return graph.get("logits"), [graph.get(f"weights{i}") for i in range(self.n_layer)]
+        self._run(tokens, cross_kv, self._empty(tokens))
+        graph, (b, t), g = self._decoder, np.shape(tokens), self._group
+        weights = []
+        for i in range(self.n_layer):
+            # (N, H, G * T, A) -> (B, H, T, A)
+            w = graph.get(f"weights{i}")
+            n, h, _, a = w.shape
+            weights.append(np.ascontiguousarray(w.reshape(n, h, g, t, a).transpose(0, 2, 1, 3, 4).reshape(b, h, t, a)))
+        return graph.get("logits"), weights
 
 
 class WhisperLiteRTModel(WhisperModel):
