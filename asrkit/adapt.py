@@ -643,7 +643,7 @@ def adapt(
     name = name or f"{base.name}-{session.user}"
     if not _MODEL_NAME.fullmatch(name):
         raise ValueError(f"model name {name!r} must be lower-case letters, digits, '.', '-' or '_' (at most 80)")
-    if (models.MODELS_DIR / name).exists():
+    if any((root / name).exists() for root in (models.MODELS_DIR, models.SHIPPED_DIR)):
         raise ValueError(f"{name!r} is a shipped model's name; the adapted model needs another")
 
     def result(after=None, folder=None, steps=0, train_s=0.0) -> AdaptResult:
