@@ -33,7 +33,8 @@ class Span:
 class Transcript:
     """What a model heard in one piece of audio."""
 
-    # the recognised text, normalised as asrkit.text.normalize_text writes it
+    # the recognised text as the model writes it (Whisper: cased and punctuated; CTC models and
+    # PocketSphinx: lower case); scoring passes it through asrkit.text.normalize_text
     text: str
     # the audio's duration in seconds
     duration_s: float
