@@ -19,7 +19,7 @@ import numpy as np
 
 from asrkit.audio import SAMPLE_RATE
 from asrkit.models.base import CARD_FILE, ModelCard, ModelUnavailableError, Span, Transcript
-from asrkit.models.seq2seq import Seq2SeqModel
+from asrkit.models.seq2seq import Seq2SeqModel, spread_words
 from asrkit.models.whisper.checkpoint import CheckpointError, read_checkpoint, sha256_file
 from asrkit.models.whisper.frontend import CHUNK_LENGTH_S
 from asrkit.models.whisper.tokenizer import TOKENIZER_FILE, WhisperTokenizer
@@ -157,6 +157,4 @@ def _segment_words(segment: Segment) -> tuple[Span, ...]:
     """A segment's words with times: from the alignment when it has one, else spread over the segment."""
     if segment.words:
         return tuple(Span(w.word.strip(), w.start, w.end) for w in segment.words if w.word.strip())
-    words = segment.text.split()
-    step = (segment.end - segment.start) / max(len(words), 1)
-    return tuple(Span(w, segment.start + i * step, segment.start + (i + 1) * step) for i, w in enumerate(words))
+    return spread_words(segment.text, segment.start, segment.end)
