@@ -18,11 +18,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from asrkit.audio import DEFAULT_LIMITS, AudioError, AudioLimits, SampleRateError, to_mono
+from asrkit.audio import DEFAULT_LIMITS, AudioLimits, SampleRateError, to_mono
 from asrkit.streaming import Session, StreamResult
 
 # What push() does when the queue is full.
 WHEN_FULL = ("refuse", "drop_oldest")
+# Errors a worker remembers, the latest.
+MAX_ERRORS = 20
 
 
 class BacklogFullError(RuntimeError):
@@ -77,8 +79,9 @@ class StreamWorker:
         # audio dropped to make room, seconds, and chunks refused
         self.dropped_s = 0.0
         self.refused = 0
-        # AudioErrors the session raised on the worker thread (push catches most before queueing)
-        self.errors: list[AudioError] = []
+        # what the session raised on the worker thread, latest last (at most MAX_ERRORS): AudioErrors
+        # push did not catch, and model errors; the chunk is lost, the session goes on
+        self.errors: deque[Exception] = deque(maxlen=MAX_ERRORS)
         # (arrival time, sample rate, mono samples, seconds dropped just before this chunk)
         self._queue: deque[tuple[float, int, np.ndarray, float]] = deque()
         # queued samples, at the stream's one rate: an integer count cannot drift as floats would
@@ -180,18 +183,34 @@ class StreamWorker:
             try:
                 self.session.accept_waveform(rate, mono, arrival=arrival)
                 self._publish()
-            except AudioError as err:
+            except Exception as err:  # noqa: BLE001 - a model error must not kill the worker thread
                 self.errors.append(err)
+                self._recover(len(mono) / rate)
             with self._ready:
                 self._backlog -= len(mono)
         self._finish()
 
+    def _recover(self, lost_s: float) -> None:
+        """After an error in the session on a chunk of ``lost_s`` seconds: end the utterance it was in
+        (its state may be half-updated) and count the chunk as skipped; if ending fails too, start the
+        next utterance afresh."""
+        try:
+            self.session.skip(lost_s)
+        except Exception as err:  # noqa: BLE001
+            self.errors.append(err)
+            self.session.stream.reset()
+        self._publish()
+
     def _finish(self) -> None:
         with self._ready:
             gap, self._gap_s = self._gap_s, 0.0
-        if gap:
-            self.session.skip(gap)
-        self.session.finish()
+        try:
+            if gap:
+                self.session.skip(gap)
+            self.session.finish()
+        except Exception as err:  # noqa: BLE001 - the words so far still stand
+            self.errors.append(err)
+            self.session.stream.reset()
         self._publish()
 
     def _publish(self) -> None:

@@ -35,6 +35,8 @@ from asrkit.widgets.spectrogram import WINDOW_S, LiveSpectrogram
 # Committed text shown at most, characters: the view keeps the end of a long session (the whole
 # text stays in ``LiveTranscriber.text()``).
 SHOWN_CHARS = 2000
+# Seconds of queued audio under which a stream counts as keeping up (a few chunks in flight).
+KEEPING_UP_BACKLOG_S = 1.0
 # Chunks waiting for the spectrogram at most (the refresh thread takes them several times a second).
 PENDING_CHUNKS = 100
 STYLE = """<style>
@@ -102,6 +104,19 @@ class LiveRun:
     @property
     def rtf(self) -> float:
         return self.session.compute_s / self.session.audio_s if self.session.audio_s else math.nan
+
+    @property
+    def decode_interval_s(self) -> float | None:
+        """Seconds of audio between the model's decoding passes, for models that re-decode (Whisper)."""
+        status = getattr(getattr(self.session.stream, "recognizer", None), "status", None)
+        return None if status is None else status.interval_s
+
+    @property
+    def keeping_up(self) -> bool:
+        """No audio lost, little queued, and no slowing of the model's cadence to catch up."""
+        status = getattr(getattr(self.session.stream, "recognizer", None), "status", None)
+        throttled = status is not None and not status.keeping_up
+        return self.worker.dropped_s == 0 and self.worker.backlog_s < KEEPING_UP_BACKLOG_S and not throttled
 
 
 class LiveTranscriber(w.VBox):
@@ -256,18 +271,29 @@ class LiveTranscriber(w.VBox):
             figures = {"model": self.model.name}
             line = f"model {html.escape(self.model.name)} · press start and speak"
         else:
+            interval = run.decode_interval_s
             figures = {
                 "model": run.model_name, "audio-s": run.session.audio_s, "rtf": run.rtf,
                 "latency-s": run.latency_s, "backlog-s": run.worker.backlog_s,
                 "max-backlog-s": run.max_backlog_s, "dropped-s": run.worker.dropped_s,
                 "transport-ms": transport_ms, "malformed": self.microphone.malformed,
+                "keeping-up": str(run.keeping_up).lower(), "errors": len(run.worker.errors),
             }
+            if interval is not None:
+                figures["decode-interval-s"] = interval
+            pace = "keeping up" if run.keeping_up else "falling behind"
+            if interval is not None:
+                pace += f", decoding every {interval:.1f} s"
             line = (
                 f"model {html.escape(run.model_name)} · heard {run.session.audio_s:.1f} s · RTF {run.rtf:.2f} · "
                 f"latency {run.latency_s:.2f} s · backlog {run.worker.backlog_s:.1f} s "
                 f"(max {run.max_backlog_s:.1f}) · dropped {run.worker.dropped_s:.1f} s · "
-                f"page→kernel {transport_ms:.0f} ms"
+                f"page→kernel {transport_ms:.0f} ms · {pace}"
             )
+            if run.worker.errors:
+                err = run.worker.errors[-1]
+                self._problem = f"the model failed on some audio ({type(err).__name__}: {err}); it goes on with the next"
+
         data = " ".join(f'data-{k}="{html.escape(str(v if isinstance(v, str) else round(v, 4)))}"'
                         for k, v in figures.items())
         problem = f'<div class="asrkit-problem">{html.escape(self._problem)}</div>' if self._problem else ""

@@ -34,6 +34,10 @@ class TokenRules:
     no_timestamps: int | None = None
     # the first timestamp may be at most this many 20-ms steps in; None for no limit
     max_initial_timestamp_index: int | None = None
+    # where the audio ends in a window shorter than the encoder was trained on, in 20-ms steps: no
+    # timestamp after it, and a timestamp reaching it ends the transcript (past the audio's end a
+    # short window's decoder repeats itself instead of ending); None for a whole 30-s window
+    end_timestamp_index: int | None = None
 
     def apply(self, logits: np.ndarray, sampled: list[list[int]], step: int) -> None:
         """Mask forbidden tokens of ``logits`` (N, V) in place, row n having sampled ``sampled[n]``."""
@@ -62,6 +66,12 @@ class TokenRules:
             logits[:, :begin] = NEG_INF
             if self.max_initial_timestamp_index is not None:
                 logits[:, begin + self.max_initial_timestamp_index + 1 :] = NEG_INF
+        if self.end_timestamp_index is not None:
+            end = begin + self.end_timestamp_index
+            logits[:, end + 1 :] = NEG_INF
+            reached = np.array([len(s) >= 1 and s[-1] >= end for s in sampled])
+            logits[reached, : self.eot] = NEG_INF
+            logits[reached, self.eot + 1 :] = NEG_INF
         # a timestamp whose total probability beats every single text token is taken (compared
         # before normalising: both sides would subtract the same log-sum)
         text_best = logits[:, :begin].max(axis=1)
@@ -126,8 +136,8 @@ class _Decoder:
 
 
 def greedy(inference, cross_kv, cache, first_logits: np.ndarray, *, rules: TokenRules, max_new_tokens: int,
-           length_penalty: float = 1.0, temperature: float = 0.0, rng: np.random.Generator | None = None
-           ) -> list[Hypothesis]:
+           length_penalty: float = 1.0, temperature: float = 0.0, rng: np.random.Generator | None = None,
+           prefix: tuple[list[int], float] = ([], 0.0)) -> list[Hypothesis]:
     """Greedy search (or sampling at ``temperature`` > 0) of every row of a batch.
 
     Parameters
@@ -136,15 +146,18 @@ def greedy(inference, cross_kv, cache, first_logits: np.ndarray, *, rules: Token
     cross_kv, cache : the batch's cross keys/values and the cache its prompts left
     first_logits : array, shape (B, V)
         Logits after the last prompt token.
+    prefix : (tokens, summed log probability)
+        Tokens every row has already chosen after its prompt (the cache holds them, ``first_logits``
+        follow them); they count in ``max_new_tokens`` and in the hypotheses.
     """
     decoder = _Decoder(inference, cross_kv, cache)
     n = first_logits.shape[0]
-    sampled: list[list[int]] = [[] for _ in range(n)]
-    totals = np.zeros(n, np.float64)
+    sampled: list[list[int]] = [list(prefix[0]) for _ in range(n)]
+    totals = np.full(n, prefix[1], np.float64)
     done = np.zeros(n, bool)
     alive = np.arange(n)
     logits = np.array(first_logits, np.float32)
-    for step in range(max_new_tokens):
+    for step in range(len(prefix[0]), max_new_tokens):
         rows = [sampled[i] for i in alive]
         rules.apply(logits, rows, step)
         logprobs = log_softmax(logits)
@@ -169,6 +182,50 @@ def greedy(inference, cross_kv, cache, first_logits: np.ndarray, *, rules: Token
             alive, choice = alive[still], choice[still]
         logits = decoder.step(choice.astype(np.int32))
     return [Hypothesis(tuple(s), float(t), _score(float(t), len(s), length_penalty)) for s, t in zip(sampled, totals)]
+
+
+def draft_greedy(inference, cross_kv, prompt: list[int], draft: list[int], *, rules: TokenRules,
+                 max_new_tokens: int, length_penalty: float = 1.0) -> tuple[Hypothesis, int]:
+    """Greedy search of one window that first checks a guess of its transcript in a single decoder call.
+
+    Speculative decoding with an earlier transcript as the draft: the prompt and the draft go through
+    the decoder at once, the draft's tokens are kept for as long as each is the greedy choice after
+    the ones before it, and the search goes on one step at a time from the first that is not. The
+    result is the greedy transcript (up to float rounding between a whole-sequence call and single
+    steps); a draft that is mostly right saves most of the steps. A live stream re-decoding a growing
+    buffer drafts with its previous pass.
+
+    Parameters
+    ----------
+    inference : WhisperInference
+    cross_kv : the window's cross keys/values, batch of one
+    prompt : the decoder prompt, ending with the start-of-transcript sequence
+    draft : tokens expected after the prompt, without end of text
+
+    Returns
+    -------
+    The hypothesis, and how many of the draft's tokens it kept.
+    """
+    draft = list(draft[: max(max_new_tokens - 1, 0)])
+    logits, cache = inference.prefill(np.array([prompt + draft], np.int32), cross_kv)
+    n = len(prompt)
+    kept: list[int] = []
+    total = 0.0
+    for step, token in enumerate(draft):
+        row = np.array(logits[:, n - 1 + step], np.float32)
+        rules.apply(row, [kept], step)
+        logprobs = log_softmax(row)[0]
+        if int(np.argmax(logprobs)) != token:
+            break
+        kept.append(token)
+        total += float(logprobs[token])
+    if len(kept) < len(draft):
+        # the cache is causal: its first positions are those of the prompt and the kept tokens
+        cache = inference.truncate(cache, n + len(kept))
+    first = logits[:, n - 1 + len(kept)]
+    (hypothesis,) = greedy(inference, cross_kv, cache, first, rules=rules, max_new_tokens=max_new_tokens,
+                           length_penalty=length_penalty, prefix=(kept, total))
+    return hypothesis, len(kept)
 
 
 def beam_search(inference, cross_kv, cache, first_logits: np.ndarray, *, rules: TokenRules, max_new_tokens: int,

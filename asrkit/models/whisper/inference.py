@@ -32,7 +32,7 @@ class WhisperInference:
 
         self._encode = tf.function(
             lambda mel: encoder(mel),
-            input_signature=[tf.TensorSpec([None, c.n_frames, c.n_mels], tf.float32)],
+            input_signature=[tf.TensorSpec([None, None, c.n_mels], tf.float32)],
             jit_compile=jit_encoder,
         )
         self._cross = tf.function(
@@ -69,6 +69,10 @@ class WhisperInference:
     def gather(self, tensors: list, rows: np.ndarray) -> list:
         """A cache (or cross keys/values) with its batch rows picked (and repeated) by ``rows``."""
         return self._gather(tensors, np.asarray(rows, np.int32))
+
+    def truncate(self, cache: list, length: int) -> list:
+        """A cache's first ``length`` positions (the decoder is causal: they are those tokens' cache)."""
+        return [tuple(t[:, :, :length] for t in kv) for kv in cache]
 
     def prefill(self, tokens: np.ndarray, cross_kv: list):
         """Logits (B, T, n_vocab) of a prompt (B, T) and the cache it leaves."""

@@ -510,6 +510,10 @@ class WhisperLiteRTInference:
         cache = self._run(tokens, cross_kv, cache)
         return self._decoder.get("logits")[:, -1], cache
 
+    def truncate(self, cache: KeyValueCache, length: int) -> KeyValueCache:
+        """A cache's first ``length`` positions (the decoder is causal: they are those tokens' cache)."""
+        return KeyValueCache(cache.arrays, length, cache.limit)
+
     def cross_attention(self, tokens: np.ndarray, cross_kv: CrossKeysValues):
         """Logits (B, T, n_vocab) and per block the cross-attention weights (B, n_head, T, A) of a
         whole token sequence (B, T), prompt included."""

@@ -17,13 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from asrkit.audio import SAMPLE_RATE
+from asrkit.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioLimits
 from asrkit.models.base import CARD_FILE, ModelCard, ModelUnavailableError, Span, Transcript
 from asrkit.models.seq2seq import Seq2SeqModel, spread_words
 from asrkit.models.whisper.checkpoint import CheckpointError, read_checkpoint, sha256_file
 from asrkit.models.whisper.frontend import CHUNK_LENGTH_S
 from asrkit.models.whisper.tokenizer import TOKENIZER_FILE, WhisperTokenizer
+from asrkit.models.whisper.streaming import StreamingOptions, WhisperStreamRecognizer
 from asrkit.models.whisper.transcribe import Segment, TranscribeOptions, Transcriber
+from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule
 
 BACKEND = "whisper"
 # Live streams re-decode the utterance so far every second: greedy, one temperature, no timestamps,
@@ -83,6 +85,8 @@ class WhisperModel(Seq2SeqModel):
     """
 
     window_s = float(CHUNK_LENGTH_S)
+    # how its live streams decode
+    streaming = StreamingOptions()
 
     def __init__(self, transcriber: Transcriber, card: ModelCard, *, batch_size: int = 8) -> None:
         super().__init__(card, batch_size=batch_size)
@@ -128,6 +132,16 @@ class WhisperModel(Seq2SeqModel):
         noise = np.random.default_rng(0).normal(0, 0.01, SAMPLE_RATE).astype(np.float32)
         options = replace(self.options, **STREAMING_OPTIONS, max_new_tokens=2)
         self.segments([noise], options=options)
+        with self._lock:
+            WhisperStreamRecognizer(self, self.streaming).warm_up()
+
+    def create_stream(self, *, endpoint: EndpointRule = EndpointRule(), commit: CommitRule = CommitRule(),
+                      limits: AudioLimits = DEFAULT_LIMITS, options: StreamingOptions | None = None) -> ChunkedStream:
+        """A live stream (see :mod:`asrkit.models.whisper.streaming`); ``options`` default to the model's."""
+        if endpoint.max_utterance_s > self.window_s:
+            raise ValueError(f"{self.name} hears {self.window_s:.0f} s at once: max_utterance_s must not exceed it")
+        recognizer = WhisperStreamRecognizer(self, options or self.streaming)
+        return ChunkedStream(recognizer, endpoint=endpoint, commit=commit, limits=limits)
 
     def segments(self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None
                  ) -> list[list[Segment]]:
