@@ -1,16 +1,26 @@
-"""Live transcription, side by side: PocketSphinx's own streaming decoder and our Keras CTC model.
+"""Live transcription, side by side: Whisper (the default), our Keras CTC model and PocketSphinx.
 
-    .venv/bin/python benchmarks/bench_streaming.py [--per-set 15] [--chunk-ms 100] [--long-s 600] [--session-s 3600]
+    .venv/bin/python benchmarks/bench_streaming.py [--per-set 20] [--chunk-ms 100] [--realtime]
+        [--session-s 3600] [--models whisper,ctc,pocketsphinx]
+    .venv/bin/python benchmarks/bench_streaming.py --windows
 
-Each model and thread count runs in a fresh process (so peak RSS is its own) over the same subset of
-the shared dev sets: all of fixtures_dev and the first ``--per-set`` utterances of kathleen_dev and
-fsdd_dev, streamed in ``--chunk-ms`` chunks as fast as the model goes. Per-word latency is from the
-word's end to when a live listener would have seen it (audio time plus processing lag). The Keras
-model is the trained one in models/ if there is one, else an untrained network of CTCModelConfig()'s
-size: its speed and memory are real, its words are not. The last column streams one long utterance
-(no endpoints) to show whether the cost per audio second stays flat as the utterance grows; the
-Keras model also streams an hour-long session (speech with pauses, split at endpoints) and reports
-how much its RSS grew after the first five minutes.
+Each model runs in a fresh process on one thread (so peak RSS is its own) over the same clips: all
+of fixtures_dev and the first ``--per-set`` utterances of kathleen_dev, one stream for the whole run
+as one live user would have. The clips are streamed in ``--chunk-ms`` chunks as fast as the model
+goes, and with ``--realtime`` also paced at the speed of speech through a
+:class:`~asrkit.stream_worker.StreamWorker` (a model slower than real time then loses audio, counted).
+Per-word latency runs from the word's end to when a live listener would have seen it as it ends up
+(shown) and committed. Flicker is shown partial words later changed per final word. The offline
+WER is the same model's batch transcript; "str~off" is the streamed text's WER against it.
+
+``--session-s`` streams a long session (the clips with 1.5-s pauses, looped, split at endpoints)
+and reports RSS growth after its first 5 minutes, and RTF and commit latency in its first and last
+10 minutes. The Keras CTC model is the trained one in models/ if there is one, else an untrained
+network of CTCModelConfig()'s size (its speed and memory are real, its words are not).
+
+``--windows`` measures what the live Whisper stream's encoder windows cost and how well each decodes:
+every clip decoded greedily once, zero-padded to a window of its length plus some seconds of
+silence, for several paddings and shortest windows (the choice behind StreamingOptions).
 """
 
 from __future__ import annotations
@@ -25,29 +35,29 @@ import time
 from pathlib import Path
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data"
-SETS = ("fixtures_dev", "kathleen_dev", "fsdd_dev")
+MODELS = ("whisper", "ctc", "pocketsphinx")
+# minutes of a long session whose RTF and latency are compared, at its start and at its end
+EDGE_S = 600.0
 
 
-def load_subset(per_set: int):
+def load_clips(per_set: int):
     from asrkit.audio import load_audio
     from asrkit.manifest import read_manifest
 
-    clips = []
-    for name in SETS:
-        rows = read_manifest(SHARED / f"splits/{name}.tsv")
-        for u in rows if name == "fixtures_dev" else rows[:per_set]:
-            clips.append((load_audio(u.audio_path), u.transcript))
-    return clips
+    rows = read_manifest(SHARED / "splits/fixtures_dev.tsv") + read_manifest(SHARED / "splits/kathleen_dev.tsv")[:per_set]
+    return [(load_audio(u.audio_path), u.transcript) for u in rows]
 
 
 def load(kind: str):
-    from asrkit.models import available_models, load_model
+    from asrkit.models import DEFAULT_MODEL, available_models, load_model
 
+    if kind == "whisper":
+        return load_model(DEFAULT_MODEL), f"{DEFAULT_MODEL} (default model)"
     if kind == "pocketsphinx":
-        return load_model("pocketsphinx"), "pocketsphinx (default model)"
+        return load_model("pocketsphinx"), "pocketsphinx"
     trained = [e for e in available_models() if e.card.config.get("backend") == "keras-ctc" and e.card.trained]
     if trained:
-        return load_model(trained[0].path), f"{trained[0].name} (trained)"
+        return load_model(trained[0].path), f"{trained[0].name} (Keras CTC)"
     import numpy as np
 
     from asrkit.models.base import ModelCard
@@ -58,96 +68,139 @@ def load(kind: str):
     n = config.features.num_features
     network = build_network(config, feature_mean=np.full(n, -5.0), feature_std=np.full(n, 3.0))
     card = ModelCard(name="ctc-untrained", description="", trained=False, config=config.to_dict())
-    params = network.count_params() / 1e6
-    return KerasCTCModel(network, card), f"Keras CTC, UNTRAINED {params:.1f}M-param CTCModelConfig() net"
+    return KerasCTCModel(network, card), "Keras CTC, UNTRAINED"
 
 
-def worker(
-    kind: str, threads: int, per_set: int, chunk_ms: float, long_s: float, offline: bool, session_s: float
-) -> dict:
-    """Measure one model at one thread count; runs in its own process."""
-    if kind == "keras":  # PocketSphinx is single-threaded, and should not pay for TensorFlow's memory
-        import keras
+def one_thread() -> None:
+    import keras
 
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
 
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(threads)
-    import numpy as np
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
 
+
+def run_clips(model, clips, *, chunk_s: float, realtime: bool) -> dict:
     from asrkit.metrics import score_corpus
     from asrkit.stream_metrics import measure, percentile, stream_audio
-    from asrkit.streaming import EndpointRule
 
-    model, label = load(kind)
-    clips = load_subset(per_set)
-    audio_s = sum(len(a) for a, _ in clips) / 16000
-    stream = model.create_stream()  # one stream for the whole run, as one live user would have
-    stream_audio(stream, clips[0][0], chunk_s=chunk_ms / 1000)  # warm-up: tracing, first allocations
+    stream = model.create_stream()
     streamed, shown, committed = [], [], []
-    compute = revisions = words = 0.0
-    for audio, _ in clips:
+    compute = audio = revisions = words = skipped = 0.0
+    for clip, _ in clips:
         before = getattr(stream, "revisions", 0)
-        session = stream_audio(stream, audio, chunk_s=chunk_ms / 1000)
+        session = stream_audio(stream, clip, chunk_s=chunk_s, realtime=realtime)
         m = measure(session, revisions=getattr(stream, "revisions", 0) - before)
         streamed.append(session.result().committed)
         shown += m.shown_latency_s
         committed += m.commit_latency_s
         compute += m.compute_s
+        audio += m.audio_s
         revisions += m.revisions
         words += m.n_words
-    refs = [t for _, t in clips]
-    out = {
-        "label": label, "threads": threads, "clips": len(clips), "audio_s": audio_s, "rtf": compute / audio_s,
-        "shown_p50": percentile(shown, 50), "shown_p90": percentile(shown, 90),
+        skipped += session.skipped_s
+    return {
+        "rtf": compute / audio, "shown_p50": percentile(shown, 50), "shown_p90": percentile(shown, 90),
         "commit_p50": percentile(committed, 50), "commit_p90": percentile(committed, 90),
-        "flicker": revisions / max(words, 1), "streamed_wer": score_corpus(refs, streamed).wer,
+        "flicker": revisions / max(words, 1), "skipped_s": skipped,
+        "streamed_wer": score_corpus([t for _, t in clips], streamed).wer, "streamed": streamed,
     }
-    if offline:
-        start = time.perf_counter()
-        texts = [t.text for t in model.transcribe_batch([a for a, _ in clips])]
-        out["batch_x_rt"] = audio_s / (time.perf_counter() - start)
-        out["offline_wer"] = score_corpus(refs, texts).wer
-        out["streamed_vs_offline_wer"] = score_corpus(texts, streamed).wer
-    if long_s:
-        # one utterance that never ends: cost per audio second early on and at the end
-        speech = np.concatenate([a for a, _ in clips])
-        audio = np.tile(speech, int(np.ceil(long_s * 16000 / len(speech))))[: int(long_s * 16000)]
-        never = EndpointRule(trailing_silence_s=1e9, silence_without_speech_s=1e9, max_utterance_s=1e9)
-        long_stream = model.create_stream(endpoint=never)
-        size = int(chunk_ms * 16)
-        per_chunk = []
-        for begin in range(0, len(audio), size):
-            start = time.perf_counter()
-            long_stream.accept_waveform(16000, audio[begin : begin + size])
-            long_stream.result()
-            per_chunk.append(time.perf_counter() - start)
-        long_stream.finish()
-        ten_s = int(10_000 / chunk_ms)
-        out["long_s"] = long_s
-        out["first_10s_rtf"] = sum(per_chunk[:ten_s]) / 10
-        out["last_10s_rtf"] = sum(per_chunk[-ten_s:]) / 10
-    if session_s:
-        # a long live session: speech with pauses, split into utterances at endpoints
-        from asrkit.streaming import Session
 
-        pause = np.zeros(int(1.5 * 16000), np.float32)
-        speech = np.concatenate([piece for a, _ in clips for piece in (a, pause)])
-        session = Session(model.create_stream())
-        size, fed, rss = int(chunk_ms * 16), 0, {}
-        while fed < session_s * 16000:
-            begin = fed % (len(speech) - size)
-            session.accept_waveform(16000, speech[begin : begin + size])
-            fed += size
-            if fed % (300 * 16000) < size:
-                rss[fed // 16000] = current_rss_mb()
-        session.finish()
-        out["session_s"] = session_s
-        out["session_rss_growth_mb"] = rss[max(rss)] - rss[min(rss)]
-        out["session_utterances"] = len(session.texts)
+
+def long_session(model, clips, *, seconds: float, chunk_s: float) -> dict:
+    """A session of ``seconds`` of the clips with pauses: RSS growth, and RTF and commit latency at both ends."""
+    import numpy as np
+
+    from asrkit.stream_metrics import percentile, word_latencies
+    from asrkit.streaming import Session
+
+    pause = np.zeros(int(1.5 * 16000), np.float32)
+    speech = np.concatenate([piece for a, _ in clips for piece in (a, pause)])
+    session = Session(model.create_stream(), record=True)
+    size, fed, rss = int(chunk_s * 16000), 0, {}
+    measured_words = 0
+    edges = {"first": ([], 0.0, 0.0), "last": ([], 0.0, 0.0)}
+    total = int(seconds * 16000)
+    while fed < total:
+        begin = fed % (len(speech) - size)
+        edge = "first" if fed < EDGE_S * 16000 else "last" if fed >= total - EDGE_S * 16000 else None
+        compute = session.compute_s
+        session.accept_waveform(16000, speech[begin : begin + size])
+        fed += size
+        if edge:
+            latencies, spent, heard = edges[edge]
+            edges[edge] = (latencies, spent + session.compute_s - compute, heard + size / 16000)
+        if len(session.words) > measured_words:
+            # words of finished utterances: their latencies, then forget the emissions that made them,
+            # so that the log does not grow with the session
+            _, latencies = word_latencies(session.emissions, session.words[measured_words:])
+            if edge:
+                edges[edge][0].extend(latencies)
+            measured_words = len(session.words)
+            session.emissions.clear()
+        if fed % (300 * 16000) < size:
+            rss[fed // 16000] = current_rss_mb()
+    session.finish()
+    out = {"session_s": seconds, "session_utterances": len(session.texts),
+           "session_rss_growth_mb": rss[max(rss)] - rss[min(rss)]}
+    for edge, (latencies, spent, heard) in edges.items():
+        out[f"{edge}_rtf"] = spent / max(heard, 1e-9)
+        out[f"{edge}_commit_p50"] = percentile(latencies, 50)
+    return out
+
+
+def worker(kind: str, args) -> dict:
+    if kind != "pocketsphinx":  # PocketSphinx is single-threaded, and should not pay for TensorFlow
+        one_thread()
+    from asrkit.metrics import score_corpus
+
+    model, label = load(kind)
+    clips = load_clips(args.per_set)
+    audio_s = sum(len(a) for a, _ in clips) / 16000
+    out = {"label": label, "clips": len(clips), "audio_s": audio_s}
+    fast = run_clips(model, clips, chunk_s=args.chunk_ms / 1000, realtime=False)
+    texts = [t.text for t in model.transcribe_batch([a for a, _ in clips])]
+    out["fast"] = {k: v for k, v in fast.items() if k != "streamed"}
+    out["offline_wer"] = score_corpus([t for _, t in clips], texts).wer
+    out["streamed_vs_offline_wer"] = score_corpus(texts, fast["streamed"]).wer
+    if args.realtime:
+        realtime = run_clips(model, clips, chunk_s=args.chunk_ms / 1000, realtime=True)
+        out["realtime"] = {k: v for k, v in realtime.items() if k != "streamed"}
+    if args.session_s:
+        out.update(long_session(model, clips, seconds=args.session_s, chunk_s=args.chunk_ms / 1000))
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
+
+
+def windows(args) -> None:
+    """WER and cost of greedy Whisper decoding per encoder window rule (one thread)."""
+    one_thread()
+    from asrkit.metrics import score_corpus
+    from asrkit.models import DEFAULT_MODEL, load_model
+    from asrkit.models.whisper.streaming import StreamingOptions, WhisperStreamRecognizer
+
+    model = load_model(DEFAULT_MODEL)
+    clips = load_clips(args.per_set)
+    print(f"{len(clips)} clips, {sum(len(a) for a, _ in clips) / 16000:.1f} s; greedy, one pass per clip in a window "
+          f"of at least 'shortest' seconds holding the clip and 'padding' seconds of silence (from 10, 15, 20, 30 s)")
+    print(f"{'shortest':>8} {'padding':>7} {'WER %':>6} {'loops':>5} {'to 30 s':>7} {'encoder+decoder s':>17}")
+    for shortest, padding in ((30, 0), (10, 8), (10, 6), (10, 4), (10, 2), (5, 8), (0, 4), (0, 8)):
+        lengths = tuple(x for x in (5.0, 10.0, 15.0, 20.0, 30.0) if x >= shortest)
+        options = StreamingOptions(window_lengths_s=lengths, min_padding_s=padding)
+        hyps, spent, fallbacks, loops = [], 0.0, 0, 0
+        for audio, reference in clips:
+            recognizer = WhisperStreamRecognizer(model, options)
+            start = time.perf_counter()
+            recognizer.accept_waveform(audio)
+            hypothesis = " ".join(w.text for w in recognizer.finish())
+            spent += time.perf_counter() - start
+            fallbacks += recognizer.status.fallbacks
+            # a transcript over twice the reference's length repeats itself even in the 30-s window
+            loops += len(hypothesis.split()) > 2 * len(reference.split()) + 4
+            hyps.append(hypothesis)
+        wer = score_corpus([t for _, t in clips], hyps).wer
+        print(f"{shortest:>8g} {padding:>7g} {100 * wer:>6.2f} {loops:>5d} {fallbacks:>7d} {spent:>17.1f}")
 
 
 def current_rss_mb() -> float:
@@ -155,57 +208,56 @@ def current_rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def row(label: str, r: dict, mode: dict, offline: dict | None) -> str:
+    text = (f"{label:<38} {mode['rtf']:>6.3f} {mode['shown_p50']:>6.2f}/{mode['shown_p90']:<5.2f} "
+            f"{mode['commit_p50']:>6.2f}/{mode['commit_p90']:<5.2f} {mode['flicker']:>7.2f} "
+            f"{100 * mode['streamed_wer']:>6.2f}")
+    if offline is not None:
+        text += f" {100 * offline['offline_wer']:>6.2f} {100 * offline['streamed_vs_offline_wer']:>7.2f}"
+    else:
+        text += f" {'':>6} {'':>7}"
+    return text + f" {mode['skipped_s']:>7.1f} {r['peak_rss_mb']:>6.0f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--per-set", type=int, default=15, help="utterances of kathleen_dev and of fsdd_dev")
+    parser.add_argument("--per-set", type=int, default=20, help="utterances of kathleen_dev")
     parser.add_argument("--chunk-ms", type=float, default=100.0)
-    parser.add_argument("--long-s", type=float, default=600.0, help="length of the one-utterance cost test")
-    parser.add_argument("--session-s", type=float, default=3600.0, help="length of the Keras model's memory test")
-    parser.add_argument("--worker", choices=("pocketsphinx", "keras"), help=argparse.SUPPRESS)
-    parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
-    parser.add_argument("--offline", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--realtime", action="store_true", help="also stream paced at the speed of speech")
+    parser.add_argument("--session-s", type=float, default=0.0, help="length of the long-session test (0: none)")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
+    parser.add_argument("--windows", action="store_true", help="WER and cost per Whisper encoder window rule")
+    parser.add_argument("--worker", choices=MODELS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.windows:
+        windows(args)
+        return
     if args.worker:
-        result = worker(args.worker, args.threads, args.per_set, args.chunk_ms, args.long_s, args.offline, args.session_s)
-        print(json.dumps(result))
+        print(json.dumps(worker(args.worker, args)))
         return
     rows = []
-    for kind in ("pocketsphinx", "keras"):
-        for threads in (1, 2):
-            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TF_CPP_MIN_LOG_LEVEL": "3"}
-            cmd = [sys.executable, __file__, "--worker", kind, "--threads", str(threads), "--per-set", str(args.per_set),
-                   "--chunk-ms", str(args.chunk_ms)]
-            # the offline and long-utterance figures do not depend on the thread count: once per model
-            if threads == 1:
-                cmd += ["--offline", "--long-s", str(args.long_s if kind == "keras" else 60)]
-                cmd += ["--session-s", str(args.session_s if kind == "keras" else 0)]
-            else:
-                cmd += ["--long-s", "0", "--session-s", "0"]
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    for kind in args.models.split(","):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+        cmd = [sys.executable, __file__, "--worker", kind, "--per-set", str(args.per_set),
+               "--chunk-ms", str(args.chunk_ms), "--session-s", str(args.session_s)]
+        cmd += ["--realtime"] if args.realtime else []
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     first = rows[0]
-    print(f"subset: all of fixtures_dev + first {args.per_set} of kathleen_dev and fsdd_dev: {first['clips']} clips, "
-          f"{first['audio_s']:.1f} s; {args.chunk_ms:g} ms chunks fed as fast as the model goes; "
-          f"latencies in seconds after the word's end")
-    header = (f"{'model':<48} {'thr':>3} {'RTF':>6} {'shown p50/p90':>13} {'commit p50/p90':>14} {'flicker':>7} "
-              f"{'WER str/off':>11} {'str~off':>7} {'batch xRT':>9} {'RSS MB':>6}  long utterance RTF")
-    print(header)
+    print(f"clips: all of fixtures_dev + first {args.per_set} of kathleen_dev: {first['clips']} clips, "
+          f"{first['audio_s']:.1f} s; {args.chunk_ms:g} ms chunks; one thread; latencies in seconds after the word's end")
+    print(f"{'model / feeding':<38} {'RTF':>6} {'shown p50/p90':>12} {'commit p50/p90':>12} {'flicker':>7} "
+          f"{'WER %':>6} {'offl %':>6} {'str~off':>7} {'lost s':>7} {'RSS MB':>6}")
     for r in rows:
-        offline = ("offline_wer" in r)
-        print(
-            f"{r['label']:<48} {r['threads']:>3} {r['rtf']:>6.3f} {r['shown_p50']:>6.2f}/{r['shown_p90']:<6.2f} "
-            f"{r['commit_p50']:>7.2f}/{r['commit_p90']:<6.2f} {r['flicker']:>7.2f} "
-            + (f"{r['streamed_wer']:>5.2f}/{r['offline_wer']:<5.2f} {r['streamed_vs_offline_wer']:>7.2f} "
-               f"{r['batch_x_rt']:>9.1f}" if offline else f"{r['streamed_wer']:>5.2f}/{'':<5} {'':>7} {'':>9}")
-            + f" {r['peak_rss_mb']:>6.0f}"
-            + (f"  {r['long_s']:g} s: first 10 s {r['first_10s_rtf']:.3f}, last 10 s {r['last_10s_rtf']:.3f}" if "first_10s_rtf" in r else "")
-        )
+        print(row(f"{r['label']}, fast", r, r["fast"], r))
+        if "realtime" in r:
+            print(row(f"{r['label']}, real time", r, r["realtime"], None))
     for r in rows:
         if "session_s" in r:
-            print(f"{r['label']}: a {r['session_s'] / 3600:g} h session ({r['session_utterances']} utterances) "
-                  f"grew RSS by {r['session_rss_growth_mb']:.1f} MB after its first 5 minutes")
-    ps, ctc = rows[0], rows[2]
-    print(f"Keras CTC streaming is {ps['rtf'] / ctc['rtf']:.1f}x faster than PocketSphinx streaming (1 thread)")
+            print(f"{r['label']}: a {r['session_s'] / 3600:g} h session ({r['session_utterances']} utterances) grew RSS "
+                  f"by {r['session_rss_growth_mb']:.1f} MB after its first 5 minutes; first/last {EDGE_S / 60:g} min: "
+                  f"RTF {r['first_rtf']:.3f}/{r['last_rtf']:.3f}, commit latency p50 "
+                  f"{r['first_commit_p50']:.2f}/{r['last_commit_p50']:.2f} s")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ Three things keep a pass cheap on one CPU thread:
 * The encoder hears a window just long enough for the buffer and ``min_padding_s`` of silence after
   it, out of a few fixed lengths (each compiled once). Whisper was trained on 30-s windows: with a
   window under 10 s, or less than about 8 s of silence after the speech, tiny.en repeats itself
-  instead of ending (``benchmarks/bench_whisper_streaming.py --windows`` measures WER per length).
+  instead of ending (``benchmarks/bench_streaming.py --windows`` measures WER per length).
   A pass that loops all the same (more tokens than the audio can hold, or a transcript compressing
   better than ``compression_ratio_threshold``) is decoded again in the whole 30-s window.
 * The previous pass's tokens are checked as a draft in one decoder call
@@ -79,7 +79,7 @@ class StreamingOptions:
     # the partial stops before the first word the decoder gave a lower mean probability than this,
     # or that ends less than partial_holdback_s before the buffer does (a word still being spoken):
     # such words are the ones the next pass most often changes, and shown, they flicker
-    partial_min_probability: float = 0.0
+    partial_min_probability: float = 0.5
     partial_holdback_s: float = 0.0
 
     def __post_init__(self) -> None:
@@ -162,7 +162,10 @@ class WhisperStreamRecognizer:
         self.reset()
 
     def reset(self) -> None:
-        self._buffer = np.zeros(0, np.float32)
+        # the buffer's audio as it came, joined when a pass reads it (joining each tiny chunk as it
+        # came would copy the whole buffer every time), and its length in samples
+        self._chunks: list[np.ndarray] = []
+        self._length = 0
         # utterance seconds where the buffer starts
         self._offset_s = 0.0
         self._decoded_at = 0
@@ -181,13 +184,14 @@ class WhisperStreamRecognizer:
     def status(self) -> StreamStatus:
         return StreamStatus(
             passes=self._passes, fallbacks=self._fallbacks, last_pass_s=self._last_pass_s, window_s=self._window_s,
-            interval_s=self.interval_s, buffer_s=len(self._buffer) / SAMPLE_RATE, trimmed_s=self._offset_s,
+            interval_s=self.interval_s, buffer_s=self._length / SAMPLE_RATE, trimmed_s=self._offset_s,
             tokens=self._tokens, draft_kept=self._draft_kept, keeping_up=self.interval_s <= self.options.step_s,
         )
 
     def accept_waveform(self, samples: np.ndarray) -> bool:
-        self._buffer = np.concatenate([self._buffer, samples])
-        if len(self._buffer) - self._decoded_at < round(self.interval_s * SAMPLE_RATE):
+        self._chunks.append(samples)
+        self._length += len(samples)
+        if self._length - self._decoded_at < round(self.interval_s * SAMPLE_RATE):
             return False
         self._decode()
         return True
@@ -199,7 +203,7 @@ class WhisperStreamRecognizer:
         """The partial up to the first unsure word (see ``StreamingOptions.partial_min_probability``)."""
         o = self.options
         probability = {id(w): p for w, p in self._fresh}
-        sure_until = self._offset_s + len(self._buffer) / SAMPLE_RATE - o.partial_holdback_s
+        sure_until = self._offset_s + self._length / SAMPLE_RATE - o.partial_holdback_s
         shown = []
         for word in words:
             if probability.get(id(word), 1.0) < o.partial_min_probability or word.end > sure_until:
@@ -208,7 +212,7 @@ class WhisperStreamRecognizer:
         return shown
 
     def finish(self) -> tuple[Span, ...]:
-        if len(self._buffer) != self._decoded_at or self._pass is None:
+        if self._length != self._decoded_at or self._pass is None:
             self._decode()
         return self.hypothesis()
 
@@ -228,7 +232,7 @@ class WhisperStreamRecognizer:
         # the stream commits the leading words of the last pass's: they are no longer fresh
         committed = {id(w) for w in words}
         self._fresh = [(w, p) for w, p in self._fresh if id(w) not in committed]
-        buffer_s = len(self._buffer) / SAMPLE_RATE
+        buffer_s = self._length / SAMPLE_RATE
         if buffer_s <= self.options.trim_s or not self._committed:
             return
         done = self._committed[-1].end
@@ -237,12 +241,19 @@ class WhisperStreamRecognizer:
             cut = done
         if cut is None or cut <= self._offset_s:
             return
-        drop = min(round((cut - self._offset_s) * SAMPLE_RATE), len(self._buffer))
-        self._buffer = self._buffer[drop:]
+        drop = min(round((cut - self._offset_s) * SAMPLE_RATE), self._length)
+        self._chunks = [self._audio()[drop:]]
+        self._length -= drop
         self._decoded_at = max(self._decoded_at - drop, 0)
         self._offset_s += drop / SAMPLE_RATE
         # the buffer's timestamps moved: the last pass's tokens no longer draft the next one
         self._pass = replace(self._pass, tokens=()) if self._pass else None
+
+    def _audio(self) -> np.ndarray:
+        """The buffer's samples, shape (n,)."""
+        if len(self._chunks) != 1:
+            self._chunks = [np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)]
+        return self._chunks[0]
 
     def _prompt_tokens(self) -> list[int]:
         before = [w.text for w in self._committed if w.end <= self._offset_s + 1e-6]
@@ -252,7 +263,7 @@ class WhisperStreamRecognizer:
 
     def _decode(self) -> None:
         began = time.perf_counter()
-        self._decoded_at = len(self._buffer)
+        self._decoded_at = self._length
         with self.model._lock:
             found = self._run_pass()
         if found is not None:
@@ -263,7 +274,7 @@ class WhisperStreamRecognizer:
 
     def _run_pass(self) -> _Pass | None:
         o = self.options
-        audio = self._buffer
+        audio = self._audio()
         if not len(audio) or np.abs(audio).max() < o.silence_peak:
             return _Pass((), (), (), ())
         buffer_s = len(audio) / SAMPLE_RATE
