@@ -18,6 +18,7 @@ from asrkit.widgets.read_aloud import ReadAloud
 from asrkit.widgets.spectrogram import LiveSpectrogram
 from asrkit.config import Config
 from asrkit.models.base import Span, Transcript
+from asrkit.streaming import ChunkedStream
 from conftest import shared_path
 
 GOFORWARD = "speech/fixtures/wav/ps_goforward.flac"
@@ -92,6 +93,45 @@ def test_live_view_shows_committed_and_partial_text_and_bounded_spectrogram():
     assert score("go forward ten meters", finished[0]).wer <= 0.5, finished
     assert view.spectrogram.value[:4] == b"\x89PNG" and view._picture._ring.shape == (200, 80)
     assert 'data-dropped-s="0.0"' in view.status.value and "RTF" in view.status.value
+    # the last words sit under the spectrogram at their times
+    assert "meters" in view.words.value and "left:" in view.words.value
+
+
+class _ExplodingRecognizer:
+    def reset(self) -> None:
+        pass
+
+    def accept_waveform(self, samples: np.ndarray) -> bool:
+        if len(samples):
+            raise RuntimeError("the decoder ran out of memory")
+        return False
+
+    def hypothesis(self) -> tuple[Span, ...]:
+        return ()
+
+    def finish(self) -> tuple[Span, ...]:
+        return ()
+
+
+class _BrokenModel:
+    name = "broken"
+
+    def create_stream(self, **options):
+        return ChunkedStream(_ExplodingRecognizer(), **options)
+
+
+def test_a_model_failing_mid_stream_is_said_in_the_status_and_the_view_goes_on():
+    view = LiveTranscriber(_BrokenModel())
+    finished: list[str] = []
+    view.on_finished(finished.append)
+    speak(view, np.zeros(SAMPLE_RATE, np.float32))
+    stop(view, finished)
+    assert "the model failed on some audio" in view.status.value and "ran out of memory" in view.status.value
+    assert 'data-errors="5"' in view.status.value and 'data-audio-s="1.0"' in view.status.value
+    # the next recording starts afresh
+    finished.clear()
+    speak(view, np.zeros(SAMPLE_RATE // 5, np.float32))
+    stop(view, finished)
 
 
 def test_switching_models_mid_recording_keeps_the_words_so_far():

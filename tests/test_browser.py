@@ -143,10 +143,9 @@ def test_error_analysis_explorer_shows_a_clicked_utterance(browser):
 
 # --- the app (notebooks/app.ipynb) with a fake microphone ---
 
-# Added to the model's measured WER for the live test's threshold. Generous, because a fresh
-# PocketSphinx stream starts from a cold cepstral-mean prior: the three utterances below score 0.57
-# streamed from a fresh stream against 0.30 offline (measured), and the pacing is real time on a shared CPU.
-LIVE_WER_MARGIN = 0.4
+# The live test's WER at most, on the default model (Whisper tiny.en: 4.6% offline on kathleen_dev;
+# streamed, greedy and committed two passes at a time, in real time on a shared CPU, a little more).
+LIVE_WER_MAX = 0.20
 # Silence around the speech in the fake microphone's file, seconds (chromium plays the file in a loop).
 LEAD_S, GAP_S = 1.5, 1.5
 
@@ -207,8 +206,6 @@ def test_live_tab_transcribes_the_microphone_and_scrolls_the_spectrogram(served_
     utterances = read_manifest(shared_path("splits/kathleen_dev.tsv"))[:3]
     reference = " ".join(u.transcript for u in utterances)
     wav, seconds = microphone_file(tmp_path, [u.audio_path for u in utterances])
-    card = load_model().card
-    threshold = card.metrics["kathleen_dev"]["wer"] + LIVE_WER_MARGIN
     ARTIFACTS.mkdir(exist_ok=True)
     with app_page(playwright, *served_app, microphone=wav) as page:
         button = page.locator(".asrkit-mic-button").first
@@ -222,6 +219,11 @@ def test_live_tab_transcribes_the_microphone_and_scrolls_the_spectrogram(served_
         for _ in range(8):
             pictures.add(picture.get_attribute("src"))
             page.wait_for_timeout(250)
+        # words are committed while the speaker is still talking, not only when they stop
+        committed_while_speaking = ""
+        while not committed_while_speaking and time.monotonic() - started < seconds - 1.0:
+            page.wait_for_timeout(250)
+            committed_while_speaking = page.inner_text(".asrkit-live-transcript .asrkit-committed").strip()
         page.screenshot(path=ARTIFACTS / "app_live_recording.png", full_page=True)
         page.wait_for_timeout(max(0.0, seconds - (time.monotonic() - started)) * 1000)
         button.click()
@@ -237,7 +239,8 @@ def test_live_tab_transcribes_the_microphone_and_scrolls_the_spectrogram(served_
         dropped, audio_s = float(status.get_attribute("data-dropped-s")), float(status.get_attribute("data-audio-s"))
         page.screenshot(path=ARTIFACTS / "app_live_stopped.png", full_page=True)
     wer = score(reference, heard).wer
-    assert wer < threshold, f"live WER {wer:.2f} (threshold {threshold:.2f}): heard {heard!r}"
+    assert wer <= LIVE_WER_MAX, f"live WER {wer:.2f} (at most {LIVE_WER_MAX:.2f}): heard {heard!r}"
+    assert committed_while_speaking, "nothing was committed before the recording stopped"
     assert len(pictures) >= 5, f"the spectrogram changed {len(pictures) - 1} times in 2 s"
     assert dropped == 0.0 and audio_s >= seconds - 1.0
 

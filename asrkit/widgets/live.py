@@ -45,6 +45,8 @@ STYLE = """<style>
 .asrkit-committed{color:#111} .asrkit-partial{color:#888;font-style:italic}
 .asrkit-status{font-family:monospace;font-size:12px;color:#444}
 .asrkit-spectrogram{image-rendering:pixelated}
+.asrkit-words{position:relative;height:1.5em;width:100%;max-width:1000px;overflow:hidden;font-size:13px}
+.asrkit-words span{position:absolute;white-space:nowrap}
 </style>"""
 
 
@@ -73,8 +75,11 @@ class LiveRun:
     model on it (queueing plus inference): what a user waits, on top of the browser-to-kernel trip.
     """
 
-    def __init__(self, model: ASRModel, *, max_backlog_s: float, limits: AudioLimits) -> None:
+    def __init__(self, model: ASRModel, *, max_backlog_s: float, limits: AudioLimits, begins_at_s: float = 0.0) -> None:
         self.model_name = model.name
+        # seconds of audio the view had received before this session's first chunk: session times
+        # plus this are times on the spectrogram's clock
+        self.begins_at_s = begins_at_s
         self.session = Session(model.create_stream(limits=limits))
         self.worker = StreamWorker(self.session, max_backlog_s=max_backlog_s, when_full="drop_oldest",
                                    on_result=self._processed, limits=limits)
@@ -141,6 +146,8 @@ class LiveTranscriber(w.VBox):
         self.transcript.add_class("asrkit-live-transcript")
         self.spectrogram = w.Image(format="png", layout=w.Layout(width="100%", max_width="1000px"))
         self.spectrogram.add_class("asrkit-spectrogram")
+        # the words under the spectrogram, each at its time in the audio
+        self.words = w.HTML(layout=w.Layout(width="100%"))
         self.status = w.HTML()
         self.status.add_class("asrkit-live-status")
         self.run: LiveRun | None = None
@@ -157,7 +164,9 @@ class LiveTranscriber(w.VBox):
         self.microphone.on_start(self._started)
         self.microphone.on_chunk(self._received)
         self.microphone.on_stop(self._ended)
-        super().__init__([w.HTML(STYLE), self.microphone, self.transcript, self.spectrogram, self.status])
+        # seconds of audio received, and drawn on the spectrogram
+        self._received_s = self._drawn_s = 0.0
+        super().__init__([w.HTML(STYLE), self.microphone, self.transcript, self.spectrogram, self.words, self.status])
         self.spectrogram.value = self._picture.png()
         self._render()
 
@@ -182,7 +191,8 @@ class LiveTranscriber(w.VBox):
         self._render()
 
     def _new_run(self) -> LiveRun:
-        return LiveRun(self.model, max_backlog_s=self.options.max_backlog_s, limits=self.limits)
+        return LiveRun(self.model, max_backlog_s=self.options.max_backlog_s, limits=self.limits,
+                       begins_at_s=self._received_s)
 
     # --- on the kernel's message thread: quick, never waits for the model ---
 
@@ -207,6 +217,7 @@ class LiveTranscriber(w.VBox):
         except (AudioError, BacklogFullError) as err:
             self._problem = f"chunk {chunk.seq} not used: {err}"
             return
+        self._received_s += len(chunk.samples) / chunk.sample_rate
         self._pending.append(chunk)
 
     def _ended(self) -> None:
@@ -248,6 +259,7 @@ class LiveTranscriber(w.VBox):
         while self._pending:
             chunk = self._pending.popleft()
             self._picture.accept_waveform(chunk.sample_rate, chunk.samples)
+            self._drawn_s += len(chunk.samples) / chunk.sample_rate
             moved = True
         if moved:
             self.spectrogram.value = self._picture.png()
@@ -262,7 +274,24 @@ class LiveTranscriber(w.VBox):
             f'<div class="asrkit-transcript"><span class="asrkit-committed">{html.escape(committed)}</span> '
             f'<span class="asrkit-partial">{html.escape(current.partial)}</span></div>'
         )
+        self.words.value = self._word_strip(run)
         self.status.value = self._status(run)
+
+    def _word_strip(self, run: LiveRun | None) -> str:
+        """The session's words within the spectrogram's window, placed at their times (committed dark)."""
+        spans = []
+        current = run.worker.result() if run is not None else None
+        if current is not None and current.words:
+            window = self.options.spectrogram_s
+            left_s = self._drawn_s - window
+            n_committed = len(current.committed.split())
+            for i, word in enumerate(current.words):
+                # a word partly scrolled off the left edge stays, pinned there, until it has all gone
+                at = max((run.begins_at_s + word.start - left_s) / window, 0.0)
+                if run.begins_at_s + word.end > left_s and at < 1.0:
+                    kind = "asrkit-committed" if i < n_committed else "asrkit-partial"
+                    spans.append(f'<span class="{kind}" style="left:{100 * at:.1f}%">{html.escape(word.text)}</span>')
+        return f'<div class="asrkit-words">{"".join(spans)}</div>'
 
     def _status(self, run: LiveRun | None) -> str:
         transport = list(self.microphone.transport_s)
