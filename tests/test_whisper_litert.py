@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -133,6 +134,20 @@ def test_default_decoding_with_word_times_equals_the_keras_model(keras_model, li
     assert [w.text for w in got.words] == [w.text for w in expected.words]
     np.testing.assert_allclose([(w.start, w.end) for w in got.words], [(w.start, w.end) for w in expected.words],
                                atol=0.021)
+
+
+def test_litert_streams_in_whole_windows_as_the_keras_model_does(keras_model, lite, jfk):
+    """The exported encoder takes 30-s windows only; streamed in 30-s windows, both decode the same."""
+    options = replace(lite.streaming, catch_up=0.0)
+    results = []
+    for model in (keras_model, lite):
+        stream = model.create_stream(options=options)
+        for begin in range(0, len(jfk), 16000):
+            stream.accept_waveform(16000, jfk[begin : begin + 16000])
+        results.append(stream.finish())
+        assert stream.recognizer.status.window_s == 30.0
+    assert results[0].committed == results[1].committed
+    assert results[1].committed.startswith("And so my fellow Americans")
 
 
 def test_transcribing_with_litert_imports_neither_tensorflow_nor_keras(exported):

@@ -49,7 +49,9 @@ import numpy as np
 from asrkit.models.base import ModelCard
 from asrkit.models.whisper.checkpoint import sha256_file
 from asrkit.models.whisper.config import GenerationConfig, WhisperConfig
+from asrkit.models.whisper.frontend import CHUNK_LENGTH_S
 from asrkit.models.whisper.model import WhisperModel, _options, verify_weights, weights_folder
+from asrkit.models.whisper.streaming import StreamingOptions
 from asrkit.models.whisper.tokenizer import TOKENIZER_FILE, WhisperTokenizer
 from asrkit.models.whisper.transcribe import Transcriber
 
@@ -531,6 +533,9 @@ class WhisperLiteRTInference:
 class WhisperLiteRTModel(WhisperModel):
     """Whisper exported by :func:`export_whisper_litert`, run by the LiteRT interpreter (on the CPU, one
     thread) with the Keras model's transcription policy and searches."""
+
+    # the exported encoder takes whole 30-s windows only
+    streaming = StreamingOptions(window_lengths_s=(float(CHUNK_LENGTH_S),))
 
     @classmethod
     def load(cls, folder: str | Path, *, batch_size: int = 8, device: str = "auto") -> WhisperLiteRTModel:

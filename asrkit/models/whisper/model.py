@@ -28,9 +28,9 @@ from asrkit.models.whisper.transcribe import Segment, TranscribeOptions, Transcr
 from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule
 
 BACKEND = "whisper"
-# Live streams re-decode the utterance so far every second: greedy, one temperature, no timestamps,
-# no alignment, so a pass costs one encoder run and a short greedy decode.
-STREAMING_OPTIONS = {"beam_size": 1, "temperatures": (0.0,), "without_timestamps": True, "word_timestamps": False,
+# A quick transcript (Seq2SeqModel.text): greedy, one temperature, no timestamps, no alignment, so a
+# clip costs one encoder run and a short greedy decode.
+QUICK_OPTIONS = {"beam_size": 1, "temperatures": (0.0,), "without_timestamps": True, "word_timestamps": False,
                      "condition_on_previous_text": False}
 
 
@@ -94,7 +94,7 @@ class WhisperModel(Seq2SeqModel):
         self.options = transcriber.options
         # TensorFlow runs one call at a time per model anyway; the lock keeps the app's threads (a
         # stream worker beside a file upload) from interleaving a decoder's cache
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
 
     @classmethod
     def load(cls, folder: str | Path, *, batch_size: int = 8, device: str = "auto") -> WhisperModel:
@@ -130,9 +130,9 @@ class WhisperModel(Seq2SeqModel):
         """Compile the encoder and the decoder's entry points now, on a second of quiet noise, so the
         first real clip (a live stream's first words) does not wait seconds for them."""
         noise = np.random.default_rng(0).normal(0, 0.01, SAMPLE_RATE).astype(np.float32)
-        options = replace(self.options, **STREAMING_OPTIONS, max_new_tokens=2)
+        options = replace(self.options, **QUICK_OPTIONS, max_new_tokens=2)
         self.segments([noise], options=options)
-        with self._lock:
+        with self.lock:
             WhisperStreamRecognizer(self, self.streaming).warm_up()
 
     def create_stream(self, *, endpoint: EndpointRule = EndpointRule(), commit: CommitRule = CommitRule(),
@@ -146,12 +146,12 @@ class WhisperModel(Seq2SeqModel):
     def segments(self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None
                  ) -> list[list[Segment]]:
         """Whisper's own segments (text as written, with punctuation and timestamps) of each clip."""
-        with self._lock:
+        with self.lock:
             return self.transcriber.transcribe_batch([np.asarray(a, np.float32) for a in audios], options=options)
 
     def text(self, audios: Sequence[np.ndarray]) -> list[str]:
-        """What a live stream shows: a fast greedy transcript of each clip (see STREAMING_OPTIONS)."""
-        options = replace(self.options, **STREAMING_OPTIONS)
+        """A quick greedy transcript of each clip (see QUICK_OPTIONS); live streams have their own policy."""
+        options = replace(self.options, **QUICK_OPTIONS)
         return [" ".join("".join(s.text for s in segs).split()) for segs in self.segments(audios, options=options)]
 
     def transcribe_batch(self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None

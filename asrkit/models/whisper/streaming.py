@@ -264,7 +264,7 @@ class WhisperStreamRecognizer:
     def _decode(self) -> None:
         began = time.perf_counter()
         self._decoded_at = self._length
-        with self.model._lock:
+        with self.model.lock:
             found = self._run_pass()
         if found is not None:
             self._pass = found
