@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asrkit.audio import SAMPLE_RATE, load_audio
+from asrkit.audio import SAMPLE_RATE, AudioTooLongError, load_audio
 from asrkit.metrics import score
 from asrkit.models import load_model
 from asrkit.models.base import Span
@@ -72,6 +72,14 @@ def test_streamed_text_is_close_to_offline_and_commits_never_change(model, jfk, 
     if chunk <= 16000:
         # words were committed while the audio came, not only at the end
         assert len(results[len(results) // 2].committed.split()) >= 3
+
+
+def test_an_utterance_longer_than_a_window_is_refused_and_the_stream_goes_on(model, jfk):
+    stream = model.create_stream(options=STEADY)
+    stream.accept_waveform(SAMPLE_RATE, jfk)
+    with pytest.raises(AudioTooLongError, match="30 s"):
+        stream.accept_waveform(SAMPLE_RATE, np.concatenate([jfk, jfk]))
+    assert stream.finish().committed.startswith("And so my fellow Americans")
 
 
 def test_chunkings_that_cross_the_same_seconds_decode_the_same(model, jfk):

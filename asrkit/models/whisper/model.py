@@ -141,6 +141,8 @@ class WhisperModel(Seq2SeqModel):
         if endpoint.max_utterance_s > self.window_s:
             raise ValueError(f"{self.name} hears {self.window_s:.0f} s at once: max_utterance_s must not exceed it")
         recognizer = WhisperStreamRecognizer(self, options or self.streaming)
+        # a pass hears one window at most, so an utterance may not outgrow it (Session ends them sooner)
+        limits = replace(limits, max_duration_s=min(limits.max_duration_s, self.window_s))
         return ChunkedStream(recognizer, endpoint=endpoint, commit=commit, limits=limits)
 
     def segments(self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None
