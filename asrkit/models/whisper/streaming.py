@@ -41,6 +41,12 @@ from asrkit.models.whisper.frontend import CHUNK_LENGTH_S, FRAMES_PER_SECOND, HO
 from asrkit.models.whisper.transcribe import INPUT_STRIDE, Transcriber, TranscribeOptions
 
 
+# seconds of audio a trim keeps before the committed word or segment end it trims at: the alignment may
+# put that end a little late, and a buffer starting inside the next word would lose it; the committed
+# words this keeps are matched by their text and not shown twice
+TRIM_MARGIN_S = 0.3
+
+
 @dataclass(frozen=True)
 class StreamingOptions:
     """How a live Whisper stream decodes; the defaults are measured on tiny.en (see the module's docstring).
@@ -103,9 +109,11 @@ class StreamingOptions:
 class StreamStatus:
     """How a live Whisper stream is keeping up."""
 
-    # passes decoded in this utterance, and of them decoded again in the 30-s window for looping
+    # passes decoded in this utterance; of them, decoded again in the 30-s window for looping, and
+    # decoded again without the prompt for leaving out committed words
     passes: int
     fallbacks: int
+    unprompted: int
     # seconds the last pass took, and the encoder window it used
     last_pass_s: float
     window_s: float
@@ -173,7 +181,7 @@ class WhisperStreamRecognizer:
         # the last pass's words after the committed ones, with their probabilities
         self._fresh: list[tuple[Span, float]] = []
         self._pass: _Pass | None = None
-        self._passes = self._fallbacks = self._draft_kept = self._tokens = 0
+        self._passes = self._fallbacks = self._unprompted = self._draft_kept = self._tokens = 0
         self._window_s = 0.0
 
     @property
@@ -183,7 +191,7 @@ class WhisperStreamRecognizer:
     @property
     def status(self) -> StreamStatus:
         return StreamStatus(
-            passes=self._passes, fallbacks=self._fallbacks, last_pass_s=self._last_pass_s, window_s=self._window_s,
+            passes=self._passes, fallbacks=self._fallbacks, unprompted=self._unprompted, last_pass_s=self._last_pass_s, window_s=self._window_s,
             interval_s=self.interval_s, buffer_s=self._length / SAMPLE_RATE, trimmed_s=self._offset_s,
             tokens=self._tokens, draft_kept=self._draft_kept, keeping_up=self.interval_s <= self.options.step_s,
         )
@@ -239,6 +247,8 @@ class WhisperStreamRecognizer:
         cut = max((e for e in (self._pass.segment_ends if self._pass else ()) if e <= done + 1e-6), default=None)
         if cut is None and buffer_s > self.options.max_buffer_s:
             cut = done
+        if cut is not None:
+            cut -= TRIM_MARGIN_S
         if cut is None or cut <= self._offset_s:
             return
         drop = min(round((cut - self._offset_s) * SAMPLE_RATE), self._length)
@@ -265,14 +275,18 @@ class WhisperStreamRecognizer:
         began = time.perf_counter()
         self._decoded_at = self._length
         with self.model.lock:
-            found = self._run_pass()
-        if found is not None:
-            self._pass = found
-            self._merge(found)
+            found = self._run_pass(prompted=True)
+            if found.words and self._held() and self._resume_index(found) is None and self._prompt_tokens():
+                # the pass left out the committed words its buffer holds: the prompt misled the decoder
+                # into skipping what it took as said already (tiny.en does); decode it without
+                self._unprompted += 1
+                found = self._run_pass(prompted=False)
+        self._pass = found
+        self._merge(found)
         self._passes += 1
         self._last_pass_s = time.perf_counter() - began
 
-    def _run_pass(self) -> _Pass | None:
+    def _run_pass(self, *, prompted: bool) -> _Pass:
         o = self.options
         audio = self._audio()
         if not len(audio) or np.abs(audio).max() < o.silence_peak:
@@ -283,7 +297,7 @@ class WhisperStreamRecognizer:
         window_s = o.window_for(buffer_s)
         draft = list(self._pass.tokens) if self._pass else []
         for window_s in dict.fromkeys((window_s, o.window_lengths_s[-1])):
-            result = self._decode_window(audio, window_s, content, budget, draft)
+            result = self._decode_window(audio, window_s, content, budget, draft, prompted=prompted)
             tokens, avg_logprob, no_speech = result[1], result[2], result[3]
             text = self.tokenizer.decode([t for t in tokens if t < self.tokenizer.eot])
             looping = len(tokens) >= budget or compression_ratio(text.strip()) > o.compression_ratio_threshold
@@ -296,7 +310,8 @@ class WhisperStreamRecognizer:
             return _Pass((), (), (), ())
         return self._timed(tokens, result[0], content)
 
-    def _decode_window(self, audio: np.ndarray, window_s: float, content: int, budget: int, draft: list[int]):
+    def _decode_window(self, audio: np.ndarray, window_s: float, content: int, budget: int, draft: list[int], *,
+                       prompted: bool = True):
         """(cross keys/values, tokens, mean log probability, no-speech probability) of one window."""
         tr, tok = self.transcriber, self.tokenizer
         n_frames = round(window_s * FRAMES_PER_SECOND)
@@ -305,7 +320,7 @@ class WhisperStreamRecognizer:
         padded = np.pad(audio, (0, max(n_frames * HOP_LENGTH - len(audio), 0)))
         mel = log_mel_spectrogram(padded, n_mels=tr.inference.config.n_mels)[:, :n_frames]
         cross = tr.inference.cross_keys_values(tr.inference.encode(mel[None]))
-        prompt = tr.prompt(self._prompt_tokens(), self.decoding)
+        prompt = tr.prompt(self._prompt_tokens() if prompted else [], self.decoding)
         rules = replace(self._base_rules, end_timestamp_index=math.ceil(content / INPUT_STRIDE))
         max_new = min(budget, tr.max_length - len(prompt))
         hypothesis, kept = draft_greedy(tr.inference, cross, prompt, draft, rules=rules, max_new_tokens=max_new)
@@ -352,13 +367,23 @@ class WhisperStreamRecognizer:
         one are new; when the pass does not repeat that word, those that begin after it ended are.
         """
         fresh = list(zip(found.words, found.probabilities))
-        held = [_bare(w.text) for w in self._committed if w.end > self._offset_s + 1e-6]
-        if held:
-            matcher = difflib.SequenceMatcher(a=held, b=[_bare(w.text) for w in found.words], autojunk=False)
-            ends = [b + size for a, b, size in matcher.get_matching_blocks() if size and a + size == len(held)]
-            if ends:
-                fresh = fresh[ends[0]:]
+        if self._held():
+            resume = self._resume_index(found)
+            if resume is not None:
+                fresh = fresh[resume:]
             else:
                 done = self._committed[-1].end
                 fresh = [(w, p) for w, p in fresh if w.start > done - 0.1]
         self._fresh = fresh
+
+    def _held(self) -> list[str]:
+        """The committed words the buffer still holds, bare."""
+        return [_bare(w.text) for w in self._committed if w.end > self._offset_s + 1e-6]
+
+    def _resume_index(self, found: _Pass) -> int | None:
+        """Where the pass's words go on after the committed ones in the buffer, matched by text; None
+        if the pass does not repeat the last of them."""
+        held = self._held()
+        matcher = difflib.SequenceMatcher(a=held, b=[_bare(w.text) for w in found.words], autojunk=False)
+        ends = [b + size for a, b, size in matcher.get_matching_blocks() if size and a + size == len(held)]
+        return ends[0] if ends else None
