@@ -236,7 +236,7 @@ class HandsFreeOptions:
 class TakeSplitter:
     """Cut a continuous 16 kHz recording into takes at pauses, with an energy detector.
 
-    Unlike :class:`asrkit.streaming.EnergyVAD`'s fixed level, the threshold follows the noise floor:
+    Unlike :class:`asrkit.vad.EnergyVAD`'s fixed level, the threshold follows the noise floor:
     readers' levels and rooms vary, and a quiet reader's take must not break apart inside a prompt.
 
     Examples

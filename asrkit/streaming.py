@@ -10,8 +10,9 @@ The contract follows sherpa-onnx and Vosk::
     stream.reset()                                 # start the next utterance
 
 A backend supplies only a :class:`Recognizer` (audio in, the utterance's words so far out);
-:class:`ChunkedStream` adds what every stream needs: validation and resampling of chunks, an energy
-VAD with sherpa-onnx's endpoint rules, and a commit policy under which committed words never change.
+:class:`ChunkedStream` adds what every stream needs: validation and resampling of chunks, a voice-activity
+detector (:mod:`asrkit.vad`) with sherpa-onnx's endpoint rules, and a commit policy under which committed
+words never change.
 :class:`Session` strings utterances together for as long as audio comes, so an hour of audio never
 makes one hour-long utterance. This module knows nothing of widgets: the UI feeds a stream, and so can
 a file, a socket or a test.
@@ -30,10 +31,7 @@ import soxr
 
 from asrkit.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioLimits, AudioTooLongError, SampleRateError, to_mono
 from asrkit.models.base import ASRModel, Span
-
-# Energy voice activity works on 10 ms frames.
-VAD_FRAME = SAMPLE_RATE // 100
-VAD_FRAME_S = VAD_FRAME / SAMPLE_RATE
+from asrkit.vad import VAD_FRAME_S, VAD_NAMES, make_vad
 
 
 @dataclass(frozen=True)
@@ -92,6 +90,26 @@ class Recognizer(Protocol):
         ...
 
 
+@runtime_checkable
+class PartialFilter(Protocol):
+    """A :class:`Recognizer` that knows which of its uncommitted words are too unsure to show: they
+    still count towards agreement and are committed as usual, but the partial stops before them."""
+
+    def shown(self, words: list[Span]) -> list[Span]:
+        """The leading words of ``words`` (the hypothesis's uncommitted ones) worth showing."""
+        ...
+
+
+@runtime_checkable
+class CommitListener(Protocol):
+    """A :class:`Recognizer` that wants to know which of its words the stream committed (to stop
+    re-decoding their audio, or to prompt with them)."""
+
+    def on_commit(self, words: tuple[Span, ...]) -> None:
+        """``words`` are committed, following the ones committed before in this utterance."""
+        ...
+
+
 @dataclass(frozen=True)
 class EndpointRule:
     """When an utterance counts as ended, in the manner of sherpa-onnx's three rules."""
@@ -102,8 +120,15 @@ class EndpointRule:
     silence_without_speech_s: float = 2.4
     # the utterance ends at this length whatever is heard, seconds (rule 3)
     max_utterance_s: float = 20.0
-    # 10 ms frames louder than this (dB relative to full scale) count as speech
+    # for the energy detector: 10 ms frames louder than this (dB relative to full scale) count as speech
     speech_dbfs: float = -40.0
+    # which voice-activity detector decides speech frames: "energy", "webrtc" or "silero" (asrkit.vad);
+    # silero missed and falsely fired the fewest endpoints on speech in noise (benchmarks/bench_vad.py)
+    vad: str = "silero"
+
+    def __post_init__(self) -> None:
+        if self.vad not in VAD_NAMES:
+            raise ValueError(f"EndpointRule.vad must be one of {', '.join(VAD_NAMES)}; got {self.vad!r}")
 
 
 @dataclass(frozen=True)
@@ -119,44 +144,6 @@ class CommitRule:
             raise ValueError(f"agreement must be at least 1 hypothesis, got {self.agreement}")
 
 
-class EnergyVAD:
-    """Voice activity from the energy of 10 ms frames: speech frames and trailing silence so far.
-
-    Keeps fewer than one frame of samples between calls, so its memory does not grow with the audio.
-
-    Examples
-    --------
-    >>> vad = EnergyVAD(speech_dbfs=-40.0)
-    >>> vad.accept_waveform(np.full(1600, 0.1, np.float32))  # -20 dBFS: speech
-    >>> vad.accept_waveform(np.zeros(800, np.float32))
-    >>> vad.speech_frames, vad.trailing_silence_frames
-    (10, 5)
-    """
-
-    def __init__(self, *, speech_dbfs: float) -> None:
-        self.speech_dbfs = speech_dbfs
-        self.reset()
-
-    def reset(self) -> None:
-        self._tail = np.zeros(0, np.float32)
-        self.speech_frames = 0
-        self.trailing_silence_frames = 0
-
-    def accept_waveform(self, samples: np.ndarray) -> None:
-        """Feed mono samples at 16 kHz, shape (n,)."""
-        audio = np.concatenate([self._tail, samples])
-        n_frames = len(audio) // VAD_FRAME
-        frames = audio[: n_frames * VAD_FRAME].reshape(n_frames, VAD_FRAME)
-        self._tail = audio[n_frames * VAD_FRAME :].copy()
-        level = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
-        loud = np.flatnonzero(level > self.speech_dbfs)
-        self.speech_frames += len(loud)
-        if len(loud):
-            self.trailing_silence_frames = n_frames - 1 - int(loud[-1])
-        else:
-            self.trailing_silence_frames += n_frames
-
-
 class AudioIntake:
     """The front of every stream: checks each chunk, resamples to 16 kHz in order, listens for endpoints.
 
@@ -167,7 +154,7 @@ class AudioIntake:
     def __init__(self, *, endpoint: EndpointRule, limits: AudioLimits) -> None:
         self.endpoint = endpoint
         self.limits = limits
-        self.vad = EnergyVAD(speech_dbfs=endpoint.speech_dbfs)
+        self.vad = make_vad(endpoint.vad, speech_dbfs=endpoint.speech_dbfs)
         self.reset()
 
     def reset(self) -> None:
@@ -264,6 +251,8 @@ count), over the stream's whole life.
         limits: AudioLimits = DEFAULT_LIMITS,
     ) -> None:
         self.recognizer = recognizer
+        self._listener = recognizer if isinstance(recognizer, CommitListener) else None
+        self._filter = recognizer if isinstance(recognizer, PartialFilter) else None
         self.commit = commit
         self.intake = AudioIntake(endpoint=endpoint, limits=limits)
         self.revisions = 0
@@ -323,9 +312,11 @@ count), over the stream's whole life.
         if settled:
             newly = fresh[:settled]
             self._committed.extend(newly)
+            if self._listener is not None:
+                self._listener.on_commit(tuple(newly))
             self._committed_text = " ".join(t for t in (self._committed_text, _joined(newly)) if t)
             self._recent = deque((h[settled:] for h in self._recent), maxlen=self.commit.agreement)
-        self._partial = fresh[settled:]
+        self._partial = fresh[settled:] if self._filter is None or final else self._filter.shown(fresh[settled:])
 
     def result(self) -> StreamResult:
         with self._lock:
