@@ -95,7 +95,8 @@ class StreamingOptions:
         if self.step_s <= 0 or self.catch_up < 0:
             raise ValueError(f"step_s must be positive and catch_up at least 0, got {self.step_s}, {self.catch_up}")
         if not 0 < self.trim_s <= self.max_buffer_s <= CHUNK_LENGTH_S:
-            raise ValueError(f"need 0 < trim_s <= max_buffer_s <= {CHUNK_LENGTH_S}, got {self.trim_s}, {self.max_buffer_s}")
+            raise ValueError(
+                f"need 0 < trim_s <= max_buffer_s <= {CHUNK_LENGTH_S}, got {self.trim_s} and {self.max_buffer_s}")
 
     def window_for(self, buffer_s: float) -> float:
         """The shortest window holding ``buffer_s`` seconds and the padding after it (else 30 s)."""
@@ -191,9 +192,10 @@ class WhisperStreamRecognizer:
     @property
     def status(self) -> StreamStatus:
         return StreamStatus(
-            passes=self._passes, fallbacks=self._fallbacks, unprompted=self._unprompted, last_pass_s=self._last_pass_s, window_s=self._window_s,
-            interval_s=self.interval_s, buffer_s=self._length / SAMPLE_RATE, trimmed_s=self._offset_s,
-            tokens=self._tokens, draft_kept=self._draft_kept, keeping_up=self.interval_s <= self.options.step_s,
+            passes=self._passes, fallbacks=self._fallbacks, unprompted=self._unprompted,
+            last_pass_s=self._last_pass_s, window_s=self._window_s, interval_s=self.interval_s,
+            buffer_s=self._length / SAMPLE_RATE, trimmed_s=self._offset_s, tokens=self._tokens,
+            draft_kept=self._draft_kept, keeping_up=self.interval_s <= self.options.step_s,
         )
 
     def accept_waveform(self, samples: np.ndarray) -> bool:
@@ -230,8 +232,8 @@ class WhisperStreamRecognizer:
         content = len(noise) // HOP_LENGTH
         for window_s in self.options.window_lengths_s:
             cross, *_ = self._decode_window(noise, window_s, content, 3, [])
-        self._timed((self.tokenizer.timestamp_begin, *self.tokenizer.encode(" Hello."), self.tokenizer.timestamp_begin + 50),
-                    cross, content)
+        begin = self.tokenizer.timestamp_begin
+        self._timed((begin, *self.tokenizer.encode(" Hello."), begin + 50), cross, content)
         self.reset()
 
     def on_commit(self, words: tuple[Span, ...]) -> None:
