@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from asrkit.audio import DEFAULT_LIMITS, AudioLimits, SampleRateError, to_mono
+from asrkit.audio import DEFAULT_LIMITS, AudioError, AudioLimits, SampleRateError, to_mono
 from asrkit.streaming import Session, StreamResult
 
 # What push() does when the queue is full.
@@ -183,6 +183,9 @@ class StreamWorker:
             try:
                 self.session.accept_waveform(rate, mono, arrival=arrival)
                 self._publish()
+            except AudioError as err:
+                # a refused chunk leaves the stream as it was
+                self.errors.append(err)
             except Exception as err:  # noqa: BLE001 - a model error must not kill the worker thread
                 self.errors.append(err)
                 self._recover(len(mono) / rate)

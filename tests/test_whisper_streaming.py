@@ -16,7 +16,7 @@ from asrkit.audio import SAMPLE_RATE, AudioTooLongError, load_audio
 from asrkit.metrics import score
 from asrkit.models import load_model
 from asrkit.models.base import Span
-from asrkit.models.whisper.decoding import draft_greedy, greedy
+from asrkit.models.whisper.decoding import TokenRules, draft_greedy, greedy
 from asrkit.models.whisper.frontend import log_mel_spectrogram
 from asrkit.models.whisper.streaming import StreamingOptions
 from asrkit.models.whisper.transcribe import TranscribeOptions
@@ -117,6 +117,17 @@ def test_draft_checked_decoding_is_plain_greedy(model, jfk):
         found, n = draft_greedy(tr.inference, cross, prompt, draft, rules=rules, max_new_tokens=100)
         assert found.tokens == plain.tokens and n == kept
         assert found.sum_logprob == pytest.approx(plain.sum_logprob, abs=1e-3)
+
+
+def test_the_end_timestamp_rule_ends_the_transcript_at_the_audios_end():
+    eot, begin = 10, 20
+    rules = TokenRules(eot=eot, timestamp_begin=begin, no_timestamps=11, end_timestamp_index=5)
+    logits = np.zeros((2, 40), np.float32)
+    # row 0 has just closed a segment at the end index: only end of text is left; row 1 is mid-text
+    rules.apply(logits, [[begin, 3, begin + 5], [begin, 3]], step=3)
+    assert np.isfinite(logits[0]).nonzero()[0].tolist() == [eot]
+    # row 1 may still stamp up to the end (not back before its last stamp), never past it
+    assert np.isfinite(logits[1, begin + 1 : begin + 6]).all() and np.isinf(logits[1, begin + 6 :]).all()
 
 
 def test_short_windows_end_instead_of_repeating(model, jfk):

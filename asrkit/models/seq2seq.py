@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
 from asrkit.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioLimits
 from asrkit.models.base import ModelCard, Span, Transcript
-from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule
+from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule, Recognizer
 
 # seconds of new audio between re-decodings of the utterance so far
 REDECODE_STEP_S = 1.0
@@ -69,10 +70,17 @@ class Seq2SeqModel:
         return results
 
     def create_stream(self, *, endpoint: EndpointRule = EndpointRule(), commit: CommitRule = CommitRule(),
-                      limits: AudioLimits = DEFAULT_LIMITS) -> ChunkedStream:
+                      limits: AudioLimits = DEFAULT_LIMITS, **options) -> ChunkedStream:
+        """A live stream on :meth:`recognizer` (``options`` go to it)."""
         if endpoint.max_utterance_s > self.window_s:
             raise ValueError(f"{self.name} hears {self.window_s:.0f} s at once: max_utterance_s must not exceed it")
-        return ChunkedStream(RedecodingRecognizer(self), endpoint=endpoint, commit=commit, limits=limits)
+        # nor may an utterance outgrow the window when no Session ends it (its chunks are refused)
+        limits = replace(limits, max_duration_s=min(limits.max_duration_s, self.window_s))
+        return ChunkedStream(self.recognizer(**options), endpoint=endpoint, commit=commit, limits=limits)
+
+    def recognizer(self) -> Recognizer:
+        """What a live stream runs: re-decoding the utterance so far."""
+        return RedecodingRecognizer(self)
 
 
 class RedecodingRecognizer:

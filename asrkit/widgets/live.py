@@ -111,15 +111,20 @@ class LiveRun:
         return self.session.compute_s / self.session.audio_s if self.session.audio_s else math.nan
 
     @property
+    def _pace(self):
+        """The recogniser's ``status`` where it reports one (Whisper's StreamStatus), else None."""
+        return getattr(getattr(self.session.stream, "recognizer", None), "status", None)
+
+    @property
     def decode_interval_s(self) -> float | None:
         """Seconds of audio between the model's decoding passes, for models that re-decode (Whisper)."""
-        status = getattr(getattr(self.session.stream, "recognizer", None), "status", None)
+        status = self._pace
         return None if status is None else status.interval_s
 
     @property
     def keeping_up(self) -> bool:
         """No audio lost, little queued, and no slowing of the model's cadence to catch up."""
-        status = getattr(getattr(self.session.stream, "recognizer", None), "status", None)
+        status = self._pace
         throttled = status is not None and not status.keeping_up
         return self.worker.dropped_s == 0 and self.worker.backlog_s < KEEPING_UP_BACKLOG_S and not throttled
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from asrkit.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioLimits
+from asrkit.audio import SAMPLE_RATE
 from asrkit.models.base import CARD_FILE, ModelCard, ModelUnavailableError, Span, Transcript
 from asrkit.models.seq2seq import Seq2SeqModel, spread_words
 from asrkit.models.whisper.checkpoint import CheckpointError, read_checkpoint, sha256_file
@@ -25,7 +25,6 @@ from asrkit.models.whisper.frontend import CHUNK_LENGTH_S
 from asrkit.models.whisper.tokenizer import TOKENIZER_FILE, WhisperTokenizer
 from asrkit.models.whisper.streaming import StreamingOptions, WhisperStreamRecognizer
 from asrkit.models.whisper.transcribe import Segment, TranscribeOptions, Transcriber
-from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule
 
 BACKEND = "whisper"
 # A quick transcript (Seq2SeqModel.text): greedy, one temperature, no timestamps, no alignment, so a
@@ -135,15 +134,10 @@ class WhisperModel(Seq2SeqModel):
         with self.lock:
             WhisperStreamRecognizer(self, self.streaming).warm_up()
 
-    def create_stream(self, *, endpoint: EndpointRule = EndpointRule(), commit: CommitRule = CommitRule(),
-                      limits: AudioLimits = DEFAULT_LIMITS, options: StreamingOptions | None = None) -> ChunkedStream:
-        """A live stream (see :mod:`asrkit.models.whisper.streaming`); ``options`` default to the model's."""
-        if endpoint.max_utterance_s > self.window_s:
-            raise ValueError(f"{self.name} hears {self.window_s:.0f} s at once: max_utterance_s must not exceed it")
-        recognizer = WhisperStreamRecognizer(self, options or self.streaming)
-        # a pass hears one window at most, so an utterance may not outgrow it (Session ends them sooner)
-        limits = replace(limits, max_duration_s=min(limits.max_duration_s, self.window_s))
-        return ChunkedStream(recognizer, endpoint=endpoint, commit=commit, limits=limits)
+    def recognizer(self, *, options: StreamingOptions | None = None) -> WhisperStreamRecognizer:
+        """What a live stream runs (see :mod:`asrkit.models.whisper.streaming`); ``options`` default to
+        the model's, and pass through ``create_stream(options=...)``."""
+        return WhisperStreamRecognizer(self, options or self.streaming)
 
     def segments(self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None
                  ) -> list[list[Segment]]:

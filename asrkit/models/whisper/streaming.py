@@ -35,6 +35,7 @@ import numpy as np
 
 from asrkit.audio import SAMPLE_RATE
 from asrkit.models.base import Span
+from asrkit.models.seq2seq import CATCH_UP, REDECODE_STEP_S
 from asrkit.models.whisper.alignment import add_word_timestamps, find_alignment
 from asrkit.models.whisper.decoding import compression_ratio, draft_greedy, log_softmax
 from asrkit.models.whisper.frontend import CHUNK_LENGTH_S, FRAMES_PER_SECOND, HOP_LENGTH, log_mel_spectrogram
@@ -57,11 +58,10 @@ class StreamingOptions:
     15.0
     """
 
-    # seconds of new audio between passes, at least
-    step_s: float = 1.0
-    # ... and at least this many times the last pass's cost: decoding then takes at most half of the
-    # audio's time, leaving the rest for the audio arriving meanwhile and for other streams
-    catch_up: float = 2.0
+    # seconds of new audio between passes, at least, and at least catch_up times the last pass's cost
+    # (the cadence every re-decoding stream keeps, see asrkit.models.seq2seq)
+    step_s: float = REDECODE_STEP_S
+    catch_up: float = CATCH_UP
     # encoder window lengths, seconds, shortest first; the last must be Whisper's 30 s
     window_lengths_s: tuple[float, ...] = (10.0, 15.0, 20.0, 30.0)
     # seconds of silence a window must hold after the buffer (less, and tiny.en loops)
@@ -72,21 +72,13 @@ class StreamingOptions:
     max_buffer_s: float = 12.0
     # committed text before the buffer that prompts the decoder, tokens at most
     prompt_tokens: int = 120
-    # a pass emitting more tokens than this per second of buffer (plus 10) is looping
+    # a pass emitting more tokens than this per second of buffer (plus 10) is looping (as is one
+    # compressing better than the model's TranscribeOptions.compression_ratio_threshold, whose
+    # no-speech, log-probability and silence thresholds passes also apply)
     max_tokens_per_s: float = 8.0
-    # a pass whose transcript compresses better than this is looping
-    compression_ratio_threshold: float = 2.4
-    # a pass the model thinks silent (no-speech probability above this) and guessed (mean token log
-    # probability below log_prob_threshold) shows no words: Whisper's guard against hallucinated text
-    no_speech_threshold: float = 0.6
-    log_prob_threshold: float = -1.0
-    # a buffer never louder than this amplitude is silence and is not decoded (-60 dBFS)
-    silence_peak: float = 1e-3
-    # the partial stops before the first word the decoder gave a lower mean probability than this,
-    # or that ends less than partial_holdback_s before the buffer does (a word still being spoken):
+    # the partial stops before the first word the decoder gave a lower mean probability than this:
     # such words are the ones the next pass most often changes, and shown, they flicker
     partial_min_probability: float = 0.5
-    partial_holdback_s: float = 0.0
 
     def __post_init__(self) -> None:
         lengths = self.window_lengths_s
@@ -211,12 +203,10 @@ class WhisperStreamRecognizer:
 
     def shown(self, words: list[Span]) -> list[Span]:
         """The partial up to the first unsure word (see ``StreamingOptions.partial_min_probability``)."""
-        o = self.options
         probability = {id(w): p for w, p in self._fresh}
-        sure_until = self._offset_s + self._length / SAMPLE_RATE - o.partial_holdback_s
         shown = []
         for word in words:
-            if probability.get(id(word), 1.0) < o.partial_min_probability or word.end > sure_until:
+            if probability.get(id(word), 1.0) < self.options.partial_min_probability:
                 break
             shown.append(word)
         return shown
@@ -289,9 +279,9 @@ class WhisperStreamRecognizer:
         self._last_pass_s = time.perf_counter() - began
 
     def _run_pass(self, *, prompted: bool) -> _Pass:
-        o = self.options
+        o, d = self.options, self.decoding
         audio = self._audio()
-        if not len(audio) or np.abs(audio).max() < o.silence_peak:
+        if not len(audio) or (d.silence_peak is not None and np.abs(audio).max() < d.silence_peak):
             return _Pass((), (), (), ())
         buffer_s = len(audio) / SAMPLE_RATE
         content = len(audio) // HOP_LENGTH
@@ -299,18 +289,29 @@ class WhisperStreamRecognizer:
         window_s = o.window_for(buffer_s)
         draft = list(self._pass.tokens) if self._pass else []
         for window_s in dict.fromkeys((window_s, o.window_lengths_s[-1])):
-            result = self._decode_window(audio, window_s, content, budget, draft, prompted=prompted)
-            tokens, avg_logprob, no_speech = result[1], result[2], result[3]
+            cross, tokens, avg_logprob, no_speech = self._decode_window(audio, window_s, content, budget, draft,
+                                                                        prompted=prompted)
             text = self.tokenizer.decode([t for t in tokens if t < self.tokenizer.eot])
-            looping = len(tokens) >= budget or compression_ratio(text.strip()) > o.compression_ratio_threshold
+            threshold = d.compression_ratio_threshold
+            looping = len(tokens) >= budget or (threshold is not None and compression_ratio(text.strip()) > threshold)
             if not looping:
                 break
             self._fallbacks += window_s < o.window_lengths_s[-1]
             draft = []
         self._window_s = window_s
-        if no_speech > o.no_speech_threshold and avg_logprob < o.log_prob_threshold:
+        if self._silent(no_speech, avg_logprob):
             return _Pass((), (), (), ())
-        return self._timed(tokens, result[0], content)
+        return self._timed(tokens, cross, content)
+
+    def _guessed(self, avg_logprob: float) -> bool:
+        threshold = self.decoding.log_prob_threshold
+        return threshold is not None and avg_logprob < threshold
+
+    def _silent(self, no_speech: float, avg_logprob: float) -> bool:
+        """Whisper's guard against hallucinated text, with the model's thresholds: a pass the model
+        thinks silent whose transcript is a guess shows no words."""
+        threshold = self.decoding.no_speech_threshold
+        return self._guessed(avg_logprob) and threshold is not None and no_speech > threshold
 
     def _decode_window(self, audio: np.ndarray, window_s: float, content: int, budget: int, draft: list[int], *,
                        prompted: bool = True):
@@ -329,7 +330,7 @@ class WhisperStreamRecognizer:
         self._draft_kept += kept
         self._tokens += len(hypothesis.tokens)
         no_speech = 0.0
-        if hypothesis.avg_logprob < self.options.log_prob_threshold:
+        if self._guessed(hypothesis.avg_logprob):
             # only a guessed transcript can be silence; the probability is read after the start of transcript
             logits, _ = tr.inference.prefill(np.array([prompt[: prompt.index(tok.sot) + 1]], np.int32), cross)
             no_speech = float(np.exp(log_softmax(logits[0, -1].astype(np.float64))[tok.no_speech]))
