@@ -25,6 +25,7 @@ from asrkit.evaluate import CACHE_DIR, EvalReport, HypothesisCache, evaluate, fo
 from asrkit.formats import FORMATS, render
 from asrkit.manifest import ManifestError, read_manifest
 from asrkit.models import ModelCard, ModelUnavailableError, UnknownModelError, available_models, load_model, resolve_model
+from asrkit.models.base import PromptError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 SUFFIXES = {"text": ".txt", "json": ".json", "srt": ".srt", "vtt": ".vtt"}
@@ -52,6 +53,19 @@ def _emit(args: argparse.Namespace, path: Path, transcript, *, trained: bool, ma
         print(text, end="")
 
 
+def _prompted_model(args: argparse.Namespace, config: Config):
+    """The --model, expecting the words of --prompt when one is given; None, the error said, when it
+    takes no prompt or not that one."""
+    model = load_model(args.model, config=config)
+    if args.prompt is None:
+        return model
+    try:
+        return model.with_prompt(args.prompt)
+    except PromptError as err:
+        print(f"error: --prompt: {err}", file=sys.stderr)
+        return None
+
+
 def _transcribe(args: argparse.Namespace, config: Config) -> int:
     if bool(args.files) == (args.manifest is not None):
         print("error: give audio FILEs or --manifest, one of the two", file=sys.stderr)
@@ -59,12 +73,18 @@ def _transcribe(args: argparse.Namespace, config: Config) -> int:
     if args.engine == "ray" and args.manifest is None:
         print("error: --engine ray transcribes a --manifest (its shards are what resumes)", file=sys.stderr)
         return EXIT_USAGE
+    if args.engine == "ray" and args.prompt is not None:
+        # Ray's actors load the model by name, and their results are resumed by it
+        print("error: --prompt runs on --engine local only", file=sys.stderr)
+        return EXIT_USAGE
     if args.output_dir:
         args.output_dir.mkdir(parents=True, exist_ok=True)
     if args.engine == "ray":
         return _transcribe_on_ray(args, config)
     files = args.files or [u.audio_path for u in read_manifest(args.manifest)]
-    model = load_model(args.model, config=config)
+    model = _prompted_model(args, config)
+    if model is None:
+        return EXIT_USAGE
     _warn_untrained(model)
     status = EXIT_OK
     many = len(files) > 1
@@ -135,8 +155,20 @@ def _eval(args: argparse.Namespace, config: Config) -> int:
     from asrkit import report as files
 
     utterances = read_manifest(args.manifest)[: args.limit]
+    if args.prompt is not None and (args.engine == "ray" or args.record):
+        # Ray's actors load the model by name; a card records the model as it is, without a prompt
+        print("error: --prompt runs on --engine local only, and is never --record-ed in the model's card",
+              file=sys.stderr)
+        return EXIT_USAGE
     if args.engine == "ray":
         report = _evaluated_on_ray(args, config, utterances)
+    elif args.prompt is not None:
+        model = _prompted_model(args, config)
+        if model is None:
+            return EXIT_USAGE
+        _warn_untrained(model)
+        # the hypothesis cache is the model's, without a prompt
+        report = evaluate(model, utterances, batch_size=config.batch_size, limits=config.audio_limits)
     else:
         report = _evaluated(args, config, args.model, utterances)
     print(format_report(report))
@@ -187,7 +219,9 @@ def _stream(args: argparse.Namespace, config: Config) -> int:
     from asrkit.metrics import score
     from asrkit.stream_metrics import measure, percentile, stream_audio, summary
 
-    model = load_model(args.model, config=config)
+    model = _prompted_model(args, config)
+    if model is None:
+        return EXIT_USAGE
     _warn_untrained(model)
     try:
         audio = load_audio(args.file, limits=config.audio_limits)
@@ -212,6 +246,7 @@ def _stream(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         report = {
             "model": model.name,
+            "prompt": args.prompt,
             "file": str(args.file),
             "mode": "realtime" if args.realtime else "fast",
             "chunk_ms": args.chunk_ms,
@@ -388,11 +423,64 @@ def _adapt(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def _finetune(args: argparse.Namespace, config: Config) -> int:
+    from asrkit.finetune import finetune_model
+    from asrkit.models.whisper.finetune import FinetuneOptions
+
+    given = {k: v for k, v in (("trainable", args.trainable), ("steps", args.steps), ("peak_lr", args.lr),
+                               ("batch_size", args.batch_size), ("copies", args.copies), ("seed", args.seed))
+             if v is not None}
+    exclude = []
+    for path in args.exclude:
+        exclude += path.read_text(encoding="utf-8").splitlines()
+    bars: dict[str, tqdm] = {}
+
+    def show(progress) -> None:
+        if progress.stage == "done":
+            return
+        bar = bars.get(progress.stage)
+        if bar is None or bar.total != progress.total:
+            if bar is not None:
+                bar.close()
+            bar = bars[progress.stage] = tqdm(total=progress.total, desc=progress.stage,
+                                              unit="step" if progress.stage == "training" else "clip")
+        bar.update(progress.done - bar.n)
+        if progress.stage == "training":
+            bar.set_postfix(loss=f"{progress.loss:.3f}")
+
+    try:
+        options = FinetuneOptions(**given)
+        report = finetune_model(args.manifests, name=args.name, base=args.base or config.model_name, options=options,
+                                dev=args.dev, general=args.general, held_out_fraction=args.held_out,
+                                max_clips=args.max_clips, exclude=exclude, noise_dir=args.noise_dir,
+                                run_dir=args.run_dir, models_dir=args.models_dir, on_progress=show)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    finally:
+        for bar in bars.values():
+            bar.close()
+    r = report.result
+    print(f"{r.steps} steps ({r.stopped}), weights of step {r.best_step} kept; encoding {report.encode_s:.0f} s, "
+          f"training {report.train_s:.0f} s, in all {report.total_s:.0f} s; peak memory {report.peak_rss_mb:.0f} MB")
+    for e in r.evaluations:
+        print(f"  held out at step {e.step:>4}: loss {e.loss:.3f}, greedy WER {100 * e.wer:.2f}%")
+    if report.sets:
+        print(report.table())
+    if report.folder:
+        print(f"curves: {report.run_dir / 'curve.png'}\n-> {report.folder}")
+    else:
+        print(f"cancelled: nothing saved; run again with the same --run-dir to resume ({report.run_dir})")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asrkit", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"asrkit {asrkit.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     model_help = "registry name or model folder (default: $ASR_MODEL_NAME or 'default')"
+    prompt_help = ("words to expect, e.g. 'Dashwood, Voila, Kaldi' (names and terms, at most about 20; Whisper "
+                   "models only)")
 
     def cached(p: argparse.ArgumentParser) -> None:
         p.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help=f"hypotheses kept between runs (default {CACHE_DIR})")
@@ -416,6 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help=model_help)
     p.add_argument("--format", choices=FORMATS, default="text")
     p.add_argument("--output-dir", type=Path, help="write FILE's stem + .txt/.json/.srt/.vtt here")
+    p.add_argument("--prompt", metavar="TEXT", help=prompt_help)
     engine(p)
     p.set_defaults(run=_transcribe)
 
@@ -427,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, help="also write the per-utterance table as CSV here")
     p.add_argument("--report", type=Path, help="also write a self-contained HTML report here")
     p.add_argument("--record", action="store_true", help="store WER/CER/RTF in the model's card.json")
+    p.add_argument("--prompt", metavar="TEXT", help=prompt_help + "; transcribes without the hypothesis cache")
     cached(p)
     engine(p)
     p.set_defaults(run=_eval)
@@ -447,6 +537,7 @@ def build_parser() -> argparse.ArgumentParser:
     pace.add_argument("--realtime", action="store_true", help="deliver chunks at the speed of speech")
     pace.add_argument("--fast", dest="realtime", action="store_false", help="as fast as the model goes (default)")
     p.add_argument("--json", action="store_true", help="print a JSON report (metrics and every emission) instead")
+    p.add_argument("--prompt", metavar="TEXT", help=prompt_help + "; the offline transcript uses it too")
     p.set_defaults(run=_stream)
 
     p = commands.add_parser("synth", help="synthesise a labelled training corpus with Debian's TTS engines")
@@ -525,6 +616,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", choices=("all", "last"), help="which layers learn (default all)")
     p.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="noise for augmentation, when present")
     p.set_defaults(run=_adapt)
+
+    p = commands.add_parser("finetune", help="fine-tune a Whisper model on labelled clips, with a before/after "
+                                             "report and a forgetting check")
+    p.add_argument("manifests", nargs="+", type=Path, metavar="MANIFEST", help="the clips to learn from")
+    p.add_argument("--name", required=True, help="registry name of the new model")
+    p.add_argument("--base", help="the Whisper model to start from (default: $ASR_MODEL_NAME or 'default')")
+    p.add_argument("--dev", type=Path, action="append", default=[], metavar="MANIFEST",
+                   help="a target set, measured before and after (repeatable)")
+    p.add_argument("--general", type=Path, action="append", default=[], metavar="MANIFEST",
+                   help="a general set for the forgetting check: more than 1 point worse is reported (repeatable)")
+    p.add_argument("--trainable", choices=("decoder", "lora"), help="what learns (default decoder)")
+    p.add_argument("--steps", type=int, help="optimiser steps at most (default 300)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-5 for decoder, 1e-3 for lora)")
+    p.add_argument("--batch-size", type=int, help="clips per step (default 16)")
+    p.add_argument("--copies", type=int, help="augmented copies of each clip (default 1)")
+    p.add_argument("--seed", type=int, help="seed of the augmentation, split and batch order (default 0)")
+    p.add_argument("--held-out", type=float, default=0.1, help="share of the clips held out for early stopping")
+    p.add_argument("--max-clips", type=int, help="learn from at most this many clips, spread over the manifests")
+    p.add_argument("--exclude", type=Path, action="append", default=[], metavar="FILE",
+                   help="a file of transcripts (one a line) never learned from (repeatable)")
+    p.add_argument("--noise-dir", type=Path, help="noise clips and rir_simulated/ room responses for the copies")
+    p.add_argument("--run-dir", type=Path, help="run folder; the same one again resumes (default MODELS_DIR/NAME.run)")
+    p.add_argument("--models-dir", type=Path, help="where the model is saved (default the user models folder)")
+    p.set_defaults(run=_finetune)
 
     p = commands.add_parser("info", help="versions, settings, the model and the device")
     p.add_argument("--model", help=model_help)

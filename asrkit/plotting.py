@@ -45,7 +45,8 @@ def plot_spectrogram(
 
 
 def plot_training(history: str | Path, *, ax: Axes | None = None) -> Axes:
-    """Training loss and dev WER against steps, from a run's ``history.jsonl``.
+    """Training loss and dev WER against steps, from a run's ``history.jsonl`` (``asrkit train``'s or
+    ``asrkit finetune``'s).
 
     A run resumed from a checkpoint logs again the steps after it; the later record of a step wins.
     """
@@ -55,11 +56,12 @@ def plot_training(history: str | Path, *, ax: Axes | None = None) -> Axes:
     losses = sorted({r["step"]: r["loss"] for r in records if "loss" in r}.items())
     wers = sorted({r["step"]: 100 * r["dev_wer"] for r in records if "dev_wer" in r}.items())
     if losses:
-        ax.plot(*zip(*losses), color="tab:blue", label="training loss (per character)")
-    ax.set(xlabel="step", ylabel="CTC loss")
+        ax.plot(*zip(*losses), color="tab:blue", label="training loss")
+    ax.set(xlabel="step", ylabel="loss")
     if wers:
         right = ax.twinx()
         right.plot(*zip(*wers), "o-", color="tab:red", label="dev WER (greedy)")
+        right.set_ylim(bottom=0)
         right.set_ylabel("dev WER %")
         right.legend(loc="upper right")
     ax.legend(loc="upper left")

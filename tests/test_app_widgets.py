@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from asrkit.audio import SAMPLE_RATE, load_audio
 from asrkit.metrics import score
+import asrkit.models as registry
 from asrkit.models import load_model
 from asrkit.widgets.file_mode import FileTranscriber, download_links
 from asrkit.widgets.live import LiveOptions, LiveTranscriber
@@ -183,4 +185,41 @@ def test_download_links_name_the_files_safely():
 def test_picker_lists_the_default_first_with_its_wer():
     picker = ModelPicker(config=Config())
     label, name = picker.dropdown.options[0]
-    assert name == picker.model.name and "fixtures_dev WER" in label and "(default)" in label
+    assert name == picker.model.name and "WER 6.2% on fixtures_dev, RTF" in label and "(default)" in label
+
+
+def _card(folder, **fields) -> None:
+    folder.mkdir(parents=True)
+    (folder / "card.json").write_text(json.dumps({"description": "", "trained": True, **fields}))
+
+
+def test_picker_orders_by_measured_wer_hides_poor_models_and_reports_broken_cards(tmp_path, monkeypatch):
+    shipped, user = tmp_path / "shipped", tmp_path / "user"
+    _card(shipped / "pocketsphinx", name="pocketsphinx", config={"backend": "pocketsphinx"},
+          metrics={"kathleen_dev": {"wer": 0.25, "rtf": 0.36}, "fixtures_dev": {"wer": 0.31, "rtf": 0.37}})
+    _card(shipped / "poor", name="poor", metrics={"fixtures_dev": {"wer": 0.71}, "kathleen_dev": {"wer": 0.58}})
+    _card(shipped / "random", name="random", trained=False)
+    _card(shipped / "digits", name="digits", metrics={"fsdd_dev": {"wer": 0.26, "utterances": 500}, "steps": 9})
+    # the user's own: adapted (its held-out takes), fine-tuned (its own dev set) and not measured at all
+    _card(user / "mine", name="mine", metrics={"held_out": {"wer_before": 0.5, "wer_after": 0.12}})
+    _card(user / "tuned", name="tuned", metrics={"meeting_dev": {"wer": 0.08, "rtf": 0.2}, "forgetting": "none"})
+    _card(user / "new", name="new")
+    (user / "bad").mkdir()
+    (user / "bad" / "card.json").write_text("{not json")
+    monkeypatch.setattr(registry, "MODELS_DIR", shipped)
+    monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path / "none")
+    monkeypatch.setattr(registry, "USER_MODELS_DIR", user)
+
+    picker = ModelPicker(config=Config(model_name="pocketsphinx"))
+    assert [name for _, name in picker.dropdown.options] == ["tuned", "mine", "digits", "pocketsphinx", "new"]
+    labels = dict((name, label) for label, name in picker.dropdown.options)
+    assert labels["pocketsphinx"] == "pocketsphinx — WER 31.0% on fixtures_dev, RTF 0.37"
+    assert labels["mine"] == "mine — WER 12.0% on held_out (its own set)"
+    assert labels["digits"] == "digits — WER 26.0% on fsdd_dev (its own set)"
+    assert labels["new"] == "new — WER not measured"
+    assert "2 more models" in picker.note.value
+    assert "Left out bad" in picker.note.value and "not valid JSON" in picker.note.value
+
+    picker.show_all.value = True
+    assert [name for _, name in picker.dropdown.options][-3:] == ["poor", "new", "random"]
+    assert "(UNTRAINED)" in picker.dropdown.options[-1][0] and "more model" not in picker.note.value

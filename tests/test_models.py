@@ -7,7 +7,9 @@ import pytest
 import asrkit.models as registry
 from asrkit.audio import load_audio
 from asrkit.config import Config
-from asrkit.models import ASRModel, ModelCard, UnknownModelError, available_models, load_model
+from asrkit.models import (
+    ASRModel, Headline, ModelCard, UnknownModelError, available_models, headline_metric, list_models, load_model,
+)
 from asrkit.models.ctc import CTCModelConfig
 from asrkit.models.keras_ctc import KerasCTCModel, select_device
 from conftest import JFK, shared_path
@@ -81,6 +83,31 @@ def test_registry_lists_names_and_explains_unknown_ones(tmp_path, tiny_model_dir
     assert load_model(config=Config(model_name="tiny-test")).name == "tiny-test"
     with pytest.raises(UnknownModelError, match="no model named 'nope': registered models are tiny-test"):
         load_model("nope")
+
+
+def test_a_cards_headline_is_a_general_set_else_its_largest_set():
+    card = ModelCard("m", "", True, metrics={
+        "fsdd_dev": {"wer": 0.47, "utterances": 500, "rtf": 3.2}, "kathleen_dev": {"wer": 0.046, "utterances": 300},
+        "fixtures_dev": {"wer": 0.0625, "utterances": 23, "rtf": 0.24}, "training_steps": 6364})
+    assert headline_metric(card) == Headline("fixtures_dev", 0.0625, 23, 0.24, general=True)
+    own = ModelCard("m", "", True, metrics={"a_dev": {"wer": 0.1, "utterances": 20}, "notes": "x",
+                                            "b_dev": {"wer": 0.3, "utterances": 90}, "bad": {"wer": "low"}})
+    assert headline_metric(own) == Headline("b_dev", 0.3, 90, None, general=False)
+    assert headline_metric(ModelCard("m", "", True, metrics={"steps": 3})) is None
+
+
+def test_listing_models_passes_over_unreadable_cards_and_names_them(tmp_path, monkeypatch):
+    (tmp_path / "good").mkdir()
+    ModelCard(name="good", description="", trained=True).save(tmp_path / "good")
+    for name, text in (("broken", "{"), ("odd", json.dumps({"name": "odd", "why": 1})), ("short", "{}")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "card.json").write_text(text)
+    listing = list_models(tmp_path)
+    assert [e.name for e in listing.entries] == ["good"]
+    assert [(b.name, type(b.error)) for b in listing.broken] == [("broken", ValueError), ("odd", ValueError),
+                                                                ("short", TypeError)]
+    with pytest.raises(ValueError, match="not valid JSON"):
+        available_models(tmp_path)
 
 
 def test_card_naming_an_unknown_backend(tmp_path):

@@ -135,6 +135,22 @@ def test_tokens_equal_faster_whisper(model, faster_whisper_model, reference_audi
                                 f"{model.transcriber.tokenizer.decode(expected)!r}"
 
 
+@needs_weights
+@pytest.mark.parametrize("options", [GREEDY, BEAM], ids=["greedy", "beam5"])
+def test_a_prompt_decodes_a_window_as_faster_whispers_initial_prompt(model, faster_whisper_model, options):
+    """Up to 30 s, a model's prompt of expected words (with_prompt) is faster-whisper's initial prompt."""
+    audio = load_audio(shared_path("speech/fixtures/wav/pra_cmu_arctic_us_aew_a0002.flac"))
+    prompted = model.with_prompt("Tom, Whittemore")
+    (segments,) = prompted.segments([audio], options=replace(options, initial_prompt=prompted.prompt))
+    theirs, _ = faster_whisper_model.transcribe(
+        audio, beam_size=options.beam_size, without_timestamps=True, condition_on_previous_text=False,
+        vad_filter=False, word_timestamps=False, initial_prompt="Tom, Whittemore",
+    )
+    expected = [t for s in theirs for t in s.tokens]
+    assert [t for s in segments for t in s.tokens] == expected
+    assert "Whittemore" in model.transcriber.tokenizer.decode(expected)
+
+
 # short fixtures_dev clips whose one window ends on a lone timestamp (the model heard the speech end)
 SHORT_CLIPS = (1, 7, 10)
 

@@ -13,7 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asrkit.config import Config
-from asrkit.models.base import CARD_FILE, ASRModel, ModelCard, ModelUnavailableError, Span, Transcript
+from asrkit.models.base import (
+    CARD_FILE, GENERAL_SETS, ASRModel, Headline, ModelCard, ModelUnavailableError, PromptError, Span, Transcript,
+    headline_metric,
+)
 
 # The shipped models live in the repository's models/ folder; ASR_MODELS_DIR points elsewhere.
 MODELS_DIR = Path(os.environ.get("ASR_MODELS_DIR") or Path(__file__).resolve().parents[2] / "models")
@@ -38,8 +41,9 @@ BACKENDS = {
 }
 
 __all__ = [
-    "ASRModel", "DEFAULT_MODEL", "MODELS_DIR", "USER_DIR", "USER_MODELS_DIR", "ModelCard", "ModelEntry", "ModelUnavailableError", "Span", "Transcript",
-    "UnknownModelError", "available_models", "load_model", "resolve_model",
+    "ASRModel", "DEFAULT_MODEL", "GENERAL_SETS", "MODELS_DIR", "USER_DIR", "USER_MODELS_DIR", "BrokenModel", "Headline",
+    "ModelCard", "ModelEntry", "ModelListing", "ModelUnavailableError", "PromptError", "Span", "Transcript",
+    "UnknownModelError", "available_models", "headline_metric", "list_models", "load_model", "resolve_model",
 ]
 
 
@@ -56,15 +60,52 @@ class ModelEntry:
     card: ModelCard
 
 
-def available_models(models_dir: str | Path | None = None) -> list[ModelEntry]:
-    """Registered models (shipped and the user's, or those in ``models_dir``), the default first, then by name."""
+@dataclass(frozen=True)
+class BrokenModel:
+    """A registered folder whose card could not be read."""
+
+    name: str
+    path: Path
+    # what reading its card.json raised
+    error: Exception
+
+
+@dataclass(frozen=True)
+class ModelListing:
+    """What the registry holds: the models it can load, and the folders whose card it could not read."""
+
+    # the default first, then by name
+    entries: tuple[ModelEntry, ...]
+    # by name
+    broken: tuple[BrokenModel, ...]
+
+
+def list_models(models_dir: str | Path | None = None) -> ModelListing:
+    """Registered models (shipped and the user's, or those in ``models_dir``), passing over, and listing,
+    the folders whose card cannot be read: one bad folder must not hide the others (the app's picker)."""
     roots = [Path(models_dir)] if models_dir is not None else [MODELS_DIR, SHIPPED_DIR, USER_MODELS_DIR]
     entries: dict[str, ModelEntry] = {}
+    broken: dict[str, BrokenModel] = {}
     for root in roots:
         for folder in sorted(root.iterdir() if root.is_dir() else []):
-            if (folder / CARD_FILE).is_file() and folder.name not in entries:
+            if not (folder / CARD_FILE).is_file() or folder.name in entries or folder.name in broken:
+                continue
+            try:
                 entries[folder.name] = ModelEntry(folder.name, folder, ModelCard.load(folder))
-    return sorted(entries.values(), key=lambda e: (e.name != DEFAULT_MODEL, e.name))
+            # what reading, parsing and building a card raise (TypeError: a required field is missing)
+            except (OSError, ValueError, TypeError) as err:
+                broken[folder.name] = BrokenModel(folder.name, folder, err)
+    return ModelListing(tuple(sorted(entries.values(), key=lambda e: (e.name != DEFAULT_MODEL, e.name))),
+                        tuple(broken[name] for name in sorted(broken)))
+
+
+def available_models(models_dir: str | Path | None = None) -> list[ModelEntry]:
+    """Registered models (shipped and the user's, or those in ``models_dir``), the default first, then by
+    name; raises what reading the first unreadable card raised (see :func:`list_models`, which does not)."""
+    listing = list_models(models_dir)
+    if listing.broken:
+        raise listing.broken[0].error
+    return list(listing.entries)
 
 
 def resolve_model(name_or_path: str | Path | None = None, *, config: Config | None = None) -> Path:

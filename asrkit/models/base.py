@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -14,10 +15,19 @@ if TYPE_CHECKING:
     from asrkit.streaming import Stream
 
 CARD_FILE = "card.json"
+# Shared sets of general English speech, preferred first, whose WER compares models fairly:
+# fixtures_dev (8 speakers no training data has, the closest to a stranger at the microphone), then
+# kathleen_dev (300 read prompts of one speaker). fsdd_dev (isolated digits) and a model's own
+# held-out sets say less about how it does on speech in general.
+GENERAL_SETS = ("fixtures_dev", "kathleen_dev")
 
 
 class ModelUnavailableError(LookupError):
     """A hub model that is neither in its hub's local cache nor a local folder (asrkit does not download)."""
+
+
+class PromptError(ValueError):
+    """A prompt a model cannot take: the model takes none, or the prompt is too long or malformed."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,62 @@ class ModelCard:
         return cls.from_dict(data)
 
 
+@dataclass(frozen=True)
+class Headline:
+    """The one measurement that sums a model up for someone choosing one: its WER on a set."""
+
+    # the set's name as the card records it (a manifest's file stem, e.g. "fixtures_dev")
+    set_name: str
+    # word error rate on it, 0 to 1
+    wer: float
+    # utterances measured; None when the card does not say
+    utterances: int | None
+    # compute seconds per audio second; None when not recorded
+    rtf: float | None
+    # True for one of GENERAL_SETS (comparable across models), False for a model's own set
+    general: bool
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None for anything else (a hand-edited card may hold anything)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def headline_metric(card: ModelCard) -> Headline | None:
+    """The card's headline WER: on the first of :data:`GENERAL_SETS` it records, else on its set with
+    the most utterances (any name), else None when it records no WER.
+
+    A card's ``metrics`` maps a set's name to what was measured on it (``wer``, ``utterances``,
+    ``rtf``, ...; personal adaptation records ``wer_after`` on its held-out takes); other entries
+    (training steps, notes) are not sets and are passed over.
+
+    Examples
+    --------
+    >>> card = ModelCard("m", "", True, metrics={"fsdd_dev": {"wer": 0.4, "utterances": 500},
+    ...                                          "kathleen_dev": {"wer": 0.05, "utterances": 300, "rtf": 0.2}})
+    >>> headline_metric(card)
+    Headline(set_name='kathleen_dev', wer=0.05, utterances=300, rtf=0.2, general=True)
+    """
+    found = []
+    for set_name, measured in (card.metrics.items() if isinstance(card.metrics, dict) else ()):
+        if not isinstance(measured, dict):
+            continue
+        wer = _number(measured.get("wer", measured.get("wer_after")))
+        if wer is None or wer < 0:
+            continue
+        utterances = _number(measured.get("utterances"))
+        found.append(Headline(set_name, wer, None if utterances is None else int(utterances),
+                              _number(measured.get("rtf")), set_name in GENERAL_SETS))
+    if not found:
+        return None
+    general = [h for h in found if h.general]
+    if general:
+        return min(general, key=lambda h: GENERAL_SETS.index(h.set_name))
+    return max(found, key=lambda h: (h.utterances or 0, h.set_name))
+
+
 @runtime_checkable
 class ASRModel(Protocol):
     """A speech recogniser: audio in, :class:`Transcript` out.
@@ -125,3 +191,20 @@ class ASRModel(Protocol):
         """A new stream for live audio (see :mod:`asrkit.streaming`); every backend takes the options
         ``endpoint`` (EndpointRule), ``commit`` (CommitRule) and ``limits`` (AudioLimits)."""
         ...
+
+    def with_prompt(self, prompt: str) -> ASRModel:
+        """A copy of the model, sharing its network, that expects the words of ``prompt`` (names and
+        terms, e.g. "Dashwood, Voila, Kaldi") in its transcripts and its live streams; an empty
+        prompt gives a copy without one. Raises :class:`PromptError`, naming the model, when the
+        model takes no prompt or ``prompt`` is too long."""
+        ...
+
+
+class NoPrompt:
+    """For a model that takes no prompt: a CTC or HMM model has no text context to put one in, and the
+    hub encoder-decoders' generation (Moonshine, Hugging Face's Whisper) is not given one here."""
+
+    def with_prompt(self, prompt: str) -> NoReturn:
+        """Refuse, naming the model: see :meth:`ASRModel.with_prompt`."""
+        raise PromptError(f"{self.name} ({type(self).__name__}) takes no prompt of expected words: "
+                          "only Whisper on asrkit's own network does, e.g. whisper-tiny.en")

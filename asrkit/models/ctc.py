@@ -17,7 +17,7 @@ from asrkit.audio import DEFAULT_LIMITS, AudioLimits
 from asrkit.decoding import DecoderConfig, PrefixBeamSearch, beam_search, greedy_decode, words_from_chars
 from asrkit.features import FeatureConfig, StreamingFeatureExtractor, compute_features
 from asrkit.lm import NGramLM
-from asrkit.models.base import ModelCard, Span, Transcript
+from asrkit.models.base import ModelCard, NoPrompt, Span, Transcript
 from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule
 from asrkit.text import BLANK_ID, CharTokenizer
 
@@ -88,7 +88,7 @@ class CTCModelConfig:
         return cls(features=features, decoder=decoder, **data)
 
 
-class CTCModel:
+class CTCModel(NoPrompt):
     """What every character CTC model shares, whatever runs its network: features, decoding and the
     :class:`~asrkit.models.base.ASRModel` contract. Subclasses provide :meth:`logits`."""
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from asrkit.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioLimits
-from asrkit.models.base import ModelCard, ModelUnavailableError, Span, Transcript
+from asrkit.models.base import ModelCard, ModelUnavailableError, NoPrompt, Span, Transcript
 from asrkit.models.seq2seq import Seq2SeqModel
 from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule
 
@@ -83,7 +83,7 @@ def _card(name: str, config, description: str) -> ModelCard:
                      config={"backend": BACKEND, "model_type": config.model_type})
 
 
-class Wav2Vec2Model:
+class Wav2Vec2Model(NoPrompt):
     """``TFWav2Vec2ForCTC`` with its processor: greedy CTC decoding with word times."""
 
     def __init__(self, network, processor, card: ModelCard, *, batch_size: int = 8) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from asrkit.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioLimits
-from asrkit.models.base import ModelCard, Span, Transcript
+from asrkit.models.base import ModelCard, NoPrompt, Span, Transcript
 from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule
 from asrkit.text import normalize_text
 
@@ -25,7 +25,7 @@ STEP_S = 0.2
 _NOT_A_WORD = re.compile(r"^(<.*>|\[.*\])$")
 
 
-class PocketSphinxModel:
+class PocketSphinxModel(NoPrompt):
     """PocketSphinx's default US English model behind the :class:`~asrkit.models.base.ASRModel` contract."""
 
     sample_rate = SAMPLE_RATE

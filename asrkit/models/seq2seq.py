@@ -17,7 +17,7 @@ from dataclasses import replace
 import numpy as np
 
 from asrkit.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioLimits
-from asrkit.models.base import ModelCard, Span, Transcript
+from asrkit.models.base import ModelCard, NoPrompt, Span, Transcript
 from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule, Recognizer
 
 # seconds of new audio between re-decodings of the utterance so far
@@ -34,7 +34,7 @@ def spread_words(text: str, start: float, end: float) -> tuple[Span, ...]:
     return tuple(Span(w, start + i * step, start + (i + 1) * step) for i, w in enumerate(words))
 
 
-class Seq2SeqModel:
+class Seq2SeqModel(NoPrompt):
     """The asrkit model contract for a model that only offers :meth:`text`.
 
     Subclasses set ``window_s``, the most audio the model hears at once (longer utterances are split

@@ -1,5 +1,6 @@
 """Transcribe a whole file: upload one, or record a clip in the browser; read the transcript, see it on
-the spectrogram with its word times, download it as text, SRT, WebVTT or JSON.
+the spectrogram with its word times, download it as text, SRT, WebVTT or JSON. Words to expect (names,
+terms) typed in "Expected words" prompt the model, when it takes a prompt.
 
 The recording uses ipywebrtc: a :class:`~ipywebrtc.CameraStream` with audio only feeds an
 :class:`~ipywebrtc.AudioRecorder`, whose WebM/Opus result :func:`asrkit.audio.load_audio` decodes.
@@ -23,6 +24,7 @@ from asrkit.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioError, AudioLimits, l
 from asrkit.formats import render
 from asrkit.models.base import ASRModel
 from asrkit.plotting import plot_spectrogram
+from asrkit.widgets.prompt import PromptField
 
 # What the file chooser offers (any file may still be picked; load_audio decides).
 ACCEPT = "audio/*,video/webm,.wav,.flac,.ogg,.oga,.opus,.mp3,.m4a,.aac,.webm"
@@ -74,6 +76,8 @@ class FileTranscriber(w.VBox):
         self.picture = w.Image(format="png", layout=w.Layout(max_width="1000px"))
         self.picture.add_class("asrkit-file-plot")
         self.downloads = w.HTML()
+        self.prompt = PromptField()
+        self.prompt.on_change(lambda: self.prompt.apply(self.model))
         self._jobs = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asrkit-file")
         self.upload.observe(self._uploaded, names="value")
         self.recorder.audio.observe(self._recorded, names="value")
@@ -82,6 +86,7 @@ class FileTranscriber(w.VBox):
             w.HTML(f"<p>Upload a file (WAV, FLAC, OGG, MP3, M4A, WebM; up to {size} and "
                    f"{limits.max_duration_s / 60:g} minutes) or record a clip with the recorder "
                    "(press its red button to start and again to stop).</p>"),
+            self.prompt,
             w.HBox([self.upload, self.recorder]),
             self.status, self.transcript, self.picture, self.downloads,
         ])
@@ -89,6 +94,8 @@ class FileTranscriber(w.VBox):
     def use_model(self, model: ASRModel) -> None:
         """Transcribe the next file with ``model``."""
         self.model = model
+        # says at once whether the new model takes the expected words
+        self.prompt.apply(model)
 
     def _uploaded(self, change) -> None:
         for item in change["new"]:
@@ -103,11 +110,14 @@ class FileTranscriber(w.VBox):
             self.submit("recording.webm", bytes(change["new"]))
 
     def submit(self, name: str, data: bytes) -> None:
-        """Transcribe encoded audio on the file thread; ``name`` labels it and its downloads."""
+        """Transcribe encoded audio on the file thread, with the expected words the model takes; ``name``
+        labels it and its downloads."""
         self.status.value = f"transcribing <b>{html.escape(name)}</b>…"
-        self._jobs.submit(self._transcribe, name, data, self.model)
+        model = self.prompt.apply(self.model)
+        self._jobs.submit(self._transcribe, name, data, model,
+                          prompt=self.prompt.prompt if model is not self.model else "")
 
-    def _transcribe(self, name: str, data: bytes, model: ASRModel) -> None:
+    def _transcribe(self, name: str, data: bytes, model: ASRModel, *, prompt: str = "") -> None:
         try:
             audio = load_audio(data, limits=self.limits)
         except AudioError as err:
@@ -127,7 +137,8 @@ class FileTranscriber(w.VBox):
         self.transcript.value = (f'<div class="asrkit-transcript">{html.escape(transcript.text) or "<i>(nothing recognised)</i>"}</div>')
         self.picture.value = _png(plot_spectrogram(shown, transcript=transcript).figure)
         self.downloads.value = download_links(transcript, stem=name.rsplit(".", 1)[0])
+        expecting = f" expecting “{html.escape(prompt)}”" if prompt else ""
         # last, so that a status saying "transcribed" means everything is on the page
         self.status.value = (f"<b>{html.escape(name)}</b>: {duration:.1f} s of audio, {len(transcript.words)} words, "
-                             f"transcribed by {html.escape(model.name)} in {seconds:.1f} s "
+                             f"transcribed by {html.escape(model.name)}{expecting} in {seconds:.1f} s "
                              f"(RTF {seconds / max(duration, 1e-9):.2f}){note}")

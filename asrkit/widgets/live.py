@@ -9,7 +9,9 @@ Three threads share the work, and none of them is the widget's message handler:
 * a refresh thread redraws the views at most ``refresh_hz`` times a second (spectrogram frames,
   committed and partial text, RTF, latency, backlog), so a fast model cannot flood the page.
 
-Committed words are shown dark and the partial, which may still change, pale and italic.
+Committed words are shown dark and the partial, which may still change, pale and italic. Words to
+expect (names, terms) typed in "Expected words" prompt the model, when it takes a prompt; typed
+mid-recording, they apply as a new model would: the session so far is finished and a new one starts.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from asrkit.models.base import ASRModel
 from asrkit.stream_worker import BacklogFullError, StreamWorker
 from asrkit.streaming import Session, StreamResult
 from asrkit.widgets.microphone import CHUNK_MS, Chunk, Microphone
+from asrkit.widgets.prompt import PromptField
 from asrkit.widgets.spectrogram import WINDOW_S, LiveSpectrogram
 
 # Committed text shown at most, characters: the view keeps the end of a long session (the whole
@@ -139,13 +142,17 @@ class LiveTranscriber(w.VBox):
     options : LiveOptions
     limits : AudioLimits
         Checks on each chunk and the longest utterance.
+    expected_words : bool
+        Offer the "Expected words" field (the read-aloud tab does not: its score is of the model's own hearing).
     """
 
     def __init__(self, model: ASRModel, *, options: LiveOptions = LiveOptions(),
-                 limits: AudioLimits = DEFAULT_LIMITS) -> None:
+                 limits: AudioLimits = DEFAULT_LIMITS, expected_words: bool = True) -> None:
         self.model = model
         self.options = options
         self.limits = limits
+        self.prompt = PromptField()
+        self.prompt.on_change(lambda: self.use_model(self.model))
         self.microphone = Microphone(chunk_ms=options.chunk_ms)
         self.transcript = w.HTML(layout=w.Layout(width="100%"))
         self.transcript.add_class("asrkit-live-transcript")
@@ -171,7 +178,9 @@ class LiveTranscriber(w.VBox):
         self.microphone.on_stop(self._ended)
         # seconds of audio received, and drawn on the spectrogram
         self._received_s = self._drawn_s = 0.0
-        super().__init__([w.HTML(STYLE), self.microphone, self.transcript, self.spectrogram, self.words, self.status])
+        shown = (self.prompt,) if expected_words else ()
+        super().__init__([w.HTML(STYLE), *shown, self.microphone, self.transcript, self.spectrogram, self.words,
+                          self.status])
         self.spectrogram.value = self._picture.png()
         self._render()
 
@@ -186,17 +195,21 @@ class LiveTranscriber(w.VBox):
             return " ".join(t for t in (*self._earlier, current) if t)
 
     def use_model(self, model: ASRModel) -> None:
-        """Recognise with ``model`` from now on; a running session is finished on the old model
-        (its words stay in the transcript) and the next chunk starts a new one on the new model."""
+        """Recognise with ``model`` (and the expected words, if it takes them) from now on; a running
+        session is finished on the old model (its words stay in the transcript) and the next chunk
+        starts a new one on the new model."""
         with self._lock:
             self.model = model
             old, self.run = self.run, (self._new_run() if self.run is not None else None)
         if old is not None:
             self._earlier.append(old.worker.close().text)
+        else:
+            # says at once whether the model takes the expected words
+            self.prompt.apply(model)
         self._render()
 
     def _new_run(self) -> LiveRun:
-        return LiveRun(self.model, max_backlog_s=self.options.max_backlog_s, limits=self.limits,
+        return LiveRun(self.prompt.apply(self.model), max_backlog_s=self.options.max_backlog_s, limits=self.limits,
                        begins_at_s=self._received_s)
 
     # --- on the kernel's message thread: quick, never waits for the model ---

@@ -74,7 +74,7 @@ class ReadAloud(w.VBox):
         self.prompt = w.Textarea(placeholder="type a sentence to read aloud", layout=w.Layout(width="100%", height="4.5em"))
         self.prompt.add_class("asrkit-prompt")
         self.another = w.Button(description="another sentence", icon="refresh", disabled=not self.prompts)
-        self.live = LiveTranscriber(model, options=options, limits=limits)
+        self.live = LiveTranscriber(model, options=options, limits=limits, expected_words=False)
         self.result = w.HTML()
         self.result.add_class("asrkit-read-result")
         self.another.on_click(lambda _: self.next_prompt())

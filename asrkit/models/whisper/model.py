@@ -8,6 +8,7 @@ weight file, checked when the model loads.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import threading
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from asrkit.audio import SAMPLE_RATE
-from asrkit.models.base import CARD_FILE, ModelCard, ModelUnavailableError, Span, Transcript
+from asrkit.models.base import CARD_FILE, ModelCard, ModelUnavailableError, PromptError, Span, Transcript
 from asrkit.models.seq2seq import Seq2SeqModel, spread_words
 from asrkit.models.whisper.checkpoint import CheckpointError, read_checkpoint, sha256_file
 from asrkit.models.whisper.frontend import CHUNK_LENGTH_S
@@ -31,6 +32,10 @@ BACKEND = "whisper"
 # clip costs one encoder run and a short greedy decode.
 QUICK_OPTIONS = {"beam_size": 1, "temperatures": (0.0,), "without_timestamps": True, "word_timestamps": False,
                      "condition_on_previous_text": False}
+# Longest prompt of expected words, tokens (a name is 1 to 4): a live pass's prompt holds it and then
+# the committed text, StreamingOptions.prompt_tokens (120) together, and this leaves the committed
+# text at least half of that.
+MAX_PROMPT_TOKENS = 60
 
 
 def weights_folder(card: ModelCard, folder: Path) -> Path:
@@ -64,6 +69,22 @@ def verify_weights(card: ModelCard, folder: Path) -> None:
             )
 
 
+def finetuned_weights(card: ModelCard, folder: Path, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The base's weights with a fine-tuned model's learned arrays put in (``config["finetuned"]``
+    names the file beside the card and its SHA-256, checked first)."""
+    from asrkit.models.whisper.finetune import apply_learned, load_arrays
+
+    spec = card.config["finetuned"]
+    path = folder / Path(spec.get("file", "")).name
+    if not path.is_file():
+        raise CheckpointError(f"{card.name}: its fine-tuned weights {path} are missing")
+    actual = sha256_file(path)
+    if actual != spec.get("sha256"):
+        raise CheckpointError(f"{card.name}: {path} has SHA-256 {actual}, its card expects {spec.get('sha256')}: "
+                              "the file is corrupt or not the one the model was measured with")
+    return apply_learned(weights, load_arrays(path), source=path)
+
+
 def _options(data: dict[str, Any]) -> TranscribeOptions:
     known = {f.name for f in fields(TranscribeOptions)}
     unknown = set(data) - known
@@ -94,10 +115,14 @@ class WhisperModel(Seq2SeqModel):
         # TensorFlow runs one call at a time per model anyway; the lock keeps the app's threads (a
         # stream worker beside a file upload) from interleaving a decoder's cache
         self.lock = threading.Lock()
+        # the folder it was loaded from (None when built in memory)
+        self.folder: Path | None = None
 
     @classmethod
-    def load(cls, folder: str | Path, *, batch_size: int = 8, device: str = "auto") -> WhisperModel:
-        """A registered folder (with card.json) or a CTranslate2 / Hugging Face Whisper folder."""
+    def load(cls, folder: str | Path, *, batch_size: int = 8, device: str = "auto", warm_up: bool = True
+             ) -> WhisperModel:
+        """A registered folder (with card.json) or a CTranslate2 / Hugging Face Whisper folder; ``warm_up``
+        compiles the decoding functions now (see :meth:`warm_up`), which training does not need."""
         from asrkit.models.keras_ctc import select_device
         from asrkit.models.whisper.inference import WhisperInference
 
@@ -109,6 +134,8 @@ class WhisperModel(Seq2SeqModel):
         else:
             weights, card = folder, None
         checkpoint = read_checkpoint(weights)
+        if card is not None and "finetuned" in card.config:
+            checkpoint = replace(checkpoint, weights=finetuned_weights(card, folder, checkpoint.weights))
         tokenizer = WhisperTokenizer.from_file(weights / TOKENIZER_FILE, multilingual=checkpoint.config.multilingual)
         if card is None:
             params = sum(a.size for a in checkpoint.weights.values()) / 1e6
@@ -122,7 +149,9 @@ class WhisperModel(Seq2SeqModel):
         options = _options(card.config.get("decoding", {}))
         transcriber = Transcriber(WhisperInference(checkpoint), tokenizer, checkpoint.generation, options=options)
         model = cls(transcriber, card, batch_size=batch_size)
-        model.warm_up()
+        model.folder = folder
+        if warm_up:
+            model.warm_up()
         return model
 
     def warm_up(self) -> None:
@@ -133,6 +162,48 @@ class WhisperModel(Seq2SeqModel):
         self.segments([noise], options=options)
         with self.lock:
             WhisperStreamRecognizer(self, self.streaming).warm_up()
+
+    @property
+    def prompt(self) -> str | None:
+        """The words this model expects (see :meth:`with_prompt`), None without a prompt."""
+        return self.options.initial_prompt
+
+    def with_prompt(self, prompt: str) -> WhisperModel:
+        """A copy sharing this model's network (and its lock) whose transcripts and live streams expect
+        the words of ``prompt``: names and terms, e.g. "Dashwood, Voila, Kaldi".
+
+        The prompt goes before the text so far in each 30-s window's decoder prompt
+        (``TranscribeOptions.initial_prompt``), and before the committed text in each live pass's.
+
+        Parameters
+        ----------
+        prompt : str
+            At most :data:`MAX_PROMPT_TOKENS` tokens; an empty one gives a copy without a prompt.
+
+        Raises
+        ------
+        PromptError
+            ``prompt`` is too long, or holds the text of a special token ("<|endoftext|>").
+
+        Examples
+        --------
+        >>> load_model().with_prompt("Dashwood, Voila, Kaldi").prompt  # doctest: +SKIP
+        'Dashwood, Voila, Kaldi'
+        """
+        text = " ".join(prompt.split())
+        tokens = self.transcriber.tokenizer.encode(" " + text) if text else []
+        if len(tokens) > MAX_PROMPT_TOKENS:
+            raise PromptError(f"the prompt for {self.name} is {len(tokens)} tokens long ({len(text)} characters); "
+                              f"it takes at most {MAX_PROMPT_TOKENS} tokens: list fewer words")
+        special = self.transcriber.tokenizer.eot
+        if any(t >= special for t in tokens):
+            raise PromptError(f"the prompt for {self.name} holds the text of a Whisper special token "
+                              f"(<|...|>), which would steer its decoder: {text!r}")
+        options = replace(self.options, initial_prompt=text or None)
+        prompted = copy.copy(self)
+        prompted.transcriber = copy.copy(self.transcriber)
+        prompted.transcriber.options = prompted.options = options
+        return prompted
 
     def recognizer(self, *, options: StreamingOptions | None = None) -> WhisperStreamRecognizer:
         """What a live stream runs (see :mod:`asrkit.models.whisper.streaming`); ``options`` default to

@@ -1,7 +1,8 @@
 """Live Whisper on a CPU: the whisper_streaming policy, with each pass made as cheap as it can be.
 
 A *pass* decodes the *buffer*, the utterance's audio from its last trim on, greedily with timestamps
-and word alignment, the utterance's committed words before the buffer as the decoder's prompt.
+and word alignment; the decoder's prompt is the model's prompt of expected words, if any (see
+``WhisperModel.with_prompt``), then the utterance's committed words before the buffer.
 The stream (:class:`~asrkit.streaming.ChunkedStream`) commits the words two consecutive passes agree
 on (LocalAgreement-2) and tells the recogniser, which then drops whole committed segments from the
 buffer's front once the buffer is longer than ``trim_s``, so that passes decode mostly audio whose
@@ -70,7 +71,8 @@ class StreamingOptions:
     trim_s: float = 6.0
     # ... and longer than this, at the end of its last committed word, segment or not
     max_buffer_s: float = 12.0
-    # committed text before the buffer that prompts the decoder, tokens at most
+    # the decoder's prompt, tokens at most: the model's prompt of expected words (whole), then the end
+    # of the committed text before the buffer
     prompt_tokens: int = 120
     # a pass emitting more tokens than this per second of buffer (plus 10) is looping (as is one
     # compressing better than the model's TranscribeOptions.compression_ratio_threshold, whose
@@ -103,7 +105,7 @@ class StreamStatus:
     """How a live Whisper stream is keeping up."""
 
     # passes decoded in this utterance; of them, decoded again in the 30-s window for looping, and
-    # decoded again without the prompt for leaving out committed words
+    # decoded again without the committed text in the prompt for leaving out committed words
     passes: int
     fallbacks: int
     unprompted: int
@@ -257,7 +259,8 @@ class WhisperStreamRecognizer:
             self._chunks = [np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.float32)]
         return self._chunks[0]
 
-    def _prompt_tokens(self) -> list[int]:
+    def _said_tokens(self) -> list[int]:
+        """The committed text before the buffer (Transcriber.prompt keeps its end, after the expected words)."""
         before = [w.text for w in self._committed if w.end <= self._offset_s + 1e-6]
         if not before or not self.options.prompt_tokens:
             return []
@@ -267,18 +270,19 @@ class WhisperStreamRecognizer:
         began = time.perf_counter()
         self._decoded_at = self._length
         with self.model.lock:
-            found = self._run_pass(prompted=True)
-            if found.words and self._held() and self._resume_index(found) is None and self._prompt_tokens():
-                # the pass left out the committed words its buffer holds: the prompt misled the decoder
-                # into skipping what it took as said already (tiny.en does); decode it without
+            found = self._run_pass(said=True)
+            if found.words and self._held() and self._resume_index(found) is None and self._said_tokens():
+                # the pass left out the committed words its buffer holds: the committed text in the prompt
+                # misled the decoder into skipping what it took as said already (tiny.en does); decode it
+                # without (the expected words stay)
                 self._unprompted += 1
-                found = self._run_pass(prompted=False)
+                found = self._run_pass(said=False)
         self._pass = found
         self._merge(found)
         self._passes += 1
         self._last_pass_s = time.perf_counter() - began
 
-    def _run_pass(self, *, prompted: bool) -> _Pass:
+    def _run_pass(self, *, said: bool) -> _Pass:
         o, d = self.options, self.decoding
         audio = self._audio()
         if not len(audio) or (d.silence_peak is not None and np.abs(audio).max() < d.silence_peak):
@@ -290,7 +294,7 @@ class WhisperStreamRecognizer:
         draft = list(self._pass.tokens) if self._pass else []
         for window_s in dict.fromkeys((window_s, o.window_lengths_s[-1])):
             cross, tokens, avg_logprob, no_speech = self._decode_window(audio, window_s, content, budget, draft,
-                                                                        prompted=prompted)
+                                                                        said=said)
             text = self.tokenizer.decode([t for t in tokens if t < self.tokenizer.eot])
             threshold = d.compression_ratio_threshold
             looping = len(tokens) >= budget or (threshold is not None and compression_ratio(text.strip()) > threshold)
@@ -314,8 +318,9 @@ class WhisperStreamRecognizer:
         return self._guessed(avg_logprob) and threshold is not None and no_speech > threshold
 
     def _decode_window(self, audio: np.ndarray, window_s: float, content: int, budget: int, draft: list[int], *,
-                       prompted: bool = True):
-        """(cross keys/values, tokens, mean log probability, no-speech probability) of one window."""
+                       said: bool = True):
+        """(cross keys/values, tokens, mean log probability, no-speech probability) of one window; its
+        prompt holds the committed text before the buffer if ``said``."""
         tr, tok = self.transcriber, self.tokenizer
         n_frames = round(window_s * FRAMES_PER_SECOND)
         # silence appended before the log-mel, as openai-whisper pads: its log-mel is the floor 80 dB
@@ -323,7 +328,7 @@ class WhisperStreamRecognizer:
         padded = np.pad(audio, (0, max(n_frames * HOP_LENGTH - len(audio), 0)))
         mel = log_mel_spectrogram(padded, n_mels=tr.inference.config.n_mels)[:, :n_frames]
         cross = tr.inference.cross_keys_values(tr.inference.encode(mel[None]))
-        prompt = tr.prompt(self._prompt_tokens() if prompted else [], self.decoding)
+        prompt = tr.prompt(self._said_tokens() if said else [], self.decoding, budget=self.options.prompt_tokens)
         rules = replace(self._base_rules, end_timestamp_index=math.ceil(content / INPUT_STRIDE))
         max_new = min(budget, tr.max_length - len(prompt))
         hypothesis, kept = draft_greedy(tr.inference, cross, prompt, draft, rules=rules, max_new_tokens=max_new)

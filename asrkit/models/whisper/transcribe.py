@@ -56,7 +56,10 @@ class TranscribeOptions:
     condition_on_previous_text: bool = True
     # a window decoded above this temperature does not prompt the next one
     prompt_reset_on_temperature: float = 0.5
-    # text that prompts the first window: names and words to expect, or the style to write in
+    # text that prompts every window, before the text so far: names and words to expect, or the style
+    # to write in. faster-whisper puts it before the first window's text only, where the text so far
+    # soon pushes it out of the prompt; kept at the head of every window's prompt (as faster-whisper's
+    # hotwords), expected names stay there however long the audio. Up to 30 s, as faster-whisper.
     initial_prompt: str | None = None
     # decode text only, without timestamp tokens (one segment per window)
     without_timestamps: bool = False
@@ -157,11 +160,19 @@ class Transcriber:
             max_initial_timestamp_index=round(options.max_initial_timestamp / TIMESTAMP_STEP_S),
         )
 
-    def prompt(self, previous: Sequence[int], options: TranscribeOptions) -> list[int]:
-        """The decoder's prompt: the text so far (at most half the decoder's positions), then the
+    def prompt(self, previous: Sequence[int], options: TranscribeOptions, *, budget: int | None = None
+               ) -> list[int]:
+        """The decoder's prompt: ``options.initial_prompt`` and the end of the text so far, ``budget``
+        tokens together at most (and at most half the decoder's positions, the default), then the
         start-of-transcript sequence."""
         tok = self.tokenizer
-        prompt = [tok.sot_prev, *previous[-(self.max_length // 2 - 1):]] if previous else []
+        most = self.max_length // 2 - 1
+        budget = most if budget is None else min(budget, most)
+        context = tok.encode(" " + options.initial_prompt.strip())[:budget] if options.initial_prompt else []
+        room = budget - len(context)
+        if previous and room > 0:
+            context += previous[-room:]
+        prompt = [tok.sot_prev, *context] if context else []
         prompt += tok.sot_sequence
         if options.without_timestamps:
             prompt.append(tok.no_timestamps)
@@ -272,8 +283,8 @@ class Transcriber:
         mels = [log_mel_spectrogram(a, n_mels=self.inference.config.n_mels, padding=MEL_PADDING) for a in audios]
         content = [m.shape[-1] - 1 for m in mels]
         seeks = [0] * len(audios)
-        initial = self.tokenizer.encode(" " + options.initial_prompt.strip()) if options.initial_prompt else []
-        history: list[list[int]] = [list(initial) for _ in audios]
+        # each clip's text so far (Transcriber.prompt puts the initial prompt before it)
+        history: list[list[int]] = [[] for _ in audios]
         reset_at = [0] * len(audios)
         # end of the last word heard in each clip, for the word-time clean-ups
         last_speech = [0.0] * len(audios)
