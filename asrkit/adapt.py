@@ -8,9 +8,11 @@ The steps, each usable on its own (the app's Adapt tab, :mod:`asrkit.widgets.ada
    as FLAC and the manifest rewritten atomically at once, so a kernel restart loses nothing;
    :func:`check_take` flags silence, clipping and takes too short or too long before they enter it, and
    :class:`TakeSplitter` cuts a continuous recording into takes at pauses (hands-free recording);
-3. :func:`adapt` holds part of the takes out, measures the model's WER on them, fine-tunes a copy on
-   the rest with :func:`asrkit.train.train`, measures again on the same held-out takes and saves the
-   copy under a new name in :data:`asrkit.models.USER_MODELS_DIR`; the base model is never touched.
+3. :func:`adapt` holds part of the takes out, measures the model's WER on them, fine-tunes a copy of
+   the default Whisper model on the rest (LoRA adapters on its decoder, see
+   :mod:`asrkit.models.whisper.finetune`), measures again on the same held-out takes and saves the copy
+   under a new name in :data:`asrkit.models.USER_MODELS_DIR`; the base model is never touched, and
+   :func:`delete_user_model` removes the copy again.
 
 Examples
 --------
@@ -45,7 +47,11 @@ from asrkit.config import env_values
 from asrkit.data.augment import AugmentConfig, Augmenter
 from asrkit.data.synth import EXCLUDED_TEXTS, allowed_sentences, read_sentences, spoken_form
 from asrkit.evaluate import EvalReport, evaluate
+from asrkit.finetune import MODEL_NAME_PATTERN, check_model_name
 from asrkit.manifest import Utterance, read_manifest
+from asrkit.models import DEFAULT_MODEL
+from asrkit.models.base import CARD_FILE
+from asrkit.models.whisper.finetune import FinetuneOptions
 from asrkit.text import normalize_text
 
 # Prompt sets: digit strings (quick to read, and what FSDD's speakers recorded) or sentences.
@@ -57,20 +63,17 @@ DIGITS_PER_PROMPT = (3, 5)
 SENTENCE_SOURCES = ("harvard", "arctic")
 # Longer sentences are left out: a prompt should be read in one breath.
 MAX_PROMPT_WORDS = 12
-# Which layers learn: "all", or only the "last" ones (last GRU, look-ahead, output), which overfit less.
-# Measured on FSDD's held-out speaker (20 prompts, 80 steps): all layers brought the held-out WER from
-# 100% to 22%, the last ones to 56% (and the first steps are as slow either way).
-LAYER_CHOICES = ("all", "last")
 # Fewer takes than this cannot be split into a useful adaptation part and a held-out part.
 MIN_TAKES = 5
-# The model that is adapted unless told otherwise: the fine-tunable one (PocketSphinx is not).
-BASE_MODEL = "asrkit-ctc-en"
+# The model that is adapted unless told otherwise: the default one, a Keras Whisper model whose decoder
+# fine-tunes on a CPU (see asrkit.models.whisper.finetune).
+BASE_MODEL = DEFAULT_MODEL
+# Fine-tuning's stages under the names an adaptation reports them by.
+_STAGES = {"encoding": "features", "training": "training"}
 SESSION_FILE = "session.json"
 MANIFEST_FILE = "manifest.tsv"
 MANIFEST_HEADER = ("path", "duration_s", "transcript", "speaker", "text_norm")
 _USER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
-# an adapted model's name: a folder name that no shell or URL needs to quote
-_MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,79}")
 
 
 # --- prompts ---
@@ -511,37 +514,49 @@ def evaluate_takes(model, takes: Sequence[Take], *, speaker: str = "") -> EvalRe
 class AdaptOptions:
     """What is adapted and how; :meth:`from_env` reads the ``ASR_ADAPT_*`` variables."""
 
-    # registry name of the model to adapt (ASR_ADAPT_BASE); it must be a Keras CTC model
+    # registry name of the model to adapt (ASR_ADAPT_BASE); it must be a Keras Whisper model
     base_model: str = BASE_MODEL
     # "digits" or "sentences" (ASR_ADAPT_PROMPT_SET)
     prompt_set: str = "digits"
     # prompts in a new session (ASR_ADAPT_PROMPTS)
     prompts: int = 20
-    # optimiser steps of fine-tuning (ASR_ADAPT_STEPS): about a minute on two CPU cores; 160 did no better
-    steps: int = 80
-    # learning rate after warm-up (1e-3 and 3e-3 did worse than this on FSDD's held-out speaker)
-    peak_lr: float = 2e-3
-    # steps of linear warm-up
-    warmup_steps: int = 5
-    # which layers learn (ASR_ADAPT_LAYERS): "all" or "last", see LAYER_CHOICES
-    layers: str = "all"
-    # augmented copies of each take besides the clean one (speed, light noise and reverberation)
+    # optimiser steps of fine-tuning (ASR_ADAPT_STEPS), all taken (the held-out takes only measure): about 7
+    # passes over 16 takes and their copies, ~40 s on two CPU cores; 30 to 100 did alike on an FSDD speaker
+    steps: int = 40
+    # what learns (ASR_ADAPT_TRAINABLE): "lora" (low-rank adapters on the decoder's dense layers, saved as
+    # a 1 MB file) or "decoder" (all its blocks, 38 MB); see asrkit.models.whisper.finetune.TRAINABLE
+    trainable: str = "lora"
+    # adapter rank with trainable="lora"
+    lora_rank: int = 8
+    # learning rate after warm-up; None takes asrkit.models.whisper.finetune.PEAK_LR's for ``trainable``
+    # (1e-3 for LoRA, 1e-5 for the whole decoder)
+    peak_lr: float | None = None
+    # steps of linear warm-up, then a cosine decay to a tenth of the peak
+    warmup_steps: int = 10
+    # augmented copies of each take besides the clean one (speed, light noise and reverberation, SpecAugment)
     copies: int = 2
-    # padded feature frames per batch: small batches give more updates from a few takes
-    batch_frames: int = 4000
+    # takes per step: small batches give more updates from a few takes
+    batch_size: int = 8
     # share of the takes held out to measure before and after
     held_out_fraction: float = 0.2
-    # seeds the prompts, the split, the augmentation and the batch order
+    # seeds the prompts, the split, the augmentation, the batch order and the adapters
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.prompt_set not in PROMPT_SETS:
             raise ValueError(f"prompt set {self.prompt_set!r} is not one of {', '.join(PROMPT_SETS)}")
-        if self.layers not in LAYER_CHOICES:
-            raise ValueError(f"layers {self.layers!r} is not one of {', '.join(LAYER_CHOICES)}")
-        if self.prompts < MIN_TAKES or self.steps < 1 or self.copies < 0:
-            raise ValueError(f"need prompts >= {MIN_TAKES}, steps >= 1 and copies >= 0; got "
-                             f"{self.prompts}, {self.steps}, {self.copies}")
+        if self.prompts < MIN_TAKES:
+            raise ValueError(f"need prompts >= {MIN_TAKES}, got {self.prompts}")
+        self.finetune_options()  # checks what fine-tuning is asked for (trainable, steps, batch size, ...)
+
+    def finetune_options(self) -> FinetuneOptions:
+        """The fine-tuning these options ask for."""
+        return FinetuneOptions(
+            trainable=self.trainable, lora_rank=self.lora_rank, steps=self.steps, batch_size=self.batch_size,
+            peak_lr=self.peak_lr, warmup_steps=self.warmup_steps, copies=self.copies, seed=self.seed,
+            # the run folder is thrown away: a checkpoint before the last step would only cost time
+            checkpoint_every=self.steps,
+        )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AdaptOptions:
@@ -554,7 +569,7 @@ class AdaptOptions:
         """
         values = env_values((("base_model", "ASR_ADAPT_BASE", str), ("prompt_set", "ASR_ADAPT_PROMPT_SET", str),
                              ("prompts", "ASR_ADAPT_PROMPTS", int), ("steps", "ASR_ADAPT_STEPS", int),
-                             ("layers", "ASR_ADAPT_LAYERS", str)), environ)
+                             ("trainable", "ASR_ADAPT_TRAINABLE", str)), environ)
         return cls(**values)
 
 
@@ -568,12 +583,13 @@ class Progress:
     """Where an adaptation is: ``stage`` is "before", "features", "training", "after", "saving" or "done"."""
 
     stage: str
-    # steps (training) or utterances (evaluating) done, of ``total``
+    # clips encoded (features: the takes and their copies), steps taken (training) or takes transcribed
+    # (before, after), of ``total``
     done: int
     total: int
-    # the last training batch's loss per character (nan outside training)
+    # the last training batch's mean loss per token (nan outside training)
     loss: float = math.nan
-    # seconds since fine-tuning started (0 before)
+    # seconds since the stage began (features, training; 0 otherwise)
     elapsed_s: float = 0.0
 
 
@@ -592,9 +608,13 @@ class AdaptResult:
     after: EvalReport | None
     # the saved model folder; None when cancelled
     folder: Path | None
-    # optimiser steps taken, and their wall time in seconds (features and saving excluded)
+    # optimiser steps taken
     steps: int
+    # seconds encoding the takes and their copies, training, and the whole adaptation (loading and
+    # measuring both models included)
+    encode_s: float
     train_s: float
+    total_s: float
     cancelled: bool
 
 
@@ -608,8 +628,12 @@ def adapt(
     on_progress: Callable[[Progress], None] | None = None,
     cancel: threading.Event | None = None,
 ) -> AdaptResult:
-    """Hold out part of the session's takes, fine-tune a copy of the base model on the rest, and
+    """Hold out part of the session's takes, fine-tune a copy of the base Whisper model on the rest, and
     measure both models on the held-out part.
+
+    The takes (and ``options.copies`` augmented copies of each) go through the encoder once, then the
+    decoder learns for ``options.steps`` steps (see :mod:`asrkit.models.whisper.finetune`). The held-out
+    takes choose nothing: they are only transcribed, by the base before and by the adapted model after.
 
     Parameters
     ----------
@@ -618,37 +642,54 @@ def adapt(
         name is refused.
     shared_data : Path, optional
         The shared data folder, whose ``noise/`` lends noise and room responses to the augmentation
-        (without it, takes are only sped up and slowed down).
+        (without it, copies are only sped up or slowed down, their gain varied and SpecAugment masked).
     models_dir : Path, optional
         Where the adapted model is saved (default :data:`asrkit.models.USER_MODELS_DIR`).
     on_progress : callable, optional
-        Called with a :class:`Progress` at each stage and training step, on the calling thread.
+        Called with a :class:`Progress` at each stage, encoded batch and training step, on the calling thread.
     cancel : threading.Event, optional
-        Set from another thread to stop within a training step; nothing is saved then.
+        Set from another thread to stop within an encoded batch or a training step; nothing is saved then
+        (fine-tuning's run folder is a temporary one in the session's folder).
+
+    Raises
+    ------
+    ValueError
+        Too few takes, a base that is not a Keras Whisper model or is itself fine-tuned, or a bad name.
     """
     from asrkit import models
-    from asrkit.data.dataset import FeatureCache, Source
-    from asrkit.decoding import DecoderConfig
-    from asrkit.models.keras_ctc import KerasCTCModel
-    from asrkit.text import CharTokenizer
-    from asrkit.train import TrainConfig, train, with_decoder
+    from asrkit.audio import load_audio
+    from asrkit.models.whisper.finetune import Progress as TuningProgress
+    from asrkit.models.whisper.finetune import encode_examples, finetune, save_finetuned
+    from asrkit.models.whisper.model import WhisperModel
 
+    began = time.monotonic()
     tell = on_progress or (lambda _: None)
     cancel = cancel or threading.Event()
     adapt_takes, held_out = split_takes(list(session.takes.values()), held_out_fraction=options.held_out_fraction,
                                         seed=options.seed)
+    # a given name is checked before the seconds that loading the base takes
+    name = check_model_name(name) if name is not None else None
     base = models.load_model(options.base_model)
-    if not isinstance(base, KerasCTCModel):
-        raise ValueError(f"{options.base_model} cannot be fine-tuned: adapt a Keras CTC model such as {BASE_MODEL}")
-    name = name or f"{base.name}-{session.user}"
-    if not _MODEL_NAME.fullmatch(name):
-        raise ValueError(f"model name {name!r} must be lower-case letters, digits, '.', '-' or '_' (at most 80)")
-    if any((root / name).exists() for root in (models.MODELS_DIR, models.SHIPPED_DIR)):
-        raise ValueError(f"{name!r} is a shipped model's name; the adapted model needs another")
+    # exactly WhisperModel: its LiteRT export (a subclass) has no Keras decoder to train
+    if type(base) is not WhisperModel:
+        raise ValueError(f"{options.base_model} ({type(base).__name__}) cannot be fine-tuned: adapt a Keras Whisper "
+                         f"model such as {BASE_MODEL}")
+    if "finetuned" in base.card.config:
+        # its learned weights would be lost: a fine-tuned card names the original weights and one learned file
+        raise ValueError(f"{options.base_model} is itself fine-tuned from "
+                         f"{base.card.config['finetuned'].get('base_model')}: adapt that model instead")
+    name = name or check_model_name(f"{base.name}-{session.user}")
+    models_root = Path(models_dir) if models_dir is not None else models.USER_MODELS_DIR
+    encode_s = train_s = 0.0
+    steps = 0
 
-    def result(after=None, folder=None, steps=0, train_s=0.0) -> AdaptResult:
+    def result(after: EvalReport | None = None, folder: Path | None = None) -> AdaptResult:
         return AdaptResult(name, base.name, tuple(adapt_takes), tuple(held_out), before, after, folder, steps,
-                           train_s, cancelled=after is None)
+                           encode_s, train_s, time.monotonic() - began, cancelled=after is None)
+
+    def relay(p: TuningProgress) -> None:
+        if p.stage in _STAGES:
+            tell(Progress(_STAGES[p.stage], p.done, p.total, p.loss, p.elapsed_s))
 
     tell(Progress("before", 0, len(held_out)))
     before = evaluate_takes(base, held_out, speaker=session.user)
@@ -656,73 +697,99 @@ def adapt(
     if cancel.is_set():
         return result()
 
-    tell(Progress("features", 0, len(adapt_takes)))
-    adapt_manifest = session.write_manifest(session.folder / "adapt.tsv", adapt_takes)
+    session.write_manifest(session.folder / "adapt.tsv", adapt_takes)
     session.write_manifest(session.folder / "held_out.tsv", held_out)
-    noise_dir = shared_data / "noise" if shared_data is not None else None
-    # without the shared noise clips, takes are only sped up or slowed down and their gain varied
-    augment = Augmenter(noise_dir if noise_dir is not None and noise_dir.is_dir() else None, config=LIGHT_AUGMENT)
-    model_config = dataclasses.replace(base.config, decoder=DecoderConfig())  # the network alone; the LM is added back
-    cache = FeatureCache.build([Source(adapt_manifest, clean=True, copies=options.copies)], features=model_config.features,
-                               tokenizer=CharTokenizer(model_config.alphabet), output_length=model_config.output_length,
-                               augment=augment, seed=options.seed, progress=False)
-    layers = None
-    if options.layers == "last":
-        layers = {f"gru{model_config.rnn_layers - 1}", "lookahead", "logits"} & {l.name for l in base.network.layers}
-    never = options.steps + 1  # no dev evaluation: the held-out takes must not choose anything
-    config = TrainConfig(steps=options.steps, peak_lr=options.peak_lr, warmup_steps=options.warmup_steps,
-                         max_batch_frames=options.batch_frames, log_every=10, checkpoint_every=never,
-                         eval_every=never, patience=never, seed=options.seed)
-    began = time.monotonic()
-    done = 0
+    augmenter = None
+    if options.copies:
+        noise_dir = shared_data / "noise" if shared_data is not None else None
+        augmenter = Augmenter(noise_dir if noise_dir is not None and noise_dir.is_dir() else None, config=LIGHT_AUGMENT)
+    encode_began = time.monotonic()
+    data = encode_examples(base, [load_audio(t.path) for t in adapt_takes], [t.prompt for t in adapt_takes],
+                           copies=options.copies, augmenter=augmenter, seed=options.seed, on_progress=relay,
+                           cancel=cancel)
+    encode_s = time.monotonic() - encode_began
+    if data is None:
+        return result()
 
-    def step(n: int, loss: float) -> None:
-        nonlocal done
-        done = n
-        tell(Progress("training", n, options.steps, loss, time.monotonic() - began))
-
-    with tempfile.TemporaryDirectory(prefix="run-", dir=session.folder) as run:
-        tell(Progress("training", 0, options.steps))
-        train(Path(run), cache=cache, dev=[], model_config=model_config, config=config, name=name,
-              init_from=models.resolve_model(options.base_model), trainable_layers=layers, on_step=step,
-              cancel=cancel, progress=False)
-        train_s = time.monotonic() - began
-        if cancel.is_set():
-            return result(steps=done, train_s=train_s)
-        tuned = KerasCTCModel.load(Path(run) / "last", device=base.device)
-    adapted = with_decoder(tuned, base.lm, base.config.decoder, name=name)
-    tell(Progress("after", 0, len(held_out)))
-    after = evaluate_takes(adapted, held_out, speaker=session.user)
-    tell(Progress("saving", 0, 1))
+    tuning = options.finetune_options()
     minutes = sum(t.duration_s for t in adapt_takes) / 60
-    card = dataclasses.replace(
-        adapted.card,
-        description=f"{base.card.description}, adapted to {session.user}'s voice",
-        training_data=f"{base.name}: {base.card.training_data}. Then {done} fine-tuning steps "
-        f"({'last layers' if layers else 'all layers'}) on {len(adapt_takes)} takes of {session.user} "
-        f"({minutes:.1f} min, {session.manifest.parent}/adapt.tsv) with {options.copies} augmented copies each",
-        metrics={"base_model": base.name, "adapt_steps": done, "adapt_seconds": round(train_s, 1),
-                 "held_out": {"utterances": len(held_out), "wer_before": round(before.corpus.wer, 4),
-                              "wer_after": round(after.corpus.wer, 4), "manifest": str(session.folder / "held_out.tsv")}},
-    )
-    folder = _save_model(KerasCTCModel(adapted.network, card, lm=adapted.lm),
-                         Path(models_dir if models_dir is not None else models.USER_MODELS_DIR) / name)
-    tell(Progress("done", 1, 1, elapsed_s=train_s))
-    return result(after=after, folder=folder, steps=done, train_s=train_s)
+    with tempfile.TemporaryDirectory(prefix="run-", dir=session.folder) as run:
+        tuned = finetune(base, data, None, run_dir=Path(run) / "run", options=tuning, on_progress=relay,
+                         cancel=cancel)
+        steps, train_s = tuned.steps, tuned.train_s
+        if tuned.cancelled:
+            return result()
+        card = dataclasses.replace(
+            base.card, name=name,
+            description=f"{base.card.description}, adapted to {session.user}'s voice",
+            training_data=f"{base.name}: {base.card.training_data}. Then {steps} fine-tuning steps "
+            f"({tuning.trainable}) on {len(adapt_takes)} takes of {session.user} ({minutes:.1f} min, "
+            f"{session.folder / 'adapt.tsv'}) with {options.copies} augmented copies each",
+            metrics={},
+        )
+        tell(Progress("after", 0, len(held_out)))
+        # the adapters reach the compiled decoding functions only through a saved model loaded again:
+        # a copy in the run folder, measured before anything appears among the user's models
+        adapted = models.load_model(save_finetuned(base, tuned, folder=Path(run) / name, card=card))
+        after = evaluate_takes(adapted, held_out, speaker=session.user)
+        tell(Progress("after", len(held_out), len(held_out)))
+    if cancel.is_set():  # pressed while the adapted model was measured
+        return result()
+    tell(Progress("saving", 0, 1))
+    metrics = {"base_model": base.name, "adapt_steps": steps, "adapt_seconds": round(train_s, 1),
+               "held_out": {"utterances": len(held_out), "wer_before": round(before.corpus.wer, 4),
+                            "wer_after": round(after.corpus.wer, 4), "manifest": str(session.folder / "held_out.tsv")}}
+    folder = save_finetuned(base, tuned, folder=models_root / name, card=dataclasses.replace(card, metrics=metrics),
+                            run={"encode_s": round(encode_s, 1), "train_s": round(train_s, 1)})
+    tell(Progress("done", 1, 1))
+    return result(after, folder)
 
 
-def _save_model(model, folder: Path) -> Path:
-    """Save to ``folder``, replacing an earlier model there only once the new one is complete."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    partial = folder.with_name(folder.name + ".partial")
-    old = folder.with_name(folder.name + ".old")
-    for leftover in (partial, old):
-        if leftover.exists():
-            shutil.rmtree(leftover)
-    model.save(partial)
-    if folder.exists():
-        folder.replace(old)
-    partial.replace(folder)
-    if old.exists():
-        shutil.rmtree(old)
+# --- the user's models ---
+
+
+def user_models(*, models_dir: Path | None = None) -> list[str]:
+    """Names of the models in ``models_dir`` (default :data:`asrkit.models.USER_MODELS_DIR`) that
+    :func:`delete_user_model` may delete, sorted: every folder there with a card, read or not (a broken
+    model is one to delete), but a shipped model's namesake."""
+    from asrkit import models
+
+    root = Path(models_dir) if models_dir is not None else models.USER_MODELS_DIR
+    folders = sorted(root.iterdir()) if root.is_dir() else []
+    return [f.name for f in folders if (f / CARD_FILE).is_file() and not _is_shipped(f.name)]
+
+
+def delete_user_model(name: str, *, models_dir: Path | None = None) -> Path:
+    """Delete the user's model ``name`` from ``models_dir`` (default :data:`asrkit.models.USER_MODELS_DIR`)
+    and return the folder it was in.
+
+    The folder is first renamed into a hidden one beside it, which the registry never lists, and only
+    then removed: the model disappears whole, even if the removal is interrupted.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is a shipped model's, or no folder name at all.
+    FileNotFoundError
+        No model of that name is in ``models_dir``.
+    """
+    from asrkit import models
+
+    root = Path(models_dir) if models_dir is not None else models.USER_MODELS_DIR
+    if not re.fullmatch(MODEL_NAME_PATTERN, name):
+        raise ValueError(f"model name {name!r} must be lower-case letters, digits, '.', '-' or '_' (at most 80)")
+    if _is_shipped(name):
+        raise ValueError(f"{name!r} is a shipped model: only models made on this machine can be deleted")
+    folder = root / name
+    if not (folder / CARD_FILE).is_file():
+        raise FileNotFoundError(f"no model named {name!r} in {root}")
+    trash = Path(tempfile.mkdtemp(prefix=".deleting-", dir=root))
+    folder.rename(trash / name)
+    shutil.rmtree(trash)
     return folder
+
+
+def _is_shipped(name: str) -> bool:
+    from asrkit import models
+
+    return any((root / name).exists() for root in (models.MODELS_DIR, models.SHIPPED_DIR))

@@ -407,7 +407,8 @@ def _adapt(args: argparse.Namespace, config: Config) -> int:
 
     try:
         session = AdaptSession.open(user=args.user)
-        given = {k: v for k, v in (("base_model", args.model), ("steps", args.steps), ("layers", args.layers)) if v is not None}
+        given = {k: v for k, v in (("base_model", args.model), ("steps", args.steps), ("trainable", args.trainable),
+                                   ("peak_lr", args.lr)) if v is not None}
         options = dataclasses.replace(AdaptOptions.from_env(), **given)
         bar = tqdm(total=options.steps, unit="step", desc="fine-tuning")
         result = adapt(session, options=options, name=args.name,
@@ -610,10 +611,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("adapt", help="fine-tune a copy of a model on the takes a user recorded in the app's Adapt tab")
     p.add_argument("user", help="the name the takes were recorded under")
-    p.add_argument("--model", help="the Keras CTC model to adapt (default $ASR_ADAPT_BASE or asrkit-ctc-en)")
+    p.add_argument("--model", help="the Keras Whisper model to adapt (default $ASR_ADAPT_BASE or whisper-tiny.en)")
     p.add_argument("--name", help="registry name of the adapted model (default MODEL-USER)")
-    p.add_argument("--steps", type=int, help="fine-tuning steps (default $ASR_ADAPT_STEPS or 80)")
-    p.add_argument("--layers", choices=("all", "last"), help="which layers learn (default all)")
+    p.add_argument("--steps", type=int, help="fine-tuning steps (default $ASR_ADAPT_STEPS or 40)")
+    p.add_argument("--trainable", choices=("lora", "decoder"), help="what learns (default $ASR_ADAPT_TRAINABLE or lora)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3 for lora, 1e-5 for decoder)")
     p.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="noise for augmentation, when present")
     p.set_defaults(run=_adapt)
 

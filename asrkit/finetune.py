@@ -107,15 +107,16 @@ class FinetuneReport:
         return "\n".join(lines)
 
 
-def check_model_name(name: str, *, models_dir: Path | None = None) -> str:
-    """A new model's name: lower-case, folder-safe, and not a shipped model's."""
+def check_model_name(name: str) -> str:
+    """A new model's name: lower-case, folder-safe, and not a shipped model's (the registry looks at the
+    shipped models first, so a model of that name could never be loaded by it)."""
     import re
 
     from asrkit import models
 
     if not re.fullmatch(MODEL_NAME_PATTERN, name):
         raise ValueError(f"model name {name!r} must be lower-case letters, digits, '.', '-' or '_' (at most 80)")
-    if any((root / name).exists() for root in (models.MODELS_DIR, models.SHIPPED_DIR)) and models_dir is None:
+    if any((root / name).exists() for root in (models.MODELS_DIR, models.SHIPPED_DIR)):
         raise ValueError(f"{name!r} is a shipped model's name; the new model needs another")
     return name
 
@@ -196,7 +197,7 @@ def finetune_model(
 
     began = time.monotonic()
     models_root = Path(models_dir) if models_dir is not None else models.USER_MODELS_DIR
-    check_model_name(name, models_dir=Path(models_dir) if models_dir is not None else None)
+    check_model_name(name)
     run_dir = Path(run_dir) if run_dir is not None else models_root / f"{name}.run"
     utterances = [u for m in manifests for u in read_manifest(Path(m))]
     clips, excluded = select_clips(utterances, exclude=exclude, max_clips=max_clips)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 
 import numpy as np
@@ -10,8 +11,8 @@ import soundfile as sf
 
 from asrkit import models
 from asrkit.adapt import (
-    MIN_TAKES, AdaptOptions, AdaptSession, Take, TakeSplitter, adapt, check_take, digit_readings, make_prompts,
-    split_takes,
+    MIN_TAKES, AdaptOptions, AdaptSession, Take, TakeSplitter, adapt, check_take, delete_user_model, digit_readings,
+    make_prompts, split_takes, user_models,
 )
 from asrkit.audio import SAMPLE_RATE
 from asrkit.data.synth import spoken_form
@@ -170,37 +171,49 @@ def recorded(tmp_path_factory):
     return session
 
 
-@pytest.mark.timeout(300)
-def test_fine_tuning_lowers_the_loss_and_saves_a_model_loadable_by_name(recorded, tiny_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(models, "USER_MODELS_DIR", tmp_path / "models")
+@pytest.fixture(scope="module")
+def adapted(recorded, tmp_path_factory):
+    """The default model adapted to the recorded session with a few steps: (result, models folder, progress)."""
+    models_dir = tmp_path_factory.mktemp("models")
+    seen = []
+    result = adapt(recorded, options=AdaptOptions(steps=6, copies=1), name="tiny-ana", models_dir=models_dir,
+                   on_progress=seen.append)
+    return result, models_dir, seen
+
+
+@pytest.mark.timeout(600)
+def test_adapting_the_default_model_saves_one_that_loads_by_name_and_does_no_worse_on_held_out_takes(
+        adapted, recorded, monkeypatch):
+    result, models_dir, seen = adapted
+    monkeypatch.setattr(models, "USER_MODELS_DIR", models_dir)
     shipped = sorted(p.name for p in models.MODELS_DIR.iterdir())
-    losses, stages = [], []
+    stages = [p.stage for i, p in enumerate(seen) if i == 0 or p.stage != seen[i - 1].stage]
+    assert stages == ["before", "features", "training", "after", "saving", "done"]
+    assert [p.done for p in seen if p.stage == "features"][-1] == 6 * 2  # six takes, each with one copy
+    losses = [p.loss for p in seen if p.stage == "training" and p.done]
+    assert len(losses) == 6 and all(np.isfinite(losses))
 
-    def progress(p):
-        stages.append(p.stage)
-        if p.stage == "training" and p.done:
-            losses.append(p.loss)
-
-    options = AdaptOptions(base_model=str(tiny_model_dir), steps=30, peak_lr=3e-3, copies=1)
-    result = adapt(recorded, options=options, name="tiny-ana", on_progress=progress)
-    assert not result.cancelled and result.steps == 30 and len(losses) == 30
-    assert np.mean(losses[-5:]) < 0.7 * np.mean(losses[:3]), losses
-    assert stages[0] == "before" and stages[-1] == "done"
+    assert not result.cancelled and result.steps == 6 and result.base_model == models.DEFAULT_MODEL
+    assert 0 < result.encode_s and 0 < result.train_s < result.total_s
     assert len(result.held_out) == 2 and not {t.index for t in result.held_out} & {t.index for t in result.adapt_takes}
     assert len(result.before.rows) == len(result.after.rows) == 2
+    assert result.after.corpus.wer <= result.before.corpus.wer, (result.before.rows, result.after.rows)
     assert (recorded.folder / "held_out.tsv").read_text().count("\n") == 3
+    assert not list(recorded.folder.glob("run-*"))  # the run folder went with the adaptation
 
     loaded = models.load_model("tiny-ana")
-    assert loaded.name == "tiny-ana" and result.folder == tmp_path / "models/tiny-ana"
+    assert type(loaded).__name__ == "WhisperModel" and result.folder == models_dir / "tiny-ana"
     assert loaded.card.metrics["held_out"]["wer_after"] == round(result.after.corpus.wer, 4)
+    assert loaded.card.metrics["adapt_steps"] == 6 and "adapted to ana's voice" in loaded.card.description
+    assert loaded.card.config["finetuned"]["options"]["trainable"] == "lora"
     assert "tiny-ana" in [e.name for e in models.available_models()]
     assert sorted(p.name for p in models.MODELS_DIR.iterdir()) == shipped
     with pytest.raises(ValueError, match="shipped model"):
-        adapt(recorded, options=options, name="pocketsphinx")
+        adapt(recorded, name=models.DEFAULT_MODEL, models_dir=models_dir)
 
 
 @pytest.mark.timeout(300)
-def test_cancel_stops_within_a_step_and_saves_nothing(recorded, tiny_model_dir, tmp_path):
+def test_cancel_stops_within_a_step_and_saves_nothing(recorded, tmp_path):
     cancel = threading.Event()
     steps = []
 
@@ -209,23 +222,56 @@ def test_cancel_stops_within_a_step_and_saves_nothing(recorded, tiny_model_dir, 
             steps.append(p.done)
             cancel.set()
 
-    options = AdaptOptions(base_model=str(tiny_model_dir), steps=50, copies=0)
+    options = AdaptOptions(steps=50, copies=0)
     result = adapt(recorded, options=options, models_dir=tmp_path, on_progress=progress, cancel=cancel)
     assert result.cancelled and result.steps == 1 and steps == [1]
     assert result.after is None and result.folder is None and not list(tmp_path.iterdir())
+    assert not list(recorded.folder.glob("run-*"))
 
 
-def test_a_model_that_cannot_be_fine_tuned_is_refused(recorded, tmp_path):
-    with pytest.raises(ValueError, match="cannot be fine-tuned"):
-        adapt(recorded, options=AdaptOptions(base_model="pocketsphinx"), models_dir=tmp_path)
+def test_a_model_that_cannot_be_fine_tuned_is_refused(recorded, tiny_model_dir, tmp_path):
+    for base in ("pocketsphinx", str(tiny_model_dir)):
+        with pytest.raises(ValueError, match=r"cannot be fine-tuned: adapt a Keras Whisper model"):
+            adapt(recorded, options=AdaptOptions(base_model=base), models_dir=tmp_path)
+
+
+def test_a_fine_tuned_model_is_not_adapted_again(adapted, recorded, tmp_path):
+    result, _, _ = adapted
+    with pytest.raises(ValueError, match="itself fine-tuned from whisper-tiny.en"):
+        adapt(recorded, options=AdaptOptions(base_model=str(result.folder)), models_dir=tmp_path)
 
 
 def test_options_come_from_the_environment_and_are_checked():
-    assert AdaptOptions.from_env({"ASR_ADAPT_STEPS": "12", "ASR_ADAPT_LAYERS": "last"}).layers == "last"
+    options = AdaptOptions.from_env({"ASR_ADAPT_STEPS": "12", "ASR_ADAPT_TRAINABLE": "decoder"})
+    assert options.trainable == "decoder" and options.finetune_options().steps == 12
+    assert options.finetune_options().learning_rate == 1e-5 and AdaptOptions().finetune_options().learning_rate == 1e-3
     with pytest.raises(ValueError, match="ASR_ADAPT_STEPS"):
         AdaptOptions.from_env({"ASR_ADAPT_STEPS": "many"})
-    with pytest.raises(ValueError, match="layers"):
-        AdaptOptions(layers="first")
+    with pytest.raises(ValueError, match="trainable 'encoder'"):
+        AdaptOptions(trainable="encoder")
+    with pytest.raises(ValueError, match="batch_size"):
+        AdaptOptions(batch_size=0)
+
+
+def test_a_user_model_is_deleted_whole_and_a_shipped_one_never(adapted, tmp_path, monkeypatch):
+    result, _, _ = adapted
+    monkeypatch.setattr(models, "USER_MODELS_DIR", tmp_path)
+    shutil.copytree(result.folder, tmp_path / "mine")
+    (tmp_path / models.DEFAULT_MODEL).mkdir()  # a namesake of a shipped model is never the user's to delete
+    shutil.copy(result.folder / "card.json", tmp_path / models.DEFAULT_MODEL)
+    assert user_models() == ["mine"] and models.resolve_model("mine") == tmp_path / "mine"
+
+    assert delete_user_model("mine") == tmp_path / "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [models.DEFAULT_MODEL]  # no trash left behind
+    with pytest.raises(models.UnknownModelError):
+        models.load_model("mine")
+    with pytest.raises(FileNotFoundError, match="no model named 'mine'"):
+        delete_user_model("mine")
+    with pytest.raises(ValueError, match="shipped model"):
+        delete_user_model(models.DEFAULT_MODEL)
+    with pytest.raises(ValueError, match="model name"):
+        delete_user_model("../models")
+    assert (models.SHIPPED_DIR / models.DEFAULT_MODEL / "card.json").is_file()
 
 
 # --- the Adapt view, with messages as the page would send them ---
@@ -267,36 +313,60 @@ def test_the_view_flags_bad_takes_saves_good_ones_and_reopens_the_session(tmp_pa
     assert "user name" in reopened.note.value and reopened.session is None
 
 
-def test_hands_free_takes_one_prompt_per_pause_and_adapts_in_the_background(tmp_path, tiny_model_dir):
-    from asrkit.widgets.adapt import AdaptView
+@pytest.mark.timeout(400)
+def test_hands_free_takes_one_prompt_per_pause_adapts_in_the_background_and_deletes(tmp_path):
+    from asrkit.widgets.adapt import STAGES, AdaptView
 
     _, audio = readings(6)
-    options = AdaptOptions(base_model=str(tiny_model_dir), prompts=6, steps=3, copies=0)
-    view = AdaptView(options=options, user="bo", root=tmp_path, models_dir=tmp_path / "models")
-    adapted = []
-    view.on_adapted(adapted.append)
+    view = AdaptView(options=AdaptOptions(prompts=6, steps=2, copies=0), user="bo", root=tmp_path,
+                     models_dir=tmp_path / "models")
+    saved, deleted, shown = [], [], []
+    view.on_adapted(saved.append)
+    view.on_deleted(deleted.append)
+    view.progress_text.observe(lambda change: shown.append(change["new"]), names="value")
+    assert view.mine.options == () and view.delete.disabled  # no adapted model yet
     view.hands_free.value = True
     gaps = [silence(1.5)] * len(audio)
     send(view, np.concatenate([silence(1.0), *[x for pair in zip(audio, gaps) for x in pair]]))
     assert sorted(view.session.takes) == list(range(6)), view.take.value
     assert "All prompts done" in view.prompt.value and not view.run.disabled
 
-    view.start_adapting().join(timeout=240)
+    view.start_adapting().join(timeout=360)
     result = view.result.value
     assert 'data-wer-after="' in result and "WER before" in result and "WER after" in result, result
     assert result.count('class="asrkit-alignment"') == 2 * 2  # two held-out takes, before and after
-    assert adapted and adapted[0].folder == tmp_path / "models/tiny-test-bo"
+    stages = [label for label in STAGES.values() if any(text.startswith(label) for text in shown)]
+    assert stages == [STAGES[s] for s in ("before", "features", "training", "after", "saving", "done")], shown
+    name = f"{models.DEFAULT_MODEL}-bo"
+    assert saved and saved[0].folder == tmp_path / "models" / name
     assert not view.run.disabled and view.cancel.disabled and "done" in view.progress_text.value
 
+    assert view.mine.options == (name,) and view.mine.value == name and not view.delete.disabled
+    view.delete.click()  # asks first
+    assert (tmp_path / "models" / name).is_dir() and "Confirm" in view.delete.description and not deleted
+    view.delete.click()
+    assert not (tmp_path / "models" / name).exists() and deleted == [name]
+    assert view.mine.options == () and view.delete.disabled and "Deleted" in view.delete_note.value
 
-@pytest.mark.timeout(300)
-def test_cli_adapts_the_takes_recorded_under_a_name(recorded, tiny_model_dir, tmp_path, monkeypatch, capsys):
+
+@pytest.mark.timeout(60)
+def test_cli_adapts_the_takes_recorded_under_a_name(adapted, recorded, tmp_path, monkeypatch, capsys):
+    import asrkit.adapt
     from asrkit.cli import main
 
+    calls = []
+
+    def fake_adapt(session, **kwargs):  # the adaptation itself is tested above; this is the command line
+        calls.append((session.user, kwargs))
+        return adapted[0]
+
     monkeypatch.setattr(models, "USER_DIR", recorded.folder.parents[1])
-    monkeypatch.setattr(models, "USER_MODELS_DIR", tmp_path)
-    assert main(["adapt", "ana", "--model", str(tiny_model_dir), "--steps", "2", "--name", "tiny-cli"]) == 0
+    monkeypatch.setattr(asrkit.adapt, "adapt", fake_adapt)
+    assert main(["adapt", "ana", "--steps", "2", "--name", "mine"]) == 0
+    (user, kwargs), = calls
+    assert user == "ana" and kwargs["name"] == "mine" and kwargs["options"].steps == 2
     assert "held-out WER (2 takes of ana)" in capsys.readouterr().out
-    assert models.load_model("tiny-cli").card.metrics["adapt_steps"] == 2
+    monkeypatch.undo()
+    monkeypatch.setattr(models, "USER_DIR", tmp_path)
     assert main(["adapt", "nobody"]) == 2
     assert "record at least 5 prompts" in capsys.readouterr().err

@@ -223,3 +223,27 @@ def test_picker_orders_by_measured_wer_hides_poor_models_and_reports_broken_card
     picker.show_all.value = True
     assert [name for _, name in picker.dropdown.options][-3:] == ["poor", "new", "random"]
     assert "(UNTRAINED)" in picker.dropdown.options[-1][0] and "more model" not in picker.note.value
+
+
+def test_picker_refresh_keeps_the_choice_and_leaves_a_deleted_model(tmp_path, monkeypatch):
+    shipped, user = tmp_path / "shipped", tmp_path / "user"
+    _card(shipped / "pocketsphinx", name="pocketsphinx", config={"backend": "pocketsphinx"},
+          metrics={"fixtures_dev": {"wer": 0.31}})
+    monkeypatch.setattr(registry, "MODELS_DIR", shipped)
+    monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path / "none")
+    monkeypatch.setattr(registry, "USER_MODELS_DIR", user)
+    picker = ModelPicker(config=Config(model_name="pocketsphinx"))
+    loads = []
+    monkeypatch.setattr(picker._loader, "submit", lambda fn, name: loads.append(name))
+    # a better model appears first in the list: the dropdown passes through it, which is no choice
+    _card(user / "better", name="better", metrics={"held_out": {"wer_after": 0.0}})
+    picker.refresh()
+    assert picker.dropdown.options[0][1] == "better"
+    assert picker.dropdown.value == "pocketsphinx" and loads == []
+    # the model in use is deleted: the default takes its place
+    picker._chosen = "better"
+    import shutil
+
+    shutil.rmtree(user / "better")
+    picker.refresh()
+    assert loads == [registry.DEFAULT_MODEL]

@@ -1,11 +1,12 @@
-"""Adapt to my voice: read prompts into the microphone, then fine-tune a copy of the model and see
-before/after WER on takes it never trained on.
+"""Adapt to my voice: read prompts into the microphone, then fine-tune a copy of the default Whisper
+model and see before/after WER on takes it never trained on; delete an adapted model again.
 
 Everything but the widgets is :mod:`asrkit.adapt`. Each take is checked (silence, clipping, too short or
 long) before it is saved, and saved at once, so closing the page or restarting the kernel loses nothing:
 the same user name reopens the session where it stopped. In hands-free mode the microphone stays on
 and every pause of :attr:`~asrkit.adapt.HandsFreeOptions.end_silence_s` ends a take and moves on to the
 next prompt. Fine-tuning runs on a thread of its own, so the page stays responsive and Cancel works.
+Deleting asks for a second press of the button, since a deleted model is gone for good.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from asrkit.adapt import (
     MIN_TAKES, PROMPT_SETS, AdaptOptions, AdaptResult, AdaptSession, HandsFreeOptions, Progress, QualityOptions,
-    TakeSplitter, adapt, check_take, check_user_name,
+    TakeSplitter, adapt, check_take, check_user_name, delete_user_model, user_models,
 )
 from asrkit.audio import AudioError, load_audio, wav_bytes
 from asrkit.report import ALIGNMENT_STYLE, alignment_html
@@ -38,8 +39,9 @@ STYLE = """<style>
 .asrkit-adapt-compare th{background:#f3f3f3} .asrkit-adapt-wer{font-size:20px;font-weight:bold}
 """ + ALIGNMENT_STYLE + "</style>"
 # What the stages of an adaptation are called on the page.
-STAGES = {"before": "measuring the model on your held-out takes", "features": "preparing your takes",
-          "training": "fine-tuning", "after": "measuring the adapted model", "saving": "saving", "done": "done"}
+STAGES = {"before": "measuring the model on your held-out takes",
+          "features": "encoding your takes and their copies", "training": "fine-tuning",
+          "after": "measuring the adapted model", "saving": "saving", "done": "done"}
 
 
 def result_html(result: AdaptResult) -> str:
@@ -60,18 +62,21 @@ def result_html(result: AdaptResult) -> str:
         f'<td class="asrkit-alignment">{alignment_html(a.score.alignment)}</td></tr>'
         for b, a in zip(before.rows, after.rows)
     )
-    better = after.corpus.wer < before.corpus.wer
-    verdict = ("The adapted model makes fewer errors on takes it never trained on." if better else
-               "The adapted model is no better on the held-out takes: record more prompts, or try again.")
+    if after.corpus.wer < before.corpus.wer:
+        verdict = "The adapted model makes fewer errors on takes it never trained on."
+    elif before.corpus.wer == after.corpus.wer == 0:
+        verdict = "Both models make no error on your held-out takes: the model already knew your voice."
+    else:
+        verdict = "The adapted model is no better on the held-out takes: record more prompts, or try again."
     return f"""<div class="asrkit-adapt-result" data-wer-before="{before.corpus.wer:.4f}" data-wer-after="{after.corpus.wer:.4f}">
 <table class="asrkit-adapt-compare">
 <tr><th>{n} held-out takes (never trained on)</th><th>before: {html.escape(result.base_model)}</th><th>after: {html.escape(result.name)}</th></tr>
 <tr><td>word error rate</td><td class="asrkit-adapt-wer">WER before {100 * before.corpus.wer:.1f}%</td>
 <td class="asrkit-adapt-wer">WER after {100 * after.corpus.wer:.1f}%</td></tr>
 {rows}</table>
-<p>{verdict} Fine-tuned {result.steps} steps in {result.train_s:.0f} s on {len(result.adapt_takes)} takes; saved as
-<b>{html.escape(result.name)}</b> ({html.escape(str(result.folder))}); {html.escape(result.base_model)} is unchanged.
-Pick {html.escape(result.name)} in the model menu to use it.</p>
+<p>{verdict} Fine-tuned {result.steps} steps in {result.train_s:.0f} s on {len(result.adapt_takes)} takes
+({result.total_s:.0f} s in all); saved as <b>{html.escape(result.name)}</b> ({html.escape(str(result.folder))});
+{html.escape(result.base_model)} is unchanged. Pick {html.escape(result.name)} in the model menu to use it.</p>
 {LEGEND}
 </div>"""
 
@@ -89,7 +94,8 @@ class AdaptView(w.VBox):
         The shared data folder: sentence prompts, the evaluation texts kept out of them, and noise for
         augmentation.
     root, models_dir : Path, optional
-        Where sessions and adapted models go (default: :data:`asrkit.models.USER_DIR` and ``USER_MODELS_DIR``).
+        Where sessions and adapted models go (default: :data:`asrkit.models.USER_DIR` and ``USER_MODELS_DIR``);
+        the models in ``models_dir`` are the ones the view offers to delete.
     quality, hands_free : QualityOptions, HandsFreeOptions
     """
 
@@ -110,6 +116,9 @@ class AdaptView(w.VBox):
         self._recent: deque[tuple[int, float]] = deque(maxlen=6)
         self._adapting = False
         self._adapted = w.CallbackDispatcher()
+        self._deleted = w.CallbackDispatcher()
+        # the model whose deletion the Delete button's next press confirms (None: not asked yet)
+        self._armed: str | None = None
         # the last adaptation's result (None before the first finishes)
         self.adapted: AdaptResult | None = None
 
@@ -142,6 +151,14 @@ class AdaptView(w.VBox):
         self.progress_text.add_class("asrkit-adapt-progress")
         self.result = w.HTML()
         self.result.add_class("asrkit-adapt-results")
+        self.mine = w.Dropdown(description="your models", layout=w.Layout(width="24em"),
+                               style={"description_width": "initial"})
+        self.mine.add_class("asrkit-adapt-mine")
+        self.delete = w.Button(description="Delete", icon="trash", button_style="danger",
+                               tooltip="delete the chosen adapted model (press twice)")
+        self.delete.add_class("asrkit-adapt-delete")
+        self.delete_note = w.HTML()
+        self.delete_note.add_class("asrkit-adapt-delete-note")
 
         self.user.observe(lambda _: self._open(), names="value")
         self.prompt_set.observe(lambda _: self._new_prompts(), names="value")
@@ -150,26 +167,35 @@ class AdaptView(w.VBox):
         self.hands_free.observe(lambda _: self.microphone.stop() if self.microphone.recording else None, names="value")
         self.run.on_click(lambda _: self.start_adapting())
         self.cancel.on_click(lambda _: self._cancel.set())
+        self.mine.observe(lambda _: self._disarm(), names="value")
+        self.delete.on_click(lambda _: self._delete_pressed())
         self.microphone.on_start(self._started)
         self.microphone.on_chunk(self._received)
         self.microphone.on_stop(self._stopped)
         super().__init__([
             w.HTML(STYLE + "<p>Read each prompt aloud: press <b>start</b>, read, press <b>stop</b> (or tick "
                    "<i>hands-free</i>). Every take is checked and saved at once. Then <b>Adapt</b> fine-tunes a copy "
-                   "of the model on most of your takes and measures both models on the rest.</p>"),
+                   f"of {html.escape(self.options.base_model)} on most of your takes and measures both models on "
+                   "the rest.</p>"),
             w.HBox([self.user, self.prompt_set]), self.note,
             self.counter, self.prompt,
             w.HBox([self.microphone, self.back, self.skip]), self.hands_free,
             self.take, self.playback,
             w.HBox([self.run, self.cancel, self.progress, self.progress_text]),
             self.result,
+            w.HBox([self.mine, self.delete, self.delete_note]),
         ])
         self.add_class("asrkit-adapt")
+        self._list_models()
         self._open()
 
     def on_adapted(self, handler: Callable[[AdaptResult], None]) -> None:
         """Call ``handler(result)`` (on the adaptation thread) once an adapted model is saved."""
         self._adapted.register_callback(handler)
+
+    def on_deleted(self, handler: Callable[[str], None]) -> None:
+        """Call ``handler(name)`` once the adapted model ``name`` is deleted."""
+        self._deleted.register_callback(handler)
 
     # --- the session and its prompts ---
 
@@ -234,6 +260,9 @@ class AdaptView(w.VBox):
         self.run.disabled = self._adapting or len(s.takes) < MIN_TAKES
         self.microphone.enabled = not self._adapting
         self.back.disabled = self.skip.disabled = self._adapting
+        # the adaptation may be writing a model of the same name
+        self.mine.disabled = self._adapting
+        self.delete.disabled = self._adapting or self.mine.value is None
 
     # --- recording: on the kernel's message thread, quick ---
 
@@ -317,6 +346,7 @@ class AdaptView(w.VBox):
             self.result.value = result_html(result)
             self.progress_text.value = "cancelled" if result.cancelled else f"done in {result.train_s:.0f} s of fine-tuning"
             if not result.cancelled:
+                self._list_models(select=result.name)
                 self._adapted(result)
         finally:
             self._adapting = False
@@ -336,3 +366,43 @@ class AdaptView(w.VBox):
             text += " · cancelling…"
         self.progress_text.value = text
 
+    # --- the user's adapted models ---
+
+    def _list_models(self, *, select: str | None = None) -> None:
+        names = user_models(models_dir=self.models_dir)
+        # not under hold_trait_notifications: the value is checked against the options it had before
+        self.mine.options = names
+        self.mine.value = select if select in names else (names[0] if names else None)
+        self._disarm()
+        self.delete.disabled = self._adapting or self.mine.value is None
+
+    def _disarm(self) -> None:
+        if self._armed is not None:
+            self.delete_note.value = ""  # the question asked of the model no longer chosen
+        self._armed = None
+        self.delete.description = "Delete"
+
+    def _delete_pressed(self) -> None:
+        name = self.mine.value
+        if name is None or self._adapting:
+            return
+        if self._armed != name:
+            self._armed = name
+            self.delete.description = "Confirm delete"
+            self.delete_note.value = (f"<small>Press <b>Confirm delete</b> to delete {html.escape(name)} for good; "
+                                      "pick another model to keep it.</small>")
+            return
+        self.delete_model(name)
+
+    def delete_model(self, name: str) -> bool:
+        """Delete the adapted model ``name`` (what the second press of Delete does); whether it was deleted."""
+        try:
+            folder = delete_user_model(name, models_dir=self.models_dir)
+        except (ValueError, OSError) as err:
+            self._list_models()
+            self.delete_note.value = f'<p class="asrkit-adapt-bad">{html.escape(str(err))}</p>'
+            return False
+        self._list_models()
+        self.delete_note.value = f"<small>Deleted {html.escape(name)} ({html.escape(str(folder))}).</small>"
+        self._deleted(name)
+        return True

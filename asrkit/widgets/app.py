@@ -70,7 +70,9 @@ class App(w.VBox):
         self.adapt = AdaptView(shared_data=shared_data)
         self.tabs = w.Tab(children=[self.live, self.read_aloud, self.files, self.adapt], titles=TITLES)
         self.picker.on_change(self._swap)
+        # an adapted model joins the menu at once, and a deleted one leaves it
         self.adapt.on_adapted(lambda _: self.picker.refresh())
+        self.adapt.on_deleted(lambda _: self.picker.refresh())
         super().__init__([self.picker, self.tabs])
 
     def _swap(self, model: ASRModel) -> None:

@@ -10,6 +10,7 @@ finishes it, and starts a new stream on the new model.
 from __future__ import annotations
 
 import html
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -86,6 +87,7 @@ class ModelPicker(w.VBox):
         self._listing: ModelListing = list_models()
         registered = {e.name for e in self._listing.entries}
         self._chosen = self.model.name if self.model.name in registered else config.model_name
+        self._refreshing = False
         self.show_all = w.Checkbox(value=False, description="show all models", indent=False,
                                    layout=w.Layout(width="auto"))
         self.dropdown = w.Dropdown(options=self._options(), value=self._chosen, description="model",
@@ -104,12 +106,23 @@ class ModelPicker(w.VBox):
         self._listeners.register_callback(handler)
 
     def refresh(self) -> None:
-        """List the registry's models again (one was added, e.g. by adaptation), keeping the choice."""
+        """List the registry's models again (one was added or deleted, e.g. by adaptation), keeping the
+        choice; when the chosen model was deleted, the default model is loaded in its place."""
         self._listing = list_models()
-        with self.dropdown.hold_trait_notifications():
+        gone = self._chosen not in {e.name for e in self._listing.entries} and not Path(self._chosen).expanduser().is_dir()
+        self._show_options()
+        self._describe()
+        if gone and self._chosen != DEFAULT_MODEL:
+            self._picked({"new": DEFAULT_MODEL})
+
+    def _show_options(self) -> None:
+        # new options make the dropdown pass through their first entry: that is no choice of the user's
+        self._refreshing = True
+        try:
             self.dropdown.options = self._options()
             self.dropdown.value = self._chosen
-        self._describe()
+        finally:
+            self._refreshing = False
 
     def _shown(self) -> list[ModelEntry]:
         return [e for e in by_wer(self._listing.entries)
@@ -135,7 +148,7 @@ class ModelPicker(w.VBox):
         self.note.value = "<small>" + "<br>".join(lines) + "</small>"
 
     def _picked(self, change) -> None:
-        if change["new"] == self._chosen:
+        if change["new"] == self._chosen or self._refreshing:
             return
         self.dropdown.disabled = True
         self.note.value = f"<small>loading {html.escape(change['new'])}…</small>"
@@ -150,6 +163,7 @@ class ModelPicker(w.VBox):
             self.dropdown.disabled = False
             return
         self.model, self._chosen = model, name
+        self._show_options()
         self._listeners(model)
         self._describe()
         self.dropdown.disabled = False

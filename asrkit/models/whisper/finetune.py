@@ -597,7 +597,7 @@ def finetune(
                 state["bad_evals"] += 1
         if state["step"] % options.checkpoint_every == 0 or state["step"] == options.steps:
             save_checkpoint()
-        if held_out is not None and state["bad_evals"] >= options.patience:
+        if held_out is not None and state["bad_evals"] >= options.patience and state["step"] < options.steps:
             stopped = "early stop"
             save_checkpoint()
             break
