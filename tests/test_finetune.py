@@ -158,6 +158,17 @@ def test_cancel_leaves_nothing_half_written(base, encoded, tmp_path):
     assert not (tmp_path / "model").exists()
 
 
+def test_stored_features_are_reused_only_for_the_same_clips(base, tmp_path):
+    path = tmp_path / "features.npy"
+    encode_examples(base, _clips(2), ["a", "b"], path=path)
+    written = path.stat().st_mtime_ns
+    again = encode_examples(base, _clips(2), ["a", "b"], path=path)
+    assert isinstance(again.features, np.memmap) and path.stat().st_mtime_ns == written
+    stamp = path.with_suffix(".json").read_text()
+    other = encode_examples(base, _clips(2), ["a", "c"], path=path)
+    assert other.texts == ("a", "c") and path.with_suffix(".json").read_text() != stamp
+
+
 def test_early_stopping_keeps_the_best_weights(encoded, tmp_path):
     # a learning rate this high wrecks the decoder: the base (step 0) stays the best
     options = FinetuneOptions(trainable="decoder", peak_lr=0.05, steps=20, batch_size=4, warmup_steps=1, eval_every=2,

@@ -27,6 +27,7 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -235,8 +236,6 @@ def encode_examples(
     -------
     An :class:`EncodedSet` of ``len(audios) * (1 + copies)`` rows, or None when cancelled.
     """
-    from asrkit.data.augment import spec_augment  # noqa: F401  (fails early when scipy is missing)
-
     if len(audios) != len(texts) or not audios:
         raise ValueError(f"need one transcript per clip and at least one clip; got {len(audios)} clips and "
                          f"{len(texts)} transcripts")
@@ -249,7 +248,11 @@ def encode_examples(
     out_texts = tuple(texts[i] for i, _ in rows)
     durations = tuple(len(audios[i]) / SAMPLE_RATE for i, _ in rows)
     shape = (len(rows), config.n_audio_ctx, config.n_audio_state)
-    if path is not None and Path(path).is_file():
+    # what the stored features were made from: other clips, copies or seed make them stale
+    digest = _digest({"texts": out_texts, "durations": durations, "copies": copies, "seed": seed,
+                      "samples": [int(a.size) for a in audios], "model": model.name})
+    stamp = Path(path).with_suffix(".json") if path is not None else None
+    if path is not None and Path(path).is_file() and stamp.is_file() and json.loads(stamp.read_text()) == digest:
         cached = np.load(path, mmap_mode="r")
         if cached.shape == shape:
             return EncodedSet(cached, out_texts, durations)
@@ -283,6 +286,7 @@ def encode_examples(
         features.flush()
         del features
         partial.replace(path)
+        _write_atomically(stamp, lambda p: p.write_text(json.dumps(digest)))
         features = np.load(path, mmap_mode="r")
     return EncodedSet(features, out_texts, durations)
 
@@ -450,6 +454,10 @@ def _greedy_texts(steps: _Steps, tokenizer, features: np.ndarray, *, max_tokens:
     return [tokenizer.decode(t) for t in out]
 
 
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
 def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
     partial = path.with_name(path.name + ".partial")
     write(partial)
@@ -510,9 +518,12 @@ def finetune(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     saved = run_dir / OPTIONS_FILE
-    if saved.is_file() and json.loads(saved.read_text()) != asdict(options):
-        raise ValueError(f"{run_dir} holds a run with other options ({saved}); use a new folder to start afresh")
-    _write_atomically(saved, lambda p: p.write_text(json.dumps(asdict(options), indent=1)))
+    # a checkpoint resumes only the run it came from: the same options on the same clips
+    run = {"options": asdict(options), "data": _digest({"texts": data.texts, "durations": data.durations_s})}
+    if saved.is_file() and json.loads(saved.read_text()) != run:
+        raise ValueError(f"{run_dir} holds a run with other options or clips ({saved}); use a new folder to start "
+                         "afresh")
+    _write_atomically(saved, lambda p: p.write_text(json.dumps(run, indent=1)))
     tell = on_progress or (lambda _: None)
     cancel = cancel or threading.Event()
     network = model.transcriber.inference.network
