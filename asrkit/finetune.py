@@ -26,8 +26,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
 from asrkit.manifest import Utterance, read_manifest
 from asrkit.models.whisper.finetune import FinetuneOptions, FinetuneResult, Progress
 from asrkit.text import normalize_text
@@ -119,11 +117,6 @@ def check_model_name(name: str) -> str:
     if any((root / name).exists() for root in (models.MODELS_DIR, models.SHIPPED_DIR)):
         raise ValueError(f"{name!r} is a shipped model's name; the new model needs another")
     return name
-
-
-def forgetting_between(base_wer: float, wer: float) -> bool:
-    """Whether a general-set WER change counts as forgetting."""
-    return 100 * (wer - base_wer) > FORGETTING_POINTS
 
 
 def select_clips(
@@ -276,11 +269,3 @@ def finetune_model(
 def _peak_rss_mb() -> float:
     # Linux reports kilobytes
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def history_arrays(result: FinetuneResult) -> dict[str, np.ndarray]:
-    """The loss and held-out curves of a run as arrays, for plotting."""
-    losses = np.array(result.losses, float).reshape(-1, 2)
-    evals = np.array([(e.step, e.loss, e.wer) for e in result.evaluations], float).reshape(-1, 3)
-    return {"step": losses[:, 0], "loss": losses[:, 1], "eval_step": evals[:, 0], "eval_loss": evals[:, 1],
-            "eval_wer": evals[:, 2]}
