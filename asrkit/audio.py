@@ -21,6 +21,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from asrkit.errors import AsrkitError
+
 SAMPLE_RATE = 16000  # the one rate every model and feature uses
 MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 768_000
@@ -57,7 +59,7 @@ class AudioLimits:
 DEFAULT_LIMITS = AudioLimits()
 
 
-class AudioError(ValueError):
+class AudioError(AsrkitError, ValueError):
     """Base class: the input cannot be turned into speech samples."""
 
 

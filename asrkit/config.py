@@ -7,11 +7,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from asrkit.audio import DEFAULT_LIMITS, AudioLimits
+from asrkit.errors import AsrkitError
 
 DEVICES = ("auto", "cpu", "gpu")
 
 
-class ConfigError(ValueError):
+class ConfigError(AsrkitError, ValueError):
     """An environment variable holds a value asrkit cannot use."""
 
 

@@ -31,6 +31,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from asrkit.config import Config
+from asrkit.errors import AsrkitError
 from asrkit.evaluate import EvalReport, Outcome, build_report, model_identity, transcribe_batches
 from asrkit.manifest import Utterance
 from asrkit.models import UnknownModelError, resolve_model
@@ -46,7 +47,7 @@ FAULT_ENV = "ASRKIT_FAULT_FILE"
 INSTALL_HINT = "pip install 'asrkit[ray]'"
 
 
-class DistributedError(RuntimeError):
+class DistributedError(AsrkitError, RuntimeError):
     """A distributed run that cannot start or finish: Ray missing, a results folder of another run,
     a shard that failed every retry."""
 

@@ -13,11 +13,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from asrkit.errors import AsrkitError
+
 TSV_COLUMNS = ("path", "transcript")
 JSONL_KEYS = ("audio_filepath", "text")
 
 
-class ManifestError(ValueError):
+class ManifestError(AsrkitError, ValueError):
     """A manifest that cannot be read; the message names the file and line."""
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from asrkit.audio import DEFAULT_LIMITS, AudioError, AudioLimits, SampleRateError, to_mono
+from asrkit.errors import AsrkitError
 from asrkit.streaming import Session, StreamResult
 
 # What push() does when the queue is full.
@@ -27,7 +28,7 @@ WHEN_FULL = ("refuse", "drop_oldest")
 MAX_ERRORS = 20
 
 
-class BacklogFullError(RuntimeError):
+class BacklogFullError(AsrkitError, RuntimeError):
     """The worker is too far behind the audio source to queue another chunk."""
 
 

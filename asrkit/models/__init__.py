@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from asrkit.config import Config
+from asrkit.errors import AsrkitError
 from asrkit.models.base import (
     CARD_FILE, GENERAL_SETS, ASRModel, Headline, ModelCard, ModelUnavailableError, PromptError, Span, Transcript,
     headline_metric,
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 
-class UnknownModelError(LookupError):
+class UnknownModelError(AsrkitError, LookupError):
     """No registered model has that name and no folder is at that path."""
 
 

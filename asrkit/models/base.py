@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol, runtime_checkable
 
 import numpy as np
 
+from asrkit.errors import AsrkitError
+
 if TYPE_CHECKING:
     from asrkit.streaming import Stream
 
@@ -22,11 +24,11 @@ CARD_FILE = "card.json"
 GENERAL_SETS = ("fixtures_dev", "kathleen_dev")
 
 
-class ModelUnavailableError(LookupError):
+class ModelUnavailableError(AsrkitError, LookupError):
     """A hub model that is neither in its hub's local cache nor a local folder (asrkit does not download)."""
 
 
-class PromptError(ValueError):
+class PromptError(AsrkitError, ValueError):
     """A prompt a model cannot take: the model takes none, or the prompt is too long or malformed."""
 
 

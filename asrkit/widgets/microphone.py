@@ -32,6 +32,7 @@ import traitlets
 from ipywidgets import CallbackDispatcher
 
 from asrkit.audio import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE
+from asrkit.errors import AsrkitError
 
 HERE = Path(__file__).resolve().parent
 # Audio per chunk the browser sends, milliseconds: short enough for a live transcript, long enough
@@ -43,7 +44,7 @@ MAX_CHUNK_S = 2.0
 TRANSPORT_HISTORY = 50
 
 
-class ChunkError(ValueError):
+class ChunkError(AsrkitError, ValueError):
     """A message from the browser that is not a well-formed audio chunk."""
 
 

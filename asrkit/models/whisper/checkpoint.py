@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asrkit.errors import AsrkitError
 from asrkit.models.whisper.config import GenerationConfig, WhisperConfig
 
 CT2_FILE = "model.bin"
@@ -32,7 +33,7 @@ _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float1
 _CHUNK = 1 << 20
 
 
-class CheckpointError(ValueError):
+class CheckpointError(AsrkitError, ValueError):
     """A model file that is missing, truncated, corrupt or not a Whisper checkpoint."""
 
 

@@ -18,6 +18,8 @@ from types import MappingProxyType
 
 import tokenizers
 
+from asrkit.errors import AsrkitError
+
 TASKS = ("transcribe", "translate")
 TOKENIZER_FILE = "tokenizer.json"
 #: Seconds between two consecutive timestamp tokens.
@@ -41,7 +43,7 @@ _NON_SPEECH_SYMBOLS = (
 _MUSIC_SYMBOLS = "♩♪♫♬♭♮♯"
 
 
-class TokenizerError(ValueError):
+class TokenizerError(AsrkitError, ValueError):
     """A tokenizer.json that is missing, unreadable or not a Whisper vocabulary."""
 
 
