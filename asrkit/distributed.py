@@ -41,9 +41,6 @@ RUN_FILE = "run.json"
 SHARDS_DIR = "shards"
 # Version of the results folder's layout, kept in run.json: a later layout refuses an older folder.
 LAYOUT = 1
-# Fault injection for the tests: while a file exists at the path this variable names, the first worker
-# to delete it kills its own process as it starts a shard, as a machine lost mid-run would.
-FAULT_ENV = "ASRKIT_FAULT_FILE"
 INSTALL_HINT = "pip install 'asrkit[ray]'"
 
 
@@ -229,22 +226,10 @@ class ShardWorker:
 
     def run(self, items: Sequence[tuple[int, Utterance]]) -> list[dict]:
         """Records of the shard's utterances, given as (manifest index, utterance) pairs."""
-        _maybe_fail()
         utterances = [u for _, u in items]
         outcomes = [o for batch in transcribe_batches(
             self.model, utterances, batch_size=self.config.batch_size, limits=self.config.audio_limits) for o in batch]
         return [to_record(i, o) for (i, _), o in zip(items, outcomes)]
-
-
-def _maybe_fail() -> None:
-    fault = os.environ.get(FAULT_ENV)
-    if not fault:
-        return
-    try:
-        os.unlink(fault)  # only one process can delete it: exactly one worker dies
-    except FileNotFoundError:
-        return
-    os._exit(1)
 
 
 def import_ray() -> Any:

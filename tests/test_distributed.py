@@ -9,19 +9,23 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from asrkit.cli import EXIT_OK, EXIT_USAGE, main
-from asrkit.distributed import FAULT_ENV, DistributedError, RayOptions, ResultStore, evaluate_manifest, run_header
+from asrkit.distributed import DistributedError, RayOptions, ResultStore, evaluate_manifest, run_header
 from asrkit.evaluate import evaluate
 from asrkit.manifest import read_manifest
 from asrkit.models import load_model
 from conftest import shared_path
+from ray_faults import FAULT_ENV
 
 # The shipped LiteRT model: trained, loads in seconds without TensorFlow, and its transcript of a clip
 # depends on that clip alone.
 MODEL = "asrkit-ctc-en-litert"
+# Ray workers import ray_faults from here
+TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -30,10 +34,11 @@ def cluster(tmp_path_factory):
     start a shard."""
     ray = pytest.importorskip("ray", reason="needs Ray, the optional extra: pip install 'asrkit[ray]'")
     fault = tmp_path_factory.mktemp("fault") / "kill-next-worker"
+    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+    runtime_env = {"env_vars": {FAULT_ENV: str(fault), "PYTHONPATH": path}, "worker_process_setup_hook": "ray_faults.install"}
     for attempt in (1, 2):
         try:
-            ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
-                     runtime_env={"env_vars": {FAULT_ENV: str(fault)}})
+            ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, runtime_env=runtime_env)
             break
         except Exception:  # Ray gives its node 30 s to start, which a loaded machine can miss once
             ray.shutdown()
