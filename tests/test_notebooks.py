@@ -25,7 +25,9 @@ def test_notebook_runs_top_to_bottom(path, monkeypatch, tmp_path):
     NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
-    if path.name in EXPECTED and (SHARED_DATA / JFK).exists():
+    if path.name in EXPECTED:
+        if not (SHARED_DATA / JFK).exists():
+            pytest.skip(f"ran without errors; what it prints needs the shared data at {SHARED_DATA}")
         outputs = [o for c in nb.cells for o in c.get("outputs", [])]
         assert any("image/png" in o.get("data", {}) for o in outputs), "no figure was drawn"
         assert any(EXPECTED[path.name] in o.get("text", "") for o in outputs), f"{EXPECTED[path.name]!r} was not printed"
