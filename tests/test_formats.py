@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from asrkit.formats import MAX_CUE_CHARS, cues, render, to_srt, to_vtt
+from asrkit.formats import MAX_CUE_SECONDS, MAX_LINE_CHARS, cues, render, to_srt, to_vtt
 from asrkit.models.base import Span, Transcript
 
 
@@ -13,9 +13,9 @@ def transcript(n_words: int, step: float = 0.5) -> Transcript:
 
 def test_cues_respect_length_and_duration_bounds():
     for c in cues(transcript(40)):
-        assert len(c.text) <= MAX_CUE_CHARS
-        assert c.end - c.start <= 6.0
-    assert " ".join(c.text for c in cues(transcript(40))) == transcript(40).text
+        assert all(len(line) <= MAX_LINE_CHARS for line in c.text.split("\n"))
+        assert c.end - c.start <= MAX_CUE_SECONDS
+    assert " ".join(c.text.replace("\n", " ") for c in cues(transcript(40))) == transcript(40).text
 
 
 def test_no_word_times_gives_one_cue_and_empty_gives_none():
@@ -25,9 +25,9 @@ def test_no_word_times_gives_one_cue_and_empty_gives_none():
 
 
 def test_srt_and_vtt_timestamps():
-    t = Transcript("a b", 3725.0, words=(Span("a", 3723.25, 3723.5), Span("b", 3724.0, 3724.999)))
-    assert to_srt(t) == "1\n01:02:03,250 --> 01:02:04,999\na b\n"
-    assert to_vtt(t) == "WEBVTT\n\n01:02:03.250 --> 01:02:04.999\na b\n\n"
+    t = Transcript("a bee", 3725.0, words=(Span("a", 3723.25, 3723.5), Span("bee", 3723.6, 3724.299)))
+    assert to_srt(t) == "1\n01:02:03,250 --> 01:02:04,299\na bee\n"
+    assert to_vtt(t) == "WEBVTT\n\n01:02:03.250 --> 01:02:04.299\na bee\n\n"
 
 
 def test_json_carries_times_and_extra_fields():
