@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -14,12 +15,17 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from asrkit.audio import DEFAULT_LIMITS, AudioError, AudioLimits, load_audio
-from asrkit.manifest import Utterance
+from asrkit.manifest import MAX_NAMED, ManifestError, ManifestWarning, Utterance
 from asrkit.metrics import NORMALIZER_NAME, CorpusScore, Interval, UtteranceScore, bootstrap_interval, score_corpus
 from asrkit.models.base import CARD_FILE, ASRModel, Span, Transcript
+from asrkit.text import normalize_text
 
 # Where hypotheses are kept between runs unless told otherwise.
 CACHE_DIR = Path(os.environ.get("ASR_CACHE_DIR") or Path.home() / ".cache" / "asrkit" / "hypotheses")
+
+
+class NothingToScoreError(ManifestError):
+    """No utterance to score: none were given, or none has a reference with words in it."""
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,29 @@ def _card_without_metrics(card_file: Path) -> str:
     return json.dumps(card, sort_keys=True)
 
 
+def scorable(utterances: Sequence[Utterance]) -> list[int]:
+    """Positions of the utterances that can be scored: those whose reference has words once normalised.
+
+    WER counts errors per reference word, so an empty reference (``""``, or only punctuation) has no
+    rate to give (jiwer 4 would give each hallucinated word 100%, and jiwer 3 refused): such utterances
+    are left out with a :class:`~asrkit.manifest.ManifestWarning` that names them. Raises
+    :class:`NothingToScoreError` when none is left.
+    """
+    has_words = [bool(normalize_text(u.transcript)) for u in utterances]
+    kept = [i for i, keep in enumerate(has_words) if keep]
+    if not kept:
+        raise NothingToScoreError(
+            "nothing to score: no utterances given" if not utterances
+            else f"nothing to score: all {len(utterances)} utterance(s) have an empty reference"
+        )
+    if len(kept) < len(utterances):
+        empty = [str(u.audio_path) for u, keep in zip(utterances, has_words) if not keep]
+        more = f" (and {len(empty) - MAX_NAMED} more)" if len(empty) > MAX_NAMED else ""
+        warnings.warn(f"{len(empty)} utterance(s) with an empty reference are left out of the WER: "
+                      f"{', '.join(empty[:MAX_NAMED])}{more}", ManifestWarning, stacklevel=3)
+    return kept
+
+
 def evaluate(
     model: ASRModel,
     utterances: Sequence[Utterance],
@@ -178,8 +207,10 @@ def evaluate(
 
     An utterance whose audio cannot be read is kept, scored as all deletions, and its error recorded,
     so a broken file can never make a WER look better. With a ``cache``, utterances transcribed before
-    by the same model are not run again.
+    by the same model are not run again. Utterances with an empty reference are left out, see
+    :func:`scorable`.
     """
+    utterances = [utterances[i] for i in scorable(utterances)]
     n = len(utterances)
     outcomes: list[Outcome | None] = [None] * n
     for i, utt in enumerate(utterances):
@@ -228,9 +259,12 @@ def build_report(
     model_name: str, utterances: Sequence[Utterance], outcomes: Sequence[Outcome], *, cached: int = 0
 ) -> EvalReport:
     """Score the outcomes against the utterances' references: the one place a report is made, so every
-    engine (in process, or shards on a cluster) gives the same rows and totals for the same hypotheses."""
+    engine (in process, or shards on a cluster) gives the same rows and totals for the same hypotheses.
+    Utterances with an empty reference are left out, see :func:`scorable`."""
     if len(outcomes) != len(utterances):
         raise ValueError(f"{len(outcomes)} outcomes for {len(utterances)} utterances")
+    kept = scorable(utterances)
+    utterances, outcomes = [utterances[i] for i in kept], [outcomes[i] for i in kept]
     hypotheses = [o.transcript.text if o.transcript is not None else "" for o in outcomes]
     corpus = score_corpus([u.transcript for u in utterances], hypotheses)
     rows = tuple(

@@ -24,6 +24,10 @@ COLUMNS = (
     "utterance", "duration_s", "speaker", "reference", "hypothesis", "wer", "cer",
     "substitutions", "deletions", "insertions", "reference_words", "rtf", "error",
 )
+# Columns holding text from a manifest, a model or an error message, not numbers.
+TEXT_COLUMNS = ("utterance", "speaker", "reference", "hypothesis", "error")
+# First characters a spreadsheet reads as the start of a formula (OWASP's list for CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def row_fields(row: EvalRow) -> dict:
@@ -50,12 +54,21 @@ def summary(report: EvalReport) -> dict:
     }
 
 
+def _inert(text: str) -> str:
+    # a leading quote makes a spreadsheet show the cell as text instead of running "=HYPERLINK(...)"
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def write_csv(report: EvalReport, path: str | Path) -> Path:
+    """One row per utterance, columns :data:`COLUMNS`. A text cell that a spreadsheet would take for a
+    formula (starting with one of :data:`FORMULA_STARTS`) gets a leading ``'``; numbers are written as they are."""
     path = Path(path)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
-        writer.writerows(row_fields(r) for r in report.rows)
+        for row in report.rows:
+            fields = row_fields(row)
+            writer.writerow({**fields, **{c: _inert(fields[c]) for c in TEXT_COLUMNS if isinstance(fields[c], str)}})
     return path
 
 
