@@ -25,8 +25,9 @@ $(STAMP): constraints.txt models.txt pyproject.toml
 app: setup
 	$(BIN)/voila $(APP_NOTEBOOK) --port=$(PORT) --Voila.ip=127.0.0.1 --token $(VOILA_ARGS)
 
+# Containers run as root, which Jupyter refuses unless told; the token and XSRF checks stay on either way.
 lab: setup
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

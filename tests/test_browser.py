@@ -117,30 +117,6 @@ def test_quickstart_transcribes_and_takes_uploads(app_url, browser, tmp_path):
     page.screenshot(path=ARTIFACTS / "quickstart_upload.png", full_page=True)
 
 
-@pytest.mark.timeout(300)
-def test_error_analysis_explorer_shows_a_clicked_utterance(browser):
-    shared_path("splits/kathleen_dev.tsv")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with voila("notebooks/03_error_analysis.ipynb", ASRKIT_EVAL_LIMIT="8") as (url, token):
-        page = browser.new_page(viewport={"width": 1300, "height": 1600})
-        page.goto(f"{url}?token={token}", timeout=120_000)
-        table = page.wait_for_selector(".asrkit-explorer-table select", timeout=240_000)
-        options = table.query_selector_all("option")
-        assert len(options) == 8
-        third = options[2].inner_text().split()[3]  # the utterance id column
-        plot = page.locator(".asrkit-explorer-plot").first
-        page.wait_for_function("el => el.naturalWidth > 300", arg=plot.element_handle(), timeout=60_000)
-        first_plot = plot.get_attribute("src")  # the worst utterance's, shown on opening
-        table.select_option(index=2)
-        page.wait_for_selector(f".widget-html:has-text('{third}') .asrkit-alignment", timeout=60_000)
-        alignment = page.locator(".asrkit-alignment").first.inner_html()
-        assert '<span class="ok">' in alignment
-        page.wait_for_function("([el, old]) => el.src !== old && el.naturalWidth > 300",
-                               arg=[plot.element_handle(), first_plot], timeout=60_000)
-        assert "corpus WER" in page.inner_text("body")
-        page.screenshot(path=ARTIFACTS / "error_analysis_explorer.png", full_page=True)
-
-
 # --- the app (notebooks/app.ipynb) with a fake microphone ---
 
 # The live test's WER at most, on the default model (Whisper tiny.en: 4.6% offline on kathleen_dev;
