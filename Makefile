@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export NUMBA_CACHE_DIR := $(CURDIR)/.cache/numba
 export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
+# the app's Voila template (share/jupyter/voila/templates/asrkit), which an editable install does not copy
+export JUPYTER_PATH := $(CURDIR)/share/jupyter
 APP_NOTEBOOK := notebooks/app.ipynb
 PORT ?= 8866
 

@@ -14,12 +14,14 @@ The steps, each usable on its own (the app's Adapt tab, :mod:`asrkit.widgets.ada
    under a new name in :data:`asrkit.models.USER_MODELS_DIR`; the base model is never touched, and
    :func:`delete_user_model` removes the copy again.
 
-Examples
---------
->>> session = AdaptSession.open(user="ana")  # doctest: +SKIP
->>> session.add_take(index=0, audio=load_audio("take.wav"))  # doctest: +SKIP
->>> result = adapt(session)  # doctest: +SKIP
->>> result.before.corpus.wer, result.after.corpus.wer  # doctest: +SKIP
+Usage
+-----
+::
+
+    session = AdaptSession.open(user="ana")
+    session.add_take(index=0, audio=load_audio("take.wav"))
+    result = adapt(session)
+    result.before.corpus.wer, result.after.corpus.wer
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,7 +51,7 @@ from asrkit.data.augment import AugmentConfig, Augmenter
 from asrkit.data.synth import EXCLUDED_TEXTS, allowed_sentences, read_sentences, spoken_form
 from asrkit.evaluate import EvalReport, evaluate
 from asrkit.finetune import MODEL_NAME_PATTERN, check_model_name
-from asrkit.manifest import Utterance, read_manifest
+from asrkit.manifest import ManifestWarning, Utterance, read_manifest
 from asrkit.models import DEFAULT_MODEL
 from asrkit.models.base import CARD_FILE
 from asrkit.models.whisper.finetune import FinetuneOptions
@@ -92,10 +95,12 @@ def make_prompts(*, kind: str, count: int, seed: int = 0, shared_data: Path | No
         ``splits/eval_texts_to_exclude_from_training.txt`` is left out of any prompt set. Digits work
         without it.
 
-    Examples
-    --------
-    >>> make_prompts(kind="digits", count=2, seed=0)
-    ['six zero four eight', 'six four seven five']
+    Usage
+    -----
+    ::
+
+        make_prompts(kind="digits", count=2, seed=0)
+        # ['six zero four eight', 'six four seven five']
     """
     if kind not in PROMPT_SETS:
         raise ValueError(f"unknown prompt set {kind!r}; choose from {', '.join(PROMPT_SETS)}")
@@ -181,10 +186,12 @@ def check_take(audio: np.ndarray, *, options: QualityOptions = QualityOptions())
     audio : np.ndarray
         Mono float samples at 16 kHz, shape (n,).
 
-    Examples
-    --------
-    >>> check_take(np.zeros(16000, np.float32)).problems[0]
-    'silence: nothing was heard (loudest -inf dBFS); check the microphone is on and not muted'
+    Usage
+    -----
+    ::
+
+        check_take(np.zeros(16000, np.float32)).problems[0]
+        # 'silence: nothing was heard (loudest -inf dBFS); check the microphone is on and not muted'
     """
     audio = np.asarray(audio, np.float32)
     if audio.ndim != 1:
@@ -242,13 +249,15 @@ class TakeSplitter:
     Unlike :class:`asrkit.vad.EnergyVAD`'s fixed level, the threshold follows the noise floor:
     readers' levels and rooms vary, and a quiet reader's take must not break apart inside a prompt.
 
-    Examples
-    --------
-    >>> splitter = TakeSplitter()
-    >>> tone = 0.1 * np.sin(np.arange(16000) / 5).astype(np.float32)
-    >>> silence = np.zeros(16000, np.float32)
-    >>> [round(len(t) / 16000, 2) for t in splitter.push(np.concatenate([silence, tone, silence]))]
-    [1.48]
+    Usage
+    -----
+    ::
+
+        splitter = TakeSplitter()
+        tone = 0.1 * np.sin(np.arange(16000) / 5).astype(np.float32)
+        silence = np.zeros(16000, np.float32)
+        [round(len(t) / 16000, 2) for t in splitter.push(np.concatenate([silence, tone, silence]))]
+        # [1.48]
     """
 
     def __init__(self, *, options: HandsFreeOptions = HandsFreeOptions()) -> None:
@@ -448,11 +457,19 @@ class AdaptSession:
     def _load_takes(self) -> None:
         if not self.manifest.is_file():
             return
+        takes_dir = (self.folder / "takes").resolve()
         for utt in read_manifest(self.manifest):
-            index = int(utt.audio_path.stem) if utt.audio_path.stem.isdigit() else -1
+            path = utt.audio_path.resolve()
+            # the session's takes are its own files: a row naming audio anywhere else (an edited manifest,
+            # a link out of takes/) would have a model trained on files that are not the user's recordings
+            if path.parent != takes_dir:
+                warnings.warn(f"{self.manifest}: {utt.audio_path} lies outside {takes_dir}, so it is not one of the "
+                              "session's takes; left out", ManifestWarning, stacklevel=3)
+                continue
+            index = int(path.stem) if path.stem.isdigit() else -1
             # a row whose file is gone, or that no longer matches its prompt, is not a take
-            if 0 <= index < len(self.prompts) and utt.audio_path.is_file() and utt.transcript == self.prompts[index]:
-                self.takes[index] = Take(index, utt.transcript, utt.audio_path.resolve(), utt.duration_s or 0.0)
+            if 0 <= index < len(self.prompts) and path.is_file() and utt.transcript == self.prompts[index]:
+                self.takes[index] = Take(index, utt.transcript, path, utt.duration_s or 0.0)
 
 
 def digit_readings(
@@ -562,10 +579,12 @@ class AdaptOptions:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AdaptOptions:
         """Defaults, overridden by the ``ASR_ADAPT_*`` variables that are set.
 
-        Examples
-        --------
-        >>> AdaptOptions.from_env({"ASR_ADAPT_STEPS": "30"}).steps
-        30
+        Usage
+        -----
+        ::
+
+            AdaptOptions.from_env({"ASR_ADAPT_STEPS": "30"}).steps
+            # 30
         """
         values = env_values((("base_model", "ASR_ADAPT_BASE", str), ("prompt_set", "ASR_ADAPT_PROMPT_SET", str),
                              ("prompts", "ASR_ADAPT_PROMPTS", int), ("steps", "ASR_ADAPT_STEPS", int),

@@ -2,12 +2,14 @@
 
 Everything here works on :class:`~asrkit.evaluate.EvalReport` objects, whatever model made them.
 
-Examples
---------
->>> report = evaluate(load_model(), read_manifest("kathleen_dev.tsv"))  # doctest: +SKIP
->>> errors = word_errors(report)  # doctest: +SKIP
->>> errors.substitutions[:3]  # doctest: +SKIP
-[(('the', 'a'), 12), (('in', 'and'), 7), (('a', 'the'), 5)]
+Usage
+-----
+::
+
+    report = evaluate(load_model(), read_manifest("kathleen_dev.tsv"))
+    errors = word_errors(report)
+    errors.substitutions[:3]
+    # [(('the', 'a'), 12), (('in', 'and'), 7), (('a', 'the'), 5)]
 """
 
 from __future__ import annotations
@@ -78,10 +80,12 @@ def word_errors(report: EvalReport, *, top: int | None = 20) -> WordErrors:
 def vocabulary(texts: Iterable[str]) -> set[str]:
     """Normalised words of ``texts``, e.g. the model's training transcripts.
 
-    Examples
-    --------
-    >>> sorted(vocabulary(["Hello, World!", "hello there"]))
-    ['hello', 'there', 'world']
+    Usage
+    -----
+    ::
+
+        sorted(vocabulary(["Hello, World!", "hello there"]))
+        # ['hello', 'there', 'world']
     """
     return {word for text in texts for word in normalize_text(text).split()}
 

@@ -14,6 +14,7 @@ import math
 import numbers
 import os
 import stat
+import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -35,17 +36,25 @@ FLOAT_CLIP_TOLERANCE = 1.5
 # decoding up to this much less than the header says is not truncation.
 _LOSSY_SLACK_S = 0.1
 _LOSSY_SLACK_FRACTION = 0.02
+# Decoded frames mixed and resampled at a time: codecs decode ~1000 frames at once, and a soxr call
+# per codec frame would cost more than the decoding.
 _READ_BLOCK_FRAMES = 1 << 16
-_OGG_MAX_PAGE_BYTES = 27 + 255 + 255 * 255  # header, lacing table, largest body
+_OGG_HEADER_BYTES = 27  # capture pattern, version, flags, granule, serial, sequence, checksum, segments
+_OGG_CRC_AT = 22  # where the header's checksum lies; the page is summed with it zeroed
+_OGG_FIRST_PAGE, _OGG_LAST_PAGE = 0x02, 0x04  # header flags
+_BIT_REVERSED = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))  # each byte, its bits in reverse order
 _WAV_PLACEHOLDER_SIZE = 0x7FFF0000  # WAV data sizes from here up mean "length unknown"
+# libsndfile's SF_COUNT_MAX, which it reports as the length of a FLAC whose header states none
+# (total samples 0, as an encoder writing to a pipe leaves it): not a length to check
+_SF_UNKNOWN_FRAMES = 2**63 - 1
+# No PCM format stores 64-bit integers, so they have no full scale to divide by; a list of Python
+# ints becomes int64 too, and scaling its values by 2**63 would make silence.
+_UNSCALED_DTYPES = (np.dtype(np.int64), np.dtype(np.uint64))
 # FFmpeg probes permissively (random bytes can pass for subtitles) and some demuxers,
 # such as HLS, open further files named in the input; allow audio containers only.
 _PYAV_DEMUXERS = "mov,matroska,mp3,aac,ogg,wav,flac,aiff,caf,asf,amr"
 # Raw streams have no length field; FFmpeg guesses one from the bitrate.
 _GUESSED_LENGTH_DEMUXERS = {"mp3", "aac", "amr"}
-
-# Decoded float32 samples, shape (frames, channels), and their sample rate.
-_Decoded = tuple[np.ndarray, int]
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ class AudioLimits:
     """Bounds on what :func:`load_audio` accepts, so one input cannot exhaust memory."""
 
     max_bytes: int = 512 * 2**20  # file, encoded bytes or array size; checked before reading
-    max_duration_s: float = 3600.0  # checked from the header before decoding, and after
+    max_duration_s: float = 3600.0  # checked from the header before decoding, and while decoding
 
 
 DEFAULT_LIMITS = AudioLimits()
@@ -112,8 +121,10 @@ def load_audio(
     source : str, os.PathLike, bytes, bytearray, memoryview or np.ndarray
         A path to an audio file; the encoded bytes of one (WAV, FLAC, OGG, MP3, M4A/AAC,
         WebM/Opus, ...); or samples shaped (frames,) or (frames, channels). Integer
-        samples are scaled by their dtype's full scale; float samples should lie in
-        [-1, 1]. A ``str`` is always a path, never audio content.
+        samples (8, 16 or 32 bits) are scaled by their dtype's full scale; float samples
+        should lie in [-1, 1]. 64-bit integers are refused, as by soundfile: no PCM
+        format has them, so their scale is unknown. A ``str`` is always a path, never
+        audio content.
     sample_rate : int, optional
         Rate of an array ``source`` in Hz, required there. Encoded audio states its own
         rate, so passing one with a path or bytes is a TypeError.
@@ -123,7 +134,9 @@ def load_audio(
     Returns
     -------
     np.ndarray, shape (n_samples,), dtype float32
-        Channels averaged to mono, resampled to SAMPLE_RATE, within [-1, 1].
+        Channels averaged to mono, resampled to SAMPLE_RATE, within [-1, 1]. Encoded audio
+        is mixed and resampled as it decodes, and decoding stops at the duration limit, so
+        memory follows this result's size, not the source's rate and channel count.
 
     Raises
     ------
@@ -134,21 +147,22 @@ def load_audio(
     """
     if isinstance(source, np.ndarray):
         src = "<array>"
-        samples, rate = _from_array(source, sample_rate, src, limits)
-    elif sample_rate is not None:
+        samples, rate = _checked_array(source, sample_rate, src, limits)
+        mono = _Mono16k(rate=rate, channels=samples.shape[1], src=src, limits=limits)
+        for start in range(0, len(samples), _READ_BLOCK_FRAMES):
+            mono.add(_scaled(samples[start : start + _READ_BLOCK_FRAMES]))
+        return mono.finish()
+    if sample_rate is not None:
         raise TypeError("sample_rate is only for arrays; encoded audio states its own rate")
-    elif isinstance(source, (bytes, bytearray, memoryview)):
+    if isinstance(source, (bytes, bytearray, memoryview)):
         src, data = "<bytes>", bytes(source)
         if not data:
             raise EmptyAudioError(f"{src}: empty input (0 bytes)")
         _check_size(len(data), src, limits)
-        samples, rate = _decode(io.BytesIO(data), src, limits)
-    elif isinstance(source, (str, os.PathLike)):
-        src = str(os.fspath(source))
-        samples, rate = _from_path(source, src, limits)
-    else:
-        raise TypeError(f"cannot load audio from {type(source).__name__}")
-    return _to_mono_16k(samples, rate, src, limits)
+        return _decode(io.BytesIO(data), src, limits)
+    if isinstance(source, (str, os.PathLike)):
+        return _from_path(source, str(os.fspath(source)), limits)
+    raise TypeError(f"cannot load audio from {type(source).__name__}")
 
 
 def wav_bytes(audio: np.ndarray) -> bytes:
@@ -158,7 +172,7 @@ def wav_bytes(audio: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def _from_path(path: str | os.PathLike[str], src: str, limits: AudioLimits) -> _Decoded:
+def _from_path(path: str | os.PathLike[str], src: str, limits: AudioLimits) -> np.ndarray:
     try:
         info = os.stat(path)
     except PermissionError as e:  # the file exists; "not found" would mislead
@@ -178,8 +192,10 @@ def _from_path(path: str | os.PathLike[str], src: str, limits: AudioLimits) -> _
         return _decode(f, src, limits)
 
 
-def _from_array(array: np.ndarray, sample_rate: object, src: str, limits: AudioLimits) -> _Decoded:
-    """Validate raw samples and scale them to float32."""
+def _checked_array(
+    array: np.ndarray, sample_rate: object, src: str, limits: AudioLimits
+) -> tuple[np.ndarray, int]:
+    """Validate raw samples and their rate; the samples shaped (frames, channels), unscaled."""
     if sample_rate is None:
         raise SampleRateError(f"{src}: sample_rate is required for arrays")
     if (
@@ -192,6 +208,11 @@ def _from_array(array: np.ndarray, sample_rate: object, src: str, limits: AudioL
     _check_rate(rate, src)
     if array.dtype.kind not in "fiu":
         raise InvalidSamplesError(f"{src}: dtype {array.dtype} is not a real numeric sample type")
+    if array.dtype in _UNSCALED_DTYPES:
+        raise InvalidSamplesError(
+            f"{src}: dtype {array.dtype} has no PCM full scale (a list of ints becomes int64); pass "
+            "int16 or int32 PCM, e.g. np.asarray(samples, dtype=np.int16), or floats in [-1, 1]"
+        )
     if array.ndim == 1:
         array = array[:, np.newaxis]
     elif array.ndim != 2:
@@ -205,21 +226,26 @@ def _from_array(array: np.ndarray, sample_rate: object, src: str, limits: AudioL
     _check_channels(channels, src)
     _check_size(array.nbytes, src, limits)
     _check_duration(frames / rate, src, limits)
-    if array.dtype.kind == "f":
-        return array.astype(np.float32), rate
-    full_scale = 2.0 ** (np.iinfo(array.dtype).bits - 1)
+    return array, rate
+
+
+def _scaled(samples: np.ndarray) -> np.ndarray:
+    """Checked samples, shape (frames, channels), as float32 with integer PCM scaled to [-1, 1)."""
+    if samples.dtype.kind == "f":
+        return samples.astype(np.float32)
+    full_scale = 2.0 ** (np.iinfo(samples.dtype).bits - 1)
     # Unsigned PCM (8-bit WAV's convention) is centred on mid-scale, not on zero.
-    offset = full_scale if array.dtype.kind == "u" else 0.0
-    return (array.astype(np.float32) - offset) / full_scale, rate
+    offset = full_scale if samples.dtype.kind == "u" else 0.0
+    return ((samples.astype(np.float32) - offset) / full_scale).astype(np.float32, copy=False)
 
 
-def _decode(f: BinaryIO, src: str, limits: AudioLimits) -> _Decoded:
-    """Decode an encoded file with libsndfile, or failing that FFmpeg."""
+def _decode(f: BinaryIO, src: str, limits: AudioLimits) -> np.ndarray:
+    """Decode an encoded file with libsndfile, or failing that FFmpeg, to mono at SAMPLE_RATE."""
     head = f.read(16)
     f.seek(0)
-    # libsndfile reads an Ogg stream cut short as a shorter, intact one.
-    if head.startswith(b"OggS") and not _ogg_ends_cleanly(f):
-        raise CorruptAudioError(f"{src}: truncated or corrupt: Ogg stream's final page is missing")
+    # libsndfile reads an Ogg stream cut short as a shorter, intact one, and skips damaged pages.
+    if head.startswith(b"OggS"):
+        _check_ogg_pages(f, src)
     decoded = _decode_soundfile(f, src, limits)
     if decoded is None:
         f.seek(0)
@@ -231,8 +257,9 @@ def _decode(f: BinaryIO, src: str, limits: AudioLimits) -> _Decoded:
     raise UnsupportedFormatError(f"{src}: not audio: no decoder recognises this format")
 
 
-def _decode_soundfile(f: BinaryIO, src: str, limits: AudioLimits) -> _Decoded | None:
-    """Decode with libsndfile (WAV, FLAC, OGG, MP3, AIFF, ...); None if it cannot open ``f``."""
+def _decode_soundfile(f: BinaryIO, src: str, limits: AudioLimits) -> np.ndarray | None:
+    """Decode with libsndfile (WAV, FLAC, OGG, MP3, AIFF, ...); None if it cannot open ``f``, or
+    cannot tell its length."""
     wav_frames = _wav_declared_frames(f)
     f.seek(0)
     try:
@@ -240,24 +267,24 @@ def _decode_soundfile(f: BinaryIO, src: str, limits: AudioLimits) -> _Decoded | 
     except sf.LibsndfileError:
         return None
     with sound:
-        _check_rate(sound.samplerate, src)
-        _check_channels(sound.channels, src)
+        if sound.frames == _SF_UNKNOWN_FRAMES:
+            # libsndfile fails at the end of such a stream; FFmpeg decodes it whole
+            return None
+        mono = _Mono16k(rate=sound.samplerate, channels=sound.channels, src=src, limits=limits)
         _check_duration(sound.frames / sound.samplerate, src, limits)
         # Block by block: a single read() allocates whatever length the header claims.
-        blocks = []
         try:
             while len(block := sound.read(_READ_BLOCK_FRAMES, dtype="float32", always_2d=True)):
-                blocks.append(block)
+                mono.add(block)
         except sf.LibsndfileError as e:
             raise CorruptAudioError(f"{src}: truncated or corrupt {sound.format} data ({e})") from e
-        samples = np.concatenate(blocks) if blocks else np.zeros((0, sound.channels), np.float32)
         # libsndfile trims a WAV's stated length to the bytes present, hiding truncation.
         declared = sound.frames if wav_frames is None else wav_frames
-        _check_complete(len(samples), declared, sound.samplerate, src, lossy=sound.format == "MP3")
-        return samples, sound.samplerate
+        _check_complete(mono.frames, declared, sound.samplerate, src, lossy=sound.format == "MP3")
+        return mono.finish()
 
 
-def _decode_pyav(f: BinaryIO, src: str, limits: AudioLimits) -> _Decoded | None:
+def _decode_pyav(f: BinaryIO, src: str, limits: AudioLimits) -> np.ndarray | None:
     """Decode the first audio stream with FFmpeg (M4A/AAC, WebM/Opus, ...); None if unknown."""
     # imported here: FFmpeg is only needed for what libsndfile cannot read, and a trainer on a
     # machine without PyAV still reads FLAC/WAV/OGG
@@ -275,24 +302,26 @@ def _decode_pyav(f: BinaryIO, src: str, limits: AudioLimits) -> _Decoded | None:
         declared_s = _declared_seconds(container, stream)
         if declared_s is not None:
             _check_duration(declared_s, src, limits)
-        # Planar float for every frame, whatever sample format the codec decodes to.
+        # Planar float for every frame, whatever sample format the codec decodes to; the rate and
+        # layout are the first frame's, which the stream's header may not state.
         resampler = av.AudioResampler(format="fltp")
-        planes, n_frames, rate = [], 0, stream.sample_rate
+        mono: _Mono16k | None = None
         try:
             for frame in itertools.chain(container.decode(stream), [None]):  # None flushes
                 for out in resampler.resample(frame):
-                    planes.append(out.to_ndarray())
-                    n_frames, rate = n_frames + out.samples, out.sample_rate
-                if n_frames:
-                    _check_duration(n_frames / rate, src, limits)
+                    if mono is None:
+                        channels = len(out.layout.channels)
+                        mono = _Mono16k(rate=out.sample_rate, channels=channels, src=src, limits=limits)
+                    mono.add(out.to_ndarray().T)
         except av.error.FFmpegError as e:
             codec = stream.codec_context.name
             raise CorruptAudioError(f"{src}: truncated or corrupt {codec} data ({e})") from e
+    frames, rate = (0, stream.sample_rate) if mono is None else (mono.frames, mono.rate)
     if declared_s is not None:
-        _check_complete(n_frames, round(declared_s * rate), rate, src, lossy=True)
-    if not planes:
-        return np.zeros((0, stream.channels), np.float32), rate
-    return np.concatenate(planes, axis=1).T, rate
+        _check_complete(frames, round(declared_s * rate), rate, src, lossy=True)
+    if mono is None:
+        raise EmptyAudioError(f"{src}: contains no audio samples")
+    return mono.finish()
 
 
 def _declared_seconds(container, stream) -> float | None:
@@ -320,7 +349,9 @@ def to_mono(
     Parameters
     ----------
     samples : np.ndarray, shape (frames,) or (frames, channels)
-        Integer samples are scaled by their dtype's full scale.
+        Integer samples (8, 16 or 32 bits) are scaled by their dtype's full scale; 64-bit integers,
+        which include lists of ints, are refused, having no full scale. Raw bytes (``bytes``,
+        ``bytearray``, ``memoryview``) are refused too: their sample type is unknown.
     sample_rate : int
         Their rate in Hz.
 
@@ -329,8 +360,64 @@ def to_mono(
     np.ndarray, shape (frames,), dtype float32
     """
     src = "<array>"
-    floats, _ = _from_array(np.asarray(samples), sample_rate, src, limits)
-    return _validated_mono(floats, src)
+    if isinstance(samples, (bytes, bytearray, memoryview)):
+        raise InvalidSamplesError(
+            f"{src}: {type(samples).__name__} is raw bytes, not samples; decode it first, e.g. "
+            "np.frombuffer(chunk, dtype=np.int16) for 16-bit PCM"
+        )
+    checked, _ = _checked_array(np.asarray(samples), sample_rate, src, limits)
+    return _validated_mono(_scaled(checked), src)
+
+
+class _Mono16k:
+    """Mixes decoded blocks to mono and resamples them to SAMPLE_RATE as they come, counting frames
+    against the duration limit, so that decoding holds the 16 kHz mono result, not the source."""
+
+    def __init__(self, *, rate: int, channels: int, src: str, limits: AudioLimits) -> None:
+        _check_rate(rate, src)
+        _check_channels(channels, src)
+        self.rate, self.src, self.limits = rate, src, limits
+        # source frames taken so far
+        self.frames = 0
+        self._max_frames = limits.max_duration_s * rate
+        self._pending: list[np.ndarray] = []  # source blocks not yet mixed, shape (frames, channels)
+        self._pending_frames = 0
+        self._resampler = (
+            None if rate == SAMPLE_RATE else soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        )
+        self._out: list[np.ndarray] = []
+
+    def add(self, block: np.ndarray) -> None:
+        """Take float32 samples, shape (frames, channels); AudioTooLongError past the limit."""
+        if self.frames + len(block) > self._max_frames:
+            limit = self.limits.max_duration_s
+            raise AudioTooLongError(f"{self.src}: longer than the limit of {limit:g} s; decoding stopped there")
+        self.frames += len(block)
+        self._pending.append(block)
+        self._pending_frames += len(block)
+        if self._pending_frames >= _READ_BLOCK_FRAMES:
+            self._mix(last=False)
+
+    def finish(self) -> np.ndarray:
+        """The whole input, shape (n_samples,), float32 at SAMPLE_RATE within [-1, 1]."""
+        if not self.frames:
+            raise EmptyAudioError(f"{self.src}: contains no audio samples")
+        self._mix(last=True)
+        audio = np.concatenate(self._out)
+        if not len(audio):
+            raise EmptyAudioError(
+                f"{self.src}: {self.frames} frame(s) at {self.rate} Hz is shorter than one sample at {SAMPLE_RATE} Hz"
+            )
+        # Clipping also absorbs the slight overshoot band-limited resampling adds near full scale.
+        return np.clip(audio, -1.0, 1.0, out=audio)
+
+    def _mix(self, *, last: bool) -> None:
+        block = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+        self._pending, self._pending_frames = [], 0
+        mono = _validated_mono(block, self.src) if len(block) else np.zeros(0, np.float32)
+        if self._resampler is not None:
+            mono = self._resampler.resample_chunk(np.ascontiguousarray(mono), last=last)
+        self._out.append(np.asarray(mono, dtype=np.float32))
 
 
 def _validated_mono(samples: np.ndarray, src: str) -> np.ndarray:
@@ -347,18 +434,6 @@ def _validated_mono(samples: np.ndarray, src: str) -> np.ndarray:
         )
     mono = samples[:, 0] if samples.shape[1] == 1 else samples.mean(axis=1, dtype=np.float32)
     return np.clip(mono, -1.0, 1.0)
-
-
-def _to_mono_16k(samples: np.ndarray, rate: int, src: str, limits: AudioLimits) -> np.ndarray:
-    """Validate float32 samples, shape (frames, channels); return (n_samples,) at SAMPLE_RATE."""
-    _check_rate(rate, src)
-    _check_channels(samples.shape[1], src)
-    _check_duration(len(samples) / rate, src, limits)
-    mono = _validated_mono(samples, src)
-    if rate != SAMPLE_RATE:
-        mono = soxr.resample(mono, rate, SAMPLE_RATE, quality="HQ")
-    # Clipping also absorbs the slight overshoot band-limited resampling adds near full scale.
-    return np.ascontiguousarray(np.clip(mono, -1.0, 1.0), dtype=np.float32)
 
 
 def _check_size(n_bytes: int, src: str, limits: AudioLimits) -> None:
@@ -416,19 +491,41 @@ def _wav_declared_frames(f: BinaryIO) -> int | None:
     return None
 
 
-def _ogg_ends_cleanly(f: BinaryIO) -> bool:
-    """Whether the last Ogg page is whole and flagged end-of-stream."""
-    size = f.seek(0, io.SEEK_END)
-    f.seek(max(0, size - _OGG_MAX_PAGE_BYTES))  # a whole last page lies within this tail
-    tail = f.read()
+def _check_ogg_pages(f: BinaryIO, src: str) -> None:
+    """Raise CorruptAudioError unless every Ogg page is whole, in sequence and passes its checksum,
+    and the last one ends its stream."""
+    offset, flags, cut = 0, 0, False
+    next_sequence: dict[int, int] = {}  # per logical stream (serial number)
+    while header := f.read(_OGG_HEADER_BYTES):
+        if not (header.startswith(b"OggS") or b"OggS".startswith(header)):
+            raise CorruptAudioError(f"{src}: corrupt: no Ogg page at byte {offset}")
+        lacing = f.read(header[-1]) if len(header) == _OGG_HEADER_BYTES else b""
+        body = f.read(sum(lacing))
+        if len(header) < _OGG_HEADER_BYTES or len(lacing) < header[-1] or len(body) < sum(lacing):
+            cut = True  # the file ends inside this page
+            break
+        page = header[:_OGG_CRC_AT] + bytes(4) + header[_OGG_CRC_AT + 4 :] + lacing + body
+        if _ogg_crc(page) != int.from_bytes(header[_OGG_CRC_AT : _OGG_CRC_AT + 4], "little"):
+            raise CorruptAudioError(f"{src}: corrupt: the Ogg page at byte {offset} fails its checksum")
+        flags = header[5]
+        serial, sequence = int.from_bytes(header[14:18], "little"), int.from_bytes(header[18:22], "little")
+        expected = next_sequence.get(serial)
+        if not flags & _OGG_FIRST_PAGE and expected is not None and sequence != expected:
+            raise CorruptAudioError(
+                f"{src}: corrupt: Ogg page {sequence} at byte {offset} follows page {expected - 1}; "
+                "pages are missing or out of order"
+            )
+        next_sequence[serial] = sequence + 1
+        offset += len(page)
     f.seek(0)
-    start = tail.rfind(b"OggS")
-    if start < 0 or len(tail) < start + 27:
-        return False
-    n_segments = tail[start + 26]
-    lacing = tail[start + 27 : start + 27 + n_segments]
-    end = start + 27 + n_segments + sum(lacing)
-    return bool(tail[start + 5] & 0x04) and len(lacing) == n_segments and end <= len(tail)
+    if cut or not flags & _OGG_LAST_PAGE:
+        raise CorruptAudioError(f"{src}: truncated or corrupt: Ogg stream's final page is missing")
+
+
+def _ogg_crc(page: bytes) -> int:
+    """Ogg's CRC-32 (unreflected, initial value 0) by zlib's reflected one on the bits reversed."""
+    reflected = zlib.crc32(page.translate(_BIT_REVERSED), 0xFFFFFFFF) ^ 0xFFFFFFFF
+    return int(f"{reflected:032b}"[::-1], 2)
 
 
 def _looks_like_audio(head: bytes) -> bool:

@@ -8,11 +8,13 @@ the base and the new model on the ``dev`` sets (the target) and on the ``general
 else the model should still do). When the general WER got worse by more than
 :data:`FORGETTING_POINTS` points, the report and the card say so.
 
-Examples
---------
->>> report = finetune_model(["digits_train.tsv"], name="whisper-digits", dev=["digits_dev.tsv"],
-...                         general="strangers.tsv")  # doctest: +SKIP
->>> print(report.table())  # doctest: +SKIP
+Usage
+-----
+::
+
+    report = finetune_model(["digits_train.tsv"], name="whisper-digits", dev=["digits_dev.tsv"],
+                            general="strangers.tsv")
+    print(report.table())
 """
 
 from __future__ import annotations

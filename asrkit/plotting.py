@@ -3,16 +3,74 @@
 from __future__ import annotations
 
 import json
+import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
+import librosa
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from asrkit.audio import SAMPLE_RATE
 from asrkit.features import FRAMES_PER_SECOND, FeatureConfig, log_mel
-from asrkit.models.base import Transcript
+from asrkit.models.base import Span, Transcript
+
+
+# Frequencies marked on a spectrogram's axis, Hz (speech lives mostly between 100 Hz and 4 kHz).
+FREQUENCY_TICKS_HZ = (250, 500, 1000, 2000, 4000, 8000)
+# Word labels on a spectrogram: font size (points), a character's width in ems (a generous average for
+# sans-serif lower case), and the least gap between two labels, in ems; a label that would come
+# closer to the one before it is left out, so long audio shows every few words instead of a smear.
+WORD_FONT_PT = 8
+CHAR_EM = 0.62
+LABEL_GAP_EM = 0.8
+# The caption (the transcript) takes at most this many lines above the picture; a longer one ends in "…".
+CAPTION_LINES = 2
+CAPTION_FONT_PT = 9
+
+
+def mel_position(frequency_hz: float, *, config: FeatureConfig = FeatureConfig()) -> float:
+    """Where ``frequency_hz`` lies on a log-mel picture's band axis (0 = centre of the lowest band).
+
+    Usage
+    -----
+    ::
+
+        round(mel_position(1000.0), 1), round(mel_position(8000.0), 1)  # 80 bands up to 8 kHz
+        # (25.8, 79.0)
+    """
+    centres = librosa.mel_frequencies(n_mels=config.n_mels + 2, fmin=config.fmin,
+                                      fmax=config.fmax or config.sample_rate / 2)[1:-1]
+    return float(np.interp(frequency_hz, centres, np.arange(config.n_mels)))
+
+
+def frequency_label(frequency_hz: float) -> str:
+    """``"500 Hz"``, ``"2 kHz"``: a tick label."""
+    return f"{frequency_hz / 1000:g} kHz" if frequency_hz >= 1000 else f"{frequency_hz:g} Hz"
+
+
+def _caption(text: str, *, width_pt: float) -> str:
+    per_line = max(int(width_pt / (CHAR_EM * CAPTION_FONT_PT)), 10)
+    lines = textwrap.wrap(text, per_line) or [""]
+    if len(lines) > CAPTION_LINES:
+        lines = lines[:CAPTION_LINES]
+        lines[-1] = lines[-1][: per_line - 1].rstrip() + "…"
+    return "\n".join(lines)
+
+
+def _word_labels(words: Sequence[Span], *, duration_s: float, seconds_per_pt: float) -> list[tuple[float, str]]:
+    """(centre in seconds, text) of the word labels that fit: each starts at least a gap after the end
+    of the one before, and none sticks out of the picture."""
+    kept, free_from = [], 0.0
+    for word in words:
+        half = len(word.text) * CHAR_EM * WORD_FONT_PT * seconds_per_pt / 2
+        centre = min(max((word.start + word.end) / 2, half), duration_s - half)
+        if centre - half >= free_from:
+            kept.append((centre, word.text))
+            free_from = centre + half + LABEL_GAP_EM * WORD_FONT_PT * seconds_per_pt
+    return kept
 
 
 def plot_spectrogram(
@@ -20,27 +78,39 @@ def plot_spectrogram(
 ) -> Axes:
     """Log-mel spectrogram of ``audio`` (shape (n_samples,), 16 kHz), with word times if given.
 
-    Examples
-    --------
-    >>> ax = plot_spectrogram(load_audio("clip.flac"), transcript=model.transcribe(audio))  # doctest: +SKIP
+    Every word's time is shaded; its label is drawn where it does not overlap the one before (long audio
+    shows every few words). The transcript is the caption, cut to :data:`CAPTION_LINES` lines.
+
+    Usage
+    -----
+    ::
+
+        ax = plot_spectrogram(load_audio("clip.flac"), transcript=model.transcribe(audio))
     """
     if ax is None:
         # a Figure not registered with pyplot is freed with its last reference, so repeated
         # plots in a long-running kernel do not pile up
         ax = Figure(figsize=(10, 3), layout="constrained").add_subplot()
-    mel = log_mel(audio, config=FeatureConfig())
-    duration = len(audio) / SAMPLE_RATE
+    config = FeatureConfig()
+    mel = log_mel(audio, config=config)
+    duration = max(len(audio) / SAMPLE_RATE, 1e-3)
     ax.imshow(
         mel.T, origin="lower", aspect="auto", cmap="magma",
-        extent=(0.0, len(mel) / FRAMES_PER_SECOND, 0, mel.shape[1]),
+        extent=(0.0, len(mel) / FRAMES_PER_SECOND, -0.5, mel.shape[1] - 0.5),
     )
-    ax.set(xlabel="time (s)", ylabel="mel band", xlim=(0.0, max(duration, 1e-3)))
+    ticks = [f for f in FREQUENCY_TICKS_HZ if f <= (config.fmax or config.sample_rate / 2)]
+    ax.set_yticks([mel_position(f, config=config) for f in ticks], [frequency_label(f) for f in ticks])
+    ax.set(xlabel="time (s)", ylabel="frequency", xlim=(0.0, duration))
     if transcript is not None:
+        # the axes' width before layout: close enough to place labels that must not touch
+        width_pt = ax.get_position().width * ax.figure.get_figwidth() * 72
         for word in transcript.words:
             ax.axvspan(word.start, word.end, color="white", alpha=0.12)
-            ax.text((word.start + word.end) / 2, mel.shape[1] * 0.92, word.text, color="white",
-                    ha="center", va="top", fontsize=8, clip_on=True)
-        ax.set_title(transcript.text or "(nothing recognised)", fontsize=9, loc="left")
+        for centre, text in _word_labels(transcript.words, duration_s=duration, seconds_per_pt=duration / width_pt):
+            ax.text(centre, mel.shape[1] * 0.92, text, color="white",
+                    ha="center", va="top", fontsize=WORD_FONT_PT, clip_on=True)
+        ax.set_title(_caption(transcript.text or "(nothing recognised)", width_pt=width_pt),
+                     fontsize=CAPTION_FONT_PT, loc="left")
     return ax
 
 

@@ -50,13 +50,15 @@ class StreamWorker:
     limits : AudioLimits
         Checks applied to each pushed chunk.
 
-    Examples
-    --------
-    >>> worker = StreamWorker(Session(model.create_stream()), max_backlog_s=5.0)  # doctest: +SKIP
-    >>> worker.start()  # doctest: +SKIP
-    >>> worker.push(48000, chunk)  # from the microphone callback; returns at once  # doctest: +SKIP
-    >>> worker.result().text, worker.backlog_s  # doctest: +SKIP
-    >>> final = worker.close()  # doctest: +SKIP
+    Usage
+    -----
+    ::
+
+        worker = StreamWorker(Session(model.create_stream()), max_backlog_s=5.0)
+        worker.start()
+        worker.push(48000, chunk)  # from the microphone callback; returns at once
+        worker.result().text, worker.backlog_s
+        final = worker.close()
     """
 
     def __init__(

@@ -234,12 +234,14 @@ class ChunkedStream:
     that a later hypothesis changed or took back (flicker; a word growing as it is spelled out does not
 count), over the stream's whole life.
 
-    Examples
-    --------
-    >>> stream = model.create_stream()  # doctest: +SKIP
-    >>> for chunk in chunks:  # doctest: +SKIP
-    ...     stream.accept_waveform(48000, chunk)
-    ...     print(stream.result().committed, "|", stream.result().partial)
+    Usage
+    -----
+    ::
+
+        stream = model.create_stream()
+        for chunk in chunks:
+            stream.accept_waveform(48000, chunk)
+            print(stream.result().committed, "|", stream.result().partial)
     """
 
     def __init__(
@@ -343,12 +345,14 @@ class BufferedStream:
     but each ``result()`` costs a pass over the whole utterance, and nothing is committed before
     ``finish()``.
 
-    Examples
-    --------
-    >>> stream = BufferedStream(model)  # doctest: +SKIP
-    >>> for chunk in chunks:  # doctest: +SKIP
-    ...     stream.accept_waveform(48000, chunk)
-    ...     print(stream.result().text)
+    Usage
+    -----
+    ::
+
+        stream = BufferedStream(model)
+        for chunk in chunks:
+            stream.accept_waveform(48000, chunk)
+            print(stream.result().text)
     """
 
     def __init__(
@@ -436,12 +440,14 @@ class Session:
     the stream, so the stream's state never outgrows one utterance (``EndpointRule.max_utterance_s``)
     however long the session. Every change of the shown text can be recorded as an :class:`Emission`.
 
-    Examples
-    --------
-    >>> session = Session(model.create_stream(), record=True)  # doctest: +SKIP
-    >>> for chunk in chunks:  # doctest: +SKIP
-    ...     session.accept_waveform(16000, chunk)
-    >>> session.finish().text  # doctest: +SKIP
+    Usage
+    -----
+    ::
+
+        session = Session(model.create_stream(), record=True)
+        for chunk in chunks:
+            session.accept_waveform(16000, chunk)
+        session.finish().text
     """
 
     def __init__(self, stream: Stream, *, record: bool = False) -> None:

@@ -560,10 +560,12 @@ def average_snapshots(run_dir: str | Path, out: str | Path, *, last: int = 5, na
     Averaging the weights of nearby checkpoints smooths the noise of the last updates, as in
     Vaswani et al. (2017); the architecture and card come from the run's ``best/`` model.
 
-    Examples
-    --------
-    >>> average_snapshots("runs/ctc", "models/ctc-avg", last=3)  # doctest: +SKIP
-    PosixPath('models/ctc-avg')
+    Usage
+    -----
+    ::
+
+        average_snapshots("runs/ctc", "models/ctc-avg", last=3)
+        # PosixPath('models/ctc-avg')
     """
     run_dir = Path(run_dir)
     files = sorted((run_dir / SNAPSHOT_DIR).glob("step-???????.npz"))[-last:]

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import numpy as np
 import pytest
 
-from asrkit.audio import SAMPLE_RATE, load_audio
+from asrkit.audio import SAMPLE_RATE, AudioLimits, load_audio, wav_bytes
 from asrkit.metrics import score
 import asrkit.models as registry
 from asrkit.models import load_model
@@ -247,3 +248,116 @@ def test_picker_refresh_keeps_the_choice_and_leaves_a_deleted_model(tmp_path, mo
     shutil.rmtree(user / "better")
     picker.refresh()
     assert loads == [registry.DEFAULT_MODEL]
+
+
+def test_picker_labels_size_and_keeps_a_slower_twin_behind_show_all(tmp_path, monkeypatch):
+    shipped = tmp_path / "shipped"
+    network = {"features": {"n_mels": 80}, "rnn_units": 224}
+    measured = {"fixtures_dev": {"wer": 0.3, "rtf": 0.05}}
+    _card(shipped / "pocketsphinx", name="pocketsphinx", config={"backend": "pocketsphinx"},
+          metrics={"fixtures_dev": {"wer": 0.31, "rtf": 0.37}})
+    _card(shipped / "ctc", name="ctc", config={"backend": "keras-ctc", **network}, metrics=measured)
+    _card(shipped / "ctc-lite", name="ctc-lite", config={"backend": "litert-ctc", **network}, metrics=measured)
+    (shipped / "ctc" / "model.keras").write_bytes(bytes(2_500_000))
+    (shipped / "ctc-lite" / "model.tflite").write_bytes(bytes(2_400_000))
+    # another network with the same score is no twin
+    _card(shipped / "other", name="other", config={"backend": "keras-ctc", **network, "rnn_units": 64}, metrics=measured)
+    monkeypatch.setattr(registry, "MODELS_DIR", shipped)
+    monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path / "none")
+    monkeypatch.setattr(registry, "USER_MODELS_DIR", tmp_path / "user")
+
+    picker = ModelPicker(config=Config(model_name="pocketsphinx"))
+    labels = {name: label for label, name in picker.dropdown.options}
+    assert list(labels) == ["ctc-lite", "other", "pocketsphinx"]
+    assert labels["ctc-lite"] == "ctc-lite — WER 30.0% on fixtures_dev, RTF 0.05, 2.4 MB"
+    # a card's folder without weights (they come with the backend's package) says no size
+    assert labels["pocketsphinx"] == "pocketsphinx — WER 31.0% on fixtures_dev, RTF 0.37"
+    assert "1 more model" in picker.note.value and "slower twin" in picker.note.value
+    picker.show_all.value = True
+    labels = {name: label for label, name in picker.dropdown.options}
+    assert labels["ctc"] == "ctc — WER 30.0% on fixtures_dev, RTF 0.05, 2.5 MB (same words as ctc-lite, slower to start)"
+
+
+def test_spectrogram_word_labels_never_overlap_and_the_caption_stays_in_the_figure():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from asrkit.plotting import plot_spectrogram
+
+    # 40 s of quick speech: 4 words a second, far more than fit side by side
+    words = tuple(Span(f"word{i % 9}", i / 4, i / 4 + 0.2) for i in range(160))
+    transcript = Transcript(" ".join(w.text for w in words), 40.0, words=words)
+    ax = plot_spectrogram(np.zeros(40 * SAMPLE_RATE, np.float32), transcript=transcript)
+    canvas = FigureCanvasAgg(ax.figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    boxes = sorted((t.get_window_extent(renderer) for t in ax.texts), key=lambda b: b.x0)
+    caption = ax._left_title  # the caption is the left-aligned title, which matplotlib names only privately
+    inside = caption.get_window_extent(renderer)
+    assert 10 <= len(boxes) < len(words)
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))
+    assert ax.figure.bbox.x0 <= inside.x0 and inside.x1 <= ax.figure.bbox.x1 and inside.y1 <= ax.figure.bbox.y1
+    assert caption.get_text().endswith("…") and caption.get_text().count("\n") == 1
+
+
+class _Counting:
+    """A stand-in model: one word per piece, in the middle of the piece, so offsets show."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.pieces: list[int] = []
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        self.pieces.append(len(audio))
+        middle = len(audio) / SAMPLE_RATE / 2
+        word = f"piece{len(self.pieces)}."
+        return Transcript(word, len(audio) / SAMPLE_RATE, words=(Span(word, middle, middle + 0.2),))
+
+
+def test_file_mode_transcribes_long_audio_in_pieces_cut_at_silence_and_shows_timed_segments():
+    from asrkit.widgets.file_mode import piece_bounds
+
+    # 70 s of tone with a silent 0.3 s at 26 s: the first cut lands in it
+    audio = np.full(70 * SAMPLE_RATE, 0.1, np.float32)
+    audio[26 * SAMPLE_RATE : round(26.3 * SAMPLE_RATE)] = 0.0
+    bounds = piece_bounds(audio)
+    assert 26.0 <= bounds[0][1] / SAMPLE_RATE <= 26.3 and bounds[-1][1] == len(audio)
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+
+    model = _Counting()
+    view = FileTranscriber(model)
+    seen: list[float] = []
+    view.progress.observe(lambda change: seen.append(change["new"]), names="value")
+    view._transcribe("talk.wav", audio, model)
+    assert len(model.pieces) == len(bounds) == 3 and seen[-1] == 1.0 and len(set(seen)) >= 3
+    assert "transcribed by counting" in view.status.value
+    lines = re.findall(r'\[(\d+:\d\d)\]</span>([^<]+)', view.transcript.value)
+    starts = [(a + b) / 2 / SAMPLE_RATE for a, b in bounds]
+    assert [text for _, text in lines] == ["piece1.", "piece2.", "piece3."]
+    assert [t for t, _ in lines] == [f"{int(s) // 60}:{int(s) % 60:02d}" for s in starts]
+    assert view.picture.layout.display is None and view.player.layout.display is None
+    assert view.progress.layout.display == "none" and not view.player.autoplay
+
+
+def test_file_mode_says_plainly_what_is_wrong_with_a_file_and_hides_the_picture_and_player():
+    view = FileTranscriber(_Counting(), limits=AudioLimits(max_duration_s=1.0))
+    assert view.picture.layout.display == "none" and view.player.layout.display == "none"
+    for data, said in ((b"not audio at all", "notes.txt is not audio"),
+                       (wav_bytes(np.zeros(2 * SAMPLE_RATE, np.float32)), "notes.txt is longer than the")):
+        view._transcribe("notes.txt", data, view.model)
+        assert said in view.status.value and "&lt;bytes&gt;" not in view.status.value.split("title=")[0]
+        assert view.picture.layout.display == "none" and view.player.layout.display == "none"
+        assert view.transcript.value == view.downloads.value == ""
+
+
+def test_the_file_tab_transcribes_a_recording_from_its_microphone():
+    model = _Counting()
+    view = FileTranscriber(model)
+    view._jobs.submit = lambda fn, *args, **kwargs: fn(*args, **kwargs)  # transcribe here, not on the thread
+    mic = view.microphone
+    mic._receive(mic, {"type": "started", "rate": 48000}, [])
+    for seq in range(10):
+        mic._receive(mic, *chunk_message(seq, np.full(9600, 1000, np.int16), rate=48000))
+    mic._receive(mic, {"type": "stopped"}, [])
+    assert model.pieces == [2 * SAMPLE_RATE] and "recording.wav" in view.status.value
+    assert view.player.format == "wav" and view.player.value[:4] == b"RIFF"

@@ -4,11 +4,9 @@ while nothing is fetched from outside this machine."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import threading
@@ -22,12 +20,11 @@ import pytest
 import soundfile as sf
 
 from asrkit.audio import SAMPLE_RATE
-from asrkit.evaluate import HypothesisCache
-from asrkit.models import DEFAULT_MODEL, resolve_model
+from asrkit.models import DEFAULT_MODEL
 from asrkit.models.base import Transcript
 from asrkit.widgets.explorer import NO_COMPARISON, ErrorAnalysis
 from conftest import shared_path
-from test_browser import ARTIFACTS, CHROMIUM, ROOT, browser, free_port, playwright  # noqa: F401 (fixtures)
+from test_browser import ARTIFACTS, CHROMIUM, ROOT, browser, free_port, playwright, voila, watch  # noqa: F401 (fixtures)
 
 SENTENCES = ["the cat sat", "a dog ran away", "birds sing at dawn", "rain falls softly", "the end is near",
              "open the door", "close the window", "seven green apples", "time flies fast"]
@@ -133,54 +130,17 @@ def test_a_missing_set_is_said_on_the_page(tmp_path):
 # --- in a real browser (Voila, Debian's chromium) ---
 
 # Voila's lab template less its CDN stylesheets: share/jupyter/voila/templates/asrkit
-TEMPLATE_ROOT = Path(__file__).resolve().parents[1] / "share" / "jupyter"
 # what the page may take from page load to its controls, progress bar and table, seconds
 SHOWN_WITHIN_S = 5.0
 # utterances scored in the browser test: enough for a table, few enough for a shared CPU
 BROWSER_LIMIT = 3
 
 
-@contextlib.contextmanager
-def offline_voila(notebook: str, **env: str):
-    """A Voila server of one notebook with the asrkit template; yields (url, token)."""
-    port, token = free_port(), secrets.token_hex(16)
-    server = subprocess.Popen(
-        [Path(sys.executable).parent / "voila", notebook, f"--port={port}", "--Voila.ip=127.0.0.1", "--no-browser",
-         f"--token={token}", "--template=asrkit"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "JUPYTER_PATH": str(TEMPLATE_ROOT), **env},
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/", token
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-
-
-def watch(page, url: str) -> tuple[list[str], list[str]]:
-    """Record the page's requests that leave this server and its console errors: (requests, errors)."""
-    outside, errors = [], []
-    own = url.rstrip("/")
-    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((own, own.replace("http", "ws", 1),
-                                                                                  "data:", "blob:")) else None)
-    # the empty audio player's request for no audio is another matter, not a page fault
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" and "RANGE_NOT_SATISFIABLE" not in m.text
-            else None)
-    return outside, errors
-
-
 @pytest.fixture(scope="module")
 def error_analysis(tmp_path_factory):
     shared_path("splits/kathleen_dev.tsv")
     cache = tmp_path_factory.mktemp("hypotheses")  # a fresh cache: every utterance is scored in the page
-    with offline_voila("notebooks/03_error_analysis.ipynb", ASR_CACHE_DIR=str(cache),
+    with voila("notebooks/03_error_analysis.ipynb", ASR_CACHE_DIR=str(cache),
                        ASRKIT_EVAL_LIMIT=str(BROWSER_LIMIT)) as served:
         yield served
 
@@ -222,22 +182,6 @@ def test_error_analysis_page_shows_at_once_and_fills_in_offline(error_analysis, 
     page.close()
     assert shown_s <= SHOWN_WITHIN_S and rows == BROWSER_LIMIT and "corpus WER" in status
     assert not outside, f"the page fetched from outside this machine: {outside}"
-    assert not errors, f"console errors: {errors}"
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
-@pytest.mark.timeout(420)
-def test_the_app_loads_nothing_from_outside(browser):
-    with offline_voila("notebooks/app.ipynb") as (url, token):
-        page = browser.new_page(viewport={"width": 1280, "height": 1300})
-        outside, errors = watch(page, url)
-        page.goto(f"{url}?token={token}", timeout=240_000)
-        page.wait_for_selector(".asrkit-mic-button:not([disabled])", timeout=240_000)
-        for tab in ("Read aloud", "File", "Adapt", "Live"):
-            page.locator(".lm-TabBar-tab", has_text=tab).click()
-            page.wait_for_timeout(300)
-        page.close()
-    assert not outside, f"the app fetched from outside this machine: {outside}"
     assert not errors, f"console errors: {errors}"
 
 

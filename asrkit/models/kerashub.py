@@ -8,10 +8,12 @@ is a backbone without a transcription task; Whisper runs through the Hugging Fac
 Moonshine is an encoder-decoder: it streams by re-decoding the utterance so far
 (:class:`asrkit.models.seq2seq.RedecodingRecognizer`).
 
-Examples
---------
->>> model = load_model("keras-hub:moonshine_tiny_en")  # doctest: +SKIP
->>> model.transcribe(load_audio("clip.flac")).text  # doctest: +SKIP
+Usage
+-----
+::
+
+    model = load_model("keras-hub:moonshine_tiny_en")
+    model.transcribe(load_audio("clip.flac")).text
 """
 
 from __future__ import annotations

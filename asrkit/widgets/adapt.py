@@ -26,6 +26,7 @@ from asrkit.adapt import (
 )
 from asrkit.audio import AudioError, load_audio, wav_bytes
 from asrkit.report import ALIGNMENT_STYLE, alignment_html
+from asrkit.widgets.file_mode import audio_player
 from asrkit.widgets.microphone import Chunk, Microphone
 from asrkit.widgets.read_aloud import LEGEND
 
@@ -140,7 +141,7 @@ class AdaptView(w.VBox):
         self.skip = w.Button(description="skip", icon="forward", tooltip="leave this prompt out")
         self.take = w.HTML()
         self.take.add_class("asrkit-adapt-take")
-        self.playback = w.Audio(format="wav", autoplay=False, layout=w.Layout(display="none"))
+        self.playback = audio_player(layout=w.Layout(display="none"))
         self.run = w.Button(description="Adapt to my voice", icon="play", button_style="primary",
                             layout=w.Layout(width="14em"))
         self.run.add_class("asrkit-adapt-run")

@@ -4,9 +4,11 @@
 Picking another model swaps it in every tab once it has loaded; a live recording carries on, its
 running session finished on the old model and continued on the new one.
 
-Examples
---------
->>> App(prompts=read_prompts("../shared/data/text"))  # doctest: +SKIP
+Usage
+-----
+::
+
+    App(prompts=read_prompts("../shared/data/text"))
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ from asrkit.widgets.picker import ModelPicker
 from asrkit.widgets.read_aloud import ReadAloud
 
 TITLES = ("Live", "Read aloud", "File", "Adapt")
+# The page flows down to a phone's width: the tabs' titles shrink to fit, and notes keep a reading line height.
+STYLE = """<style>
+.asrkit-model-note .widget-html-content{line-height:1.4}
+.asrkit-app .lm-TabBar-tab{min-width:0;flex:1 1 auto}
+</style>"""
 # Largest upload, bytes: an upload travels to the kernel as one websocket message, so this must stay
 # below the server's websocket_max_message_size (voila.json); ASR_MAX_BYTES lowers it further.
 MAX_UPLOAD_BYTES = 48 * 2**20
@@ -69,11 +76,12 @@ class App(w.VBox):
         self.files = FileTranscriber(model, limits=upload_limits)
         self.adapt = AdaptView(shared_data=shared_data)
         self.tabs = w.Tab(children=[self.live, self.read_aloud, self.files, self.adapt], titles=TITLES)
+        self.tabs.add_class("asrkit-app")
         self.picker.on_change(self._swap)
         # an adapted model joins the menu at once, and a deleted one leaves it
         self.adapt.on_adapted(lambda _: self.picker.refresh())
         self.adapt.on_deleted(lambda _: self.picker.refresh())
-        super().__init__([self.picker, self.tabs])
+        super().__init__([w.HTML(STYLE), self.picker, self.tabs], layout=w.Layout(width="100%"))
 
     def _swap(self, model: ASRModel) -> None:
         for tab in (self.live, self.read_aloud, self.files):

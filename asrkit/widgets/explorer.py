@@ -33,6 +33,7 @@ from asrkit.manifest import Utterance, read_manifest
 from asrkit.models import ASRModel, load_model, resolve_model
 from asrkit.plotting import plot_spectrogram
 from asrkit.report import STYLE, alignment_html
+from asrkit.widgets.file_mode import audio_player
 
 PAGE_SIZE = 15
 # figure sizes in inches at DPI dots per inch, shown at their own pixel size
@@ -125,7 +126,7 @@ class Explorer(w.VBox):
         # the pictures stay hidden while empty: a browser draws an empty image as a broken one
         self.histogram = w.Image(format="png", width=f"{HISTOGRAM_SIZE[0] * DPI}px", layout=w.Layout(display="none"))
         self.alignment = w.HTML()
-        self.audio = w.Audio(autoplay=False, loop=False)
+        self.audio = audio_player(loop=False, layout=w.Layout(display="none"))
         self.picture = w.Image(format="png", width=f"{PLOT_SIZE[0] * DPI}px", layout=w.Layout(display="none"))
         self.picture.add_class("asrkit-explorer-plot")
         self.words = w.HTML()
@@ -272,12 +273,11 @@ class Explorer(w.VBox):
             audio = load_audio(row.utterance.audio_path)
         except AudioError as err:
             self.alignment.value += f"<p>audio unavailable: {html.escape(str(err))}</p>"
-            self.audio.value, self.picture.value = b"", b""
-            self.picture.layout.display = "none"
+            self.audio.layout.display = self.picture.layout.display = "none"
             return
         self.audio.value = wav_bytes(audio)
         self.picture.value = _png(plot_row(row, audio))
-        self.picture.layout.display = None
+        self.audio.layout.display = self.picture.layout.display = None
 
 
 def explore(reports: Sequence[EvalReport], **kwargs) -> w.Tab:

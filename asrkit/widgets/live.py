@@ -9,7 +9,8 @@ Three threads share the work, and none of them is the widget's message handler:
 * a refresh thread redraws the views at most ``refresh_hz`` times a second (spectrogram frames,
   committed and partial text, RTF, latency, backlog), so a fast model cannot flood the page.
 
-Committed words are shown dark and the partial, which may still change, pale and italic. Words to
+Committed words are shown dark and the partial, which may still change, pale and italic; "copy" puts the
+whole transcript on the clipboard, "clear" starts it afresh, and the links save it as text or SRT. Words to
 expect (names, terms) typed in "Expected words" prompt the model, when it takes a prompt; typed
 mid-recording, they apply as a new model would: the session so far is finished and a new one starts.
 """
@@ -28,12 +29,14 @@ from dataclasses import dataclass
 import ipywidgets as w
 
 from asrkit.audio import DEFAULT_LIMITS, AudioError, AudioLimits
-from asrkit.models.base import ASRModel
+from asrkit.models.base import ASRModel, Span, Transcript
 from asrkit.stream_worker import BacklogFullError, StreamWorker
 from asrkit.streaming import Session, StreamResult
+from asrkit.widgets.copy import CopyButton
+from asrkit.widgets.file_mode import DOWNLOADS, download_links
 from asrkit.widgets.microphone import CHUNK_MS, Chunk, Microphone
 from asrkit.widgets.prompt import PromptField
-from asrkit.widgets.spectrogram import WINDOW_S, LiveSpectrogram
+from asrkit.widgets.spectrogram import WINDOW_S, LiveSpectrogram, frequency_axis_html, time_axis_html
 
 # Committed text shown at most, characters: the view keeps the end of a long session (the whole
 # text stays in ``LiveTranscriber.text()``).
@@ -42,14 +45,37 @@ SHOWN_CHARS = 2000
 KEEPING_UP_BACKLOG_S = 1.0
 # Chunks waiting for the spectrogram at most (the refresh thread takes them several times a second).
 PENDING_CHUNKS = 100
-STYLE = """<style>
-.asrkit-transcript{font-size:17px;line-height:1.5;min-height:4.5em;padding:8px 10px;border:1px solid #ddd;
-  border-radius:4px;background:#fff;white-space:pre-wrap}
-.asrkit-committed{color:#111} .asrkit-partial{color:#888;font-style:italic}
-.asrkit-status{font-family:monospace;font-size:12px;color:#444}
-.asrkit-spectrogram{image-rendering:pixelated}
-.asrkit-words{position:relative;height:1.5em;width:100%;max-width:1000px;overflow:hidden;font-size:13px}
-.asrkit-words span{position:absolute;white-space:nowrap}
+# What the transcript can be saved as: the file tab's text and SRT downloads.
+LIVE_DOWNLOADS = tuple(d for d in DOWNLOADS if d[1] in ("text", "srt"))
+# The spectrogram is stretched to at least this height on a narrow page, so that its bands and labels stay apart.
+MIN_PICTURE_PX = 120
+# Least space between two words under the spectrogram, as a fraction of its width.
+WORD_GAP = 0.004
+# Width of the frequency labels' column beside the spectrogram; the word strip and time axis under the
+# picture are indented by it, so that their times line up with the picture's.
+AXIS_WIDTH = "3.8em"
+STYLE = f"""<style>
+.asrkit-transcript{{box-sizing:border-box;font-size:17px;line-height:1.5;min-height:4.5em;max-height:18em;
+  overflow-y:auto;padding:8px 10px;border:1px solid #ddd;border-radius:4px;background:#fff;white-space:pre-wrap;
+  overflow-wrap:anywhere}}
+.asrkit-committed{{color:#111}} .asrkit-partial{{color:#888;font-style:italic}}
+.asrkit-status{{font-size:13px;color:#444}}
+.asrkit-problem{{font-size:13px;color:#a12a1c}}
+.asrkit-spectrogram{{image-rendering:pixelated;min-width:0;min-height:{MIN_PICTURE_PX}px}}
+.asrkit-under-picture{{margin-left:{AXIS_WIDTH};width:calc(100% - {AXIS_WIDTH});max-width:1000px}}
+.asrkit-under-picture.widget-html,.asrkit-axis-frequency-box.widget-html{{height:auto}}
+.asrkit-words,.asrkit-axis-time{{position:relative;height:1.5em;line-height:1.5em;width:100%;overflow:hidden;
+  font-size:13px}}
+.asrkit-axis-time{{height:1.4em;line-height:1.4em;font-size:11px;color:#666;border-top:1px solid #bbb}}
+.asrkit-words span,.asrkit-axis-time span{{position:absolute;top:0;white-space:nowrap}}
+.asrkit-words span{{overflow:hidden;text-overflow:ellipsis}}
+.asrkit-axis-frequency-box.widget-html{{align-self:stretch;margin:0}}
+.asrkit-axis-frequency-box .widget-html-content{{height:100%;line-height:normal}}
+.asrkit-axis-frequency{{position:relative;height:100%;width:{AXIS_WIDTH};font-size:11px;color:#666}}
+.asrkit-axis-frequency span{{position:absolute;right:4px;transform:translateY(50%);white-space:nowrap}}
+.asrkit-axis-frequency span[style^="top"]{{transform:none}}
+.asrkit-status-more{{display:inline-block;width:1.2em;height:1.2em;line-height:1.2em;border-radius:50%;
+  text-align:center;font-size:11px;background:#ddd;color:#333;cursor:help}}
 </style>"""
 
 
@@ -152,19 +178,37 @@ class LiveTranscriber(w.VBox):
         self.options = options
         self.limits = limits
         self.prompt = PromptField()
+        self.prompt.text.layout.max_width = "100%"
         self.prompt.on_change(lambda: self.use_model(self.model))
         self.microphone = Microphone(chunk_ms=options.chunk_ms)
-        self.transcript = w.HTML(layout=w.Layout(width="100%"))
+        # no width: a box stretches its children to its own, and 100% plus their margins would overflow a phone
+        self.transcript = w.HTML(layout=w.Layout(max_width="1000px"))
         self.transcript.add_class("asrkit-live-transcript")
-        self.spectrogram = w.Image(format="png", layout=w.Layout(width="100%", max_width="1000px"))
+        self.copy = CopyButton()
+        self.clear_button = w.Button(description="clear", tooltip="start the transcript afresh",
+                                     layout=w.Layout(width="auto"))
+        self.clear_button.add_class("asrkit-clear")
+        self.clear_button.on_click(lambda _: self.clear())
+        self.downloads = w.HTML()
+        self.downloads.add_class("asrkit-live-downloads")
+        self.spectrogram = w.Image(format="png", layout=w.Layout(width="100%", max_width="1000px", flex="1 1 0%"))
         self.spectrogram.add_class("asrkit-spectrogram")
+        frequencies = w.HTML(frequency_axis_html(), layout=w.Layout(flex="0 0 auto"))
+        frequencies.add_class("asrkit-axis-frequency-box")
         # the words under the spectrogram, each at its time in the audio
-        self.words = w.HTML(layout=w.Layout(width="100%"))
+        self.words = w.HTML()
+        self.words.add_class("asrkit-under-picture")
+        seconds = w.HTML(time_axis_html(options.spectrogram_s))
+        seconds.add_class("asrkit-under-picture")
         self.status = w.HTML()
         self.status.add_class("asrkit-live-status")
         self.run: LiveRun | None = None
         # finished sessions' text (one per model used in this recording), in order
         self._earlier: list[str] = []
+        # their words, in seconds on the recording's clock
+        self._earlier_words: list[Span] = []
+        # the transcript the copy button and downloads hold, to renew them only when it changes
+        self._saved_text = ""
         self._problem = ""
         self._lock = threading.Lock()
         self._drawing = threading.Lock()
@@ -179,8 +223,11 @@ class LiveTranscriber(w.VBox):
         # seconds of audio received, and drawn on the spectrogram
         self._received_s = self._drawn_s = 0.0
         shown = (self.prompt,) if expected_words else ()
-        super().__init__([w.HTML(STYLE), *shown, self.microphone, self.transcript, self.spectrogram, self.words,
-                          self.status])
+        tools = w.HBox([self.copy, self.clear_button, self.downloads], layout=w.Layout(flex_flow="row wrap"))
+        tools.add_class("asrkit-live-tools")
+        picture = w.HBox([frequencies, self.spectrogram], layout=w.Layout(width="100%", align_items="stretch"))
+        super().__init__([w.HTML(STYLE), *shown, self.microphone, self.transcript, tools, picture, self.words,
+                          seconds, self.status])
         self.spectrogram.value = self._picture.png()
         self._render()
 
@@ -194,6 +241,26 @@ class LiveTranscriber(w.VBox):
             current = self.run.worker.result().text if self.run is not None else ""
             return " ".join(t for t in (*self._earlier, current) if t)
 
+    def transcript_so_far(self) -> Transcript:
+        """This recording's transcript so far (since the last :meth:`clear`), its word times on the
+        recording's clock: what "copy" and the downloads hold."""
+        with self._lock:
+            run = self.run
+            current = run.worker.result() if run is not None else StreamResult("", "")
+            text = " ".join(t for t in (*self._earlier, current.text) if t)
+            words = [*self._earlier_words, *(_shifted(current.words, run.begins_at_s) if run is not None else ())]
+        return Transcript(text=text, duration_s=self._received_s, words=tuple(words), model=self.model.name)
+
+    def clear(self) -> None:
+        """Empty the transcript; a recording goes on, its next words starting a fresh transcript."""
+        with self._lock:
+            old, self.run = self.run, (self._new_run() if self.run is not None else None)
+            self._earlier, self._earlier_words, self._problem = [], [], ""
+        if old is not None:
+            # the old session's last words are dropped with it: closing drains its queue, off this thread
+            threading.Thread(target=old.worker.close, name="asrkit-live-clear", daemon=True).start()
+        self._render()
+
     def use_model(self, model: ASRModel) -> None:
         """Recognise with ``model`` (and the expected words, if it takes them) from now on; a running
         session is finished on the old model (its words stay in the transcript) and the next chunk
@@ -202,7 +269,7 @@ class LiveTranscriber(w.VBox):
             self.model = model
             old, self.run = self.run, (self._new_run() if self.run is not None else None)
         if old is not None:
-            self._earlier.append(old.worker.close().text)
+            self._keep(old, old.worker.close())
         else:
             # says at once whether the model takes the expected words
             self.prompt.apply(model)
@@ -218,7 +285,7 @@ class LiveTranscriber(w.VBox):
         with self._lock:
             if self.run is not None:  # a second start without a stop: finish the first quietly
                 self.run.worker.close()
-            self._earlier, self._problem = [], ""
+            self._earlier, self._earlier_words, self._problem = [], [], ""
             self.run = self._new_run()
         self._stopped.clear()
         if self._refresher is None or not self._refresher.is_alive():
@@ -249,11 +316,12 @@ class LiveTranscriber(w.VBox):
             run = self.run
         if run is None:
             return
-        final = run.worker.close().text
+        final = run.worker.close()
         with self._lock:
             if self.run is not run:
                 return  # a new recording or model took over meanwhile; it keeps the views
-            self._earlier.append(final)
+            self._earlier.append(final.text)
+            self._earlier_words += _shifted(final.words, run.begins_at_s)
             self.run = None
             text = " ".join(t for t in self._earlier if t)
         self._stopped.set()
@@ -261,6 +329,12 @@ class LiveTranscriber(w.VBox):
             self._refresher.join()
         self._render(closed=run)
         self._finished(text)
+
+    def _keep(self, run: LiveRun, final: StreamResult) -> None:
+        """A finished session's text and words stay in the transcript."""
+        with self._lock:
+            self._earlier.append(final.text)
+            self._earlier_words += _shifted(final.words, run.begins_at_s)
 
     def _refresh(self) -> None:
         period = 1.0 / self.options.refresh_hz
@@ -294,10 +368,21 @@ class LiveTranscriber(w.VBox):
         )
         self.words.value = self._word_strip(run)
         self.status.value = self._status(run)
+        self._renew_saving()
+
+    def _renew_saving(self) -> None:
+        """The copy button's text and the download links, when the transcript has changed."""
+        transcript = self.transcript_so_far()
+        if transcript.text == self._saved_text:
+            return
+        self._saved_text = self.copy.text = transcript.text
+        self.downloads.value = (download_links(transcript, stem="live-transcript", formats=LIVE_DOWNLOADS)
+                                if transcript.text else "")
 
     def _word_strip(self, run: LiveRun | None) -> str:
-        """The session's words within the spectrogram's window, placed at their times (committed dark)."""
-        spans = []
+        """The session's words within the spectrogram's window, placed at their times (committed dark); each
+        is cut short ("…") where it would reach the next, so that fast speech never smears into one blur."""
+        placed: list[tuple[float, str, str]] = []
         current = run.worker.result() if run is not None else None
         if current is not None and current.words:
             window = self.options.spectrogram_s
@@ -307,8 +392,10 @@ class LiveTranscriber(w.VBox):
                 # a word partly scrolled off the left edge stays, pinned there, until it has all gone
                 at = max((run.begins_at_s + word.start - left_s) / window, 0.0)
                 if run.begins_at_s + word.end > left_s and at < 1.0:
-                    kind = "asrkit-committed" if i < n_committed else "asrkit-partial"
-                    spans.append(f'<span class="{kind}" style="left:{100 * at:.1f}%">{html.escape(word.text)}</span>')
+                    placed.append((at, "asrkit-committed" if i < n_committed else "asrkit-partial", word.text))
+        spans = [f'<span class="{kind}" style="left:{100 * at:.1f}%;max-width:{100 * max(room - WORD_GAP, 0.0):.1f}%">'
+                 f"{html.escape(text)}</span>"
+                 for (at, kind, text), room in zip(placed, [b[0] - a[0] for a, b in zip(placed, placed[1:])] + [1.0])]
         return f'<div class="asrkit-words">{"".join(spans)}</div>'
 
     def _status(self, run: LiveRun | None) -> str:
@@ -316,7 +403,7 @@ class LiveTranscriber(w.VBox):
         transport_ms = 1000 * statistics.median(transport) if transport else math.nan
         if run is None:
             figures = {"model": self.model.name}
-            line = f"model {html.escape(self.model.name)} · press start and speak"
+            line, detail = f"{html.escape(self.model.name)} is ready: press start and speak.", ""
         else:
             interval = run.decode_interval_s
             figures = {
@@ -328,15 +415,24 @@ class LiveTranscriber(w.VBox):
             }
             if interval is not None:
                 figures["decode-interval-s"] = interval
-            pace = "keeping up" if run.keeping_up else "falling behind"
-            if interval is not None:
-                pace += f", decoding every {interval:.1f} s"
-            line = (
-                f"model {html.escape(run.model_name)} · heard {run.session.audio_s:.1f} s · RTF {run.rtf:.2f} · "
-                f"latency {run.latency_s:.2f} s · backlog {run.worker.backlog_s:.1f} s "
-                f"(max {run.max_backlog_s:.1f}) · dropped {run.worker.dropped_s:.1f} s · "
-                f"page→kernel {transport_ms:.0f} ms · {pace}"
-            )
+            line = f"{html.escape(run.model_name)} has heard {run.session.audio_s:.0f} s"
+            if run.keeping_up:
+                line += " and keeps up"
+                if math.isfinite(run.latency_s):
+                    line += f": words appear about {run.latency_s:.1f} s after they are said"
+            else:
+                line += f" and is falling behind: {run.worker.backlog_s:.1f} s of speech waiting"
+                if run.worker.dropped_s:
+                    line += f", {run.worker.dropped_s:.1f} s skipped to catch up"
+            line += "."
+            detail = "\n".join([
+                f"RTF {run.rtf:.2f}: seconds of computing per second of speech (below 1 keeps up)",
+                f"latency {run.latency_s:.2f} s: from the audio reaching the server to its words",
+                f"backlog {run.worker.backlog_s:.1f} s (most {run.max_backlog_s:.1f} s): speech waiting for the model",
+                f"dropped {run.worker.dropped_s:.1f} s: speech skipped because the model was too far behind",
+                f"page to server {transport_ms:.0f} ms: how long the audio takes to arrive",
+                *([f"decoding every {interval:.1f} s of speech"] if interval is not None else []),
+            ])
             if run.worker.errors:
                 err = run.worker.errors[-1]
                 self._problem = f"the model failed on some audio ({type(err).__name__}: {err}); it goes on with the next"
@@ -344,4 +440,10 @@ class LiveTranscriber(w.VBox):
         data = " ".join(f'data-{k}="{html.escape(str(v if isinstance(v, str) else round(v, 4)))}"'
                         for k, v in figures.items())
         problem = f'<div class="asrkit-problem">{html.escape(self._problem)}</div>' if self._problem else ""
-        return f'<div class="asrkit-status" {data}>{line}</div>{problem}'
+        tip = f' title="{html.escape(detail)}"' if detail else ""
+        more = ' <span class="asrkit-status-more">?</span>' if detail else ""
+        return f'<div class="asrkit-status" {data}{tip}>{line}{more}</div>{problem}'
+
+
+def _shifted(words: tuple[Span, ...], offset_s: float) -> tuple[Span, ...]:
+    return tuple(Span(w.text, w.start + offset_s, w.end + offset_s) for w in words)

@@ -51,6 +51,8 @@ const TARGET_RATE = 16000;
 const METER_DB = 60;
 // A flush that the worklet does not answer within this many ms is given up on.
 const FLUSH_TIMEOUT_MS = 500;
+// The recording clock's update period, ms.
+const CLOCK_MS = 250;
 
 function insecureNote() {
   if (window.isSecureContext && navigator.mediaDevices && navigator.mediaDevices.getUserMedia) return "";
@@ -83,19 +85,33 @@ async function render({ model, el }) {
   const bar = document.createElement("div");
   bar.className = "asrkit-mic-level";
   meter.appendChild(bar);
+  meter.title = "input level";
+  const clock = document.createElement("span");
+  clock.className = "asrkit-mic-clock";
+  clock.title = "time recorded";
   const note = document.createElement("div");
   note.className = "asrkit-mic-note";
-  root.append(button, devices, meter, note);
+  root.append(button, clock, meter, devices, note);
   el.appendChild(root);
 
   let capture = null; // { stream, context, node } while recording
   let seq = 0;
   let localNote = insecureNote();
+  let ticker = null; // the clock's interval while recording
+
+  function elapsed(startedMs) {
+    const seconds = Math.floor((Date.now() - startedMs) / 1000);
+    return `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+  }
 
   function show() {
     const recording = capture !== null;
-    button.textContent = recording ? "■ stop" : "● start";
+    const icon = document.createElement("span");
+    icon.className = "asrkit-mic-icon";
+    icon.textContent = recording ? "■" : "●";
+    button.replaceChildren(icon, ` ${recording ? "stop" : model.get("start_label")}`);
     button.classList.toggle("asrkit-recording", recording);
+    clock.classList.toggle("asrkit-recording", recording);
     button.disabled = !recording && (!model.get("enabled") || localNote.startsWith("The browser allows"));
     devices.disabled = recording;
     note.textContent = [localNote, model.get("message")].filter((t) => t).join(" ");
@@ -158,6 +174,9 @@ async function render({ model, el }) {
     await context.resume();
     capture = { stream, context, node };
     seq = 0;
+    const startedMs = Date.now();
+    clock.textContent = "0:00";
+    ticker = setInterval(() => (clock.textContent = elapsed(startedMs)), CLOCK_MS);
     model.send({ type: "started", rate: context.sampleRate });
     model.set("recording", true);
     model.save_changes();
@@ -169,6 +188,7 @@ async function render({ model, el }) {
     if (capture === null) return;
     const { stream, context, node } = capture;
     capture = null;
+    clearInterval(ticker);
     stream.getTracks().forEach((track) => track.stop());
     // send the part-filled last chunk before saying "stopped"
     await new Promise((resolve) => {
@@ -192,6 +212,7 @@ async function render({ model, el }) {
   button.addEventListener("click", () => (capture === null ? start() : stop()));
   model.on("change:enabled", show);
   model.on("change:message", show);
+  model.on("change:start_label", show);
   model.on("msg:custom", (msg) => {
     if (msg.command === "stop") stop();
   });

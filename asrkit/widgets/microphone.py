@@ -3,18 +3,20 @@
 The browser half (``microphone.js``, shipped with the package) opens the microphone with
 getUserMedia, runs it through an AudioWorklet that mixes to mono and cuts ~200 ms chunks of int16
 PCM, at 16 kHz where the browser can resample (Chrome) and at the device's own rate otherwise, and
-sends each chunk to the kernel as a binary buffer. It draws the start/stop button, the device
-choice and a level meter itself, so a click starts capture at once, and it explains when the page
-is not a secure context (getUserMedia needs https or localhost).
+sends each chunk to the kernel as a binary buffer. It draws the start/stop button (a red dot), a
+clock of the time recorded, a level meter and the device choice itself, so a click starts capture at
+once, and it explains when the page is not a secure context (getUserMedia needs https or localhost).
 
 The kernel half checks every message before anything else sees it: a malformed chunk is counted
 and reported in the widget, never raised.
 
-Examples
---------
->>> mic = Microphone()  # doctest: +SKIP
->>> mic.on_chunk(lambda chunk: worker.push(chunk.rate, chunk.samples))  # doctest: +SKIP
->>> mic  # doctest: +SKIP
+Usage
+-----
+::
+
+    mic = Microphone()
+    mic.on_chunk(lambda chunk: worker.push(chunk.rate, chunk.samples))
+    mic
 """
 
 from __future__ import annotations
@@ -75,15 +77,17 @@ def decode_chunk(content: object, buffers: list, *, received: float) -> Chunk:
     received : float
         ``time.time()`` when it arrived.
 
-    Examples
-    --------
-    >>> pcm = np.array([0, 1000, -1000], "<i2").tobytes()
-    >>> decode_chunk({"type": "chunk", "rate": 16000, "seq": 0, "sent_ms": 0}, [pcm], received=0.25).samples
-    array([    0,  1000, -1000], dtype=int16)
-    >>> decode_chunk({"type": "chunk", "rate": 16000, "seq": 1}, [b"abc"], received=0.0)
-    Traceback (most recent call last):
-    ...
-    asrkit.widgets.microphone.ChunkError: chunk of 3 bytes: 16-bit samples need an even number of bytes
+    Usage
+    -----
+    ::
+
+        pcm = np.array([0, 1000, -1000], "<i2").tobytes()
+        decode_chunk({"type": "chunk", "rate": 16000, "seq": 0, "sent_ms": 0}, [pcm], received=0.25).samples
+        # array([    0,  1000, -1000], dtype=int16)
+        decode_chunk({"type": "chunk", "rate": 16000, "seq": 1}, [b"abc"], received=0.0)
+        # Traceback (most recent call last):
+        
+        # asrkit.widgets.microphone.ChunkError: chunk of 3 bytes: 16-bit samples need an even number of bytes
     """
     if not isinstance(content, dict):
         raise ChunkError(f"message is a {type(content).__name__}, not an object")
@@ -115,6 +119,8 @@ class Microphone(anywidget.AnyWidget):
     ----------
     chunk_ms : int
         Milliseconds of audio per chunk.
+    start_label : str
+        The start button's word.
 
     Notes
     -----
@@ -133,9 +139,11 @@ class Microphone(anywidget.AnyWidget):
     recording = traitlets.Bool(False).tag(sync=True)
     # a line from the kernel shown under the controls (problems with chunks); "" for none
     message = traitlets.Unicode("").tag(sync=True)
+    # the start button's word ("start" for live transcription, "record" for a clip)
+    start_label = traitlets.Unicode("start").tag(sync=True)
 
-    def __init__(self, *, chunk_ms: int = CHUNK_MS, **kwargs) -> None:
-        super().__init__(chunk_ms=chunk_ms, **kwargs)
+    def __init__(self, *, chunk_ms: int = CHUNK_MS, start_label: str = "start", **kwargs) -> None:
+        super().__init__(chunk_ms=chunk_ms, start_label=start_label, **kwargs)
         self._chunk_handlers = CallbackDispatcher()
         self._start_handlers = CallbackDispatcher()
         self._stop_handlers = CallbackDispatcher()

@@ -1,12 +1,15 @@
-"""A scrolling log-mel spectrogram of live audio, as PNG images, in constant memory.
+"""A scrolling log-mel spectrogram of live audio, as PNG images, in constant memory, and its axes.
 
 Frames go into a ring buffer holding the last few seconds, so an hour of audio costs what a few
 seconds do. Pictures are drawn straight from the array with a fixed colour scale (no matplotlib
-figure per update), cheap enough to redraw several times a second.
+figure per update), cheap enough to redraw several times a second. The axes (frequency beside the
+picture, seconds before now under it) are HTML, so their labels keep their size however wide the
+picture is drawn.
 """
 
 from __future__ import annotations
 
+import html
 import io
 
 import numpy as np
@@ -16,6 +19,7 @@ from PIL import Image
 
 from asrkit.audio import SAMPLE_RATE, to_mono
 from asrkit.features import FRAMES_PER_SECOND, LOG_FLOOR, FeatureConfig, StreamingFeatureExtractor
+from asrkit.plotting import frequency_label, mel_position
 
 # Seconds of audio shown.
 WINDOW_S = 8.0
@@ -25,6 +29,41 @@ LOG_RANGE = (-13.0, 2.0)
 COLORMAP = "magma"
 # Each mel band is drawn this many pixels tall.
 ROW_PIXELS = 2
+# Frequencies marked beside the live picture, Hz: few, so that they stay apart on a phone's narrow picture.
+AXIS_FREQUENCIES_HZ = (500, 1000, 2000, 4000, 8000)
+# A frequency label closer than this to the picture's top (percent of its height) hangs from the top.
+TOP_MARGIN_PERCENT = 5.0
+# Seconds between the time axis's marks.
+AXIS_STEP_S = 2.0
+
+
+def frequency_axis_html(config: FeatureConfig = FeatureConfig()) -> str:
+    """Labels of :data:`AXIS_FREQUENCIES_HZ`, each centred at its height on the picture (percent from the bottom)."""
+    top = config.fmax or config.sample_rate / 2
+    marks = []
+    for frequency in (f for f in AXIS_FREQUENCIES_HZ if f <= top):
+        height = 100 * (mel_position(frequency, config=config) + 0.5) / config.n_mels
+        # a label centred on the picture's top edge would be cut in half: it hangs from the edge instead
+        where = "top:0" if height > 100 - TOP_MARGIN_PERCENT else f"bottom:{height:.1f}%"
+        marks.append(f'<span style="{where}">{html.escape(frequency_label(frequency))}</span>')
+    return f'<div class="asrkit-axis-frequency" title="frequency">{"".join(marks)}</div>'
+
+
+def time_axis_html(window_s: float = WINDOW_S) -> str:
+    """Labels of seconds before now under a picture of the last ``window_s`` seconds ("now" at the right).
+
+    Examples
+    --------
+    >>> import re
+    >>> re.findall(r">([^<]+)</span>", time_axis_html(4.0))
+    ['−4 s', '−2 s', 'now']
+    """
+    marks, ago = [], window_s
+    while ago > 1e-9:
+        marks.append(f'<span style="left:{100 * (1 - ago / window_s):.1f}%">−{ago:g} s</span>')
+        ago -= AXIS_STEP_S
+    marks.append('<span class="asrkit-axis-now" style="right:0">now</span>')
+    return f'<div class="asrkit-axis-time" title="seconds before now">{"".join(marks)}</div>'
 
 
 class LiveSpectrogram:

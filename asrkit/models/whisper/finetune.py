@@ -17,12 +17,14 @@ and the loop's counters), the loss and WER history and the best weights on the h
 written under a temporary name and renamed, so an interruption never leaves half a file, and a run
 started again with the same folder continues where its last checkpoint left it.
 
-Examples
---------
->>> model = load_model("whisper-tiny.en")  # doctest: +SKIP
->>> data = encode_examples(model, audios, texts)  # doctest: +SKIP
->>> result = finetune(model, data, held_out, run_dir="runs/digits")  # doctest: +SKIP
->>> save_finetuned(model, result, folder="models/whisper-digits", card=card)  # doctest: +SKIP
+Usage
+-----
+::
+
+    model = load_model("whisper-tiny.en")
+    data = encode_examples(model, audios, texts)
+    result = finetune(model, data, held_out, run_dir="runs/digits")
+    save_finetuned(model, result, folder="models/whisper-digits", card=card)
 """
 
 from __future__ import annotations

@@ -30,10 +30,12 @@ into them in place and copies in only its tokens. (A cache exactly as long as it
 Keras model's way, resizes the inputs, so reallocates the interpreter and copies every input in
 again, at every step: measured up to 1.6x slower per step on whisper-tiny.en, one thread.)
 
-Examples
---------
->>> export_whisper_litert(load_model("whisper-tiny.en"), "models/whisper-tiny.en-litert")  # doctest: +SKIP
->>> load_model("whisper-tiny.en-litert").transcribe(audio).text  # doctest: +SKIP
+Usage
+-----
+::
+
+    export_whisper_litert(load_model("whisper-tiny.en"), "models/whisper-tiny.en-litert")
+    load_model("whisper-tiny.en-litert").transcribe(audio).text
 """
 
 from __future__ import annotations

@@ -341,13 +341,16 @@ class Transcriber:
                     if not options.condition_on_previous_text or result.temperature > options.prompt_reset_on_temperature:
                         reset_at[i] = len(history[i])
 
-    @staticmethod
-    def _silent(result: WindowResult, options: TranscribeOptions) -> bool:
-        """A window the model thinks silent, unless its transcript is probable all the same."""
+    def _silent(self, result: WindowResult, options: TranscribeOptions) -> bool:
+        """A window the model thinks silent, unless its transcript is probable all the same and has words.
+
+        The words condition is asrkit's: on faint noise Whisper writes strings of full stops probable
+        enough to pass the log-probability rule alone, with a no-speech probability near 1."""
+        if options.no_speech_threshold is None or result.no_speech_prob <= options.no_speech_threshold:
+            return False
         confident = (options.log_prob_threshold is not None
                      and result.hypothesis.avg_logprob > options.log_prob_threshold)
-        return (options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold
-                and not confident)
+        return not confident or not any(c.isalnum() for c in self.tokenizer.decode(result.hypothesis.tokens))
 
     def _align(self, windows, cross, seeks, last_speech) -> dict[int, list]:
         """Per clip, its window's segments with word times (AlignedSegment), for windows with text."""
