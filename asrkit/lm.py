@@ -13,12 +13,26 @@ from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 
+from asrkit.errors import AsrkitError
 from asrkit.text import normalize_text
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 # Kneser-Ney's absolute discount; 0.75 is the usual choice when counts of counts are not estimated.
 DISCOUNT = 0.75
 LN10 = math.log(10)
+# Reading an ARPA file stops at a line longer than this many characters: a real line is a probability,
+# at most MAX_ARPA_ORDER words and a backoff weight, while a device or binary file (/dev/zero) may hold
+# one endless "line".
+MAX_ARPA_LINE_CHARS = 4096
+# Highest n-gram order read; toolkits build up to 5- or 6-grams.
+MAX_ARPA_ORDER = 10
+# N-grams read at most: each costs about 370 bytes in memory (measured loading asrkit-ctc-en's LM, 310,757
+# n-grams), so this bounds a model at about 1.9 GB.
+MAX_ARPA_NGRAMS = 5_000_000
+
+
+class LMError(AsrkitError, ValueError):
+    """A language model file that is unreadable, not ARPA, or past the limits above."""
 
 
 class NGramLM:
@@ -140,26 +154,57 @@ class NGramLM:
 
     @classmethod
     def load(cls, path: str | Path) -> NGramLM:
-        """Read an ARPA file (ours or any toolkit's), gzip-compressed or not."""
+        """Read an ARPA file (ours or any toolkit's), gzip-compressed or not.
+
+        Raises
+        ------
+        LMError
+            The file cannot be read or decompressed, is not UTF-8 ARPA text, or passes
+            :data:`MAX_ARPA_LINE_CHARS`, :data:`MAX_ARPA_ORDER` or :data:`MAX_ARPA_NGRAMS`; the message names it.
+        """
         opener = gzip.open if str(path).endswith(".gz") else open
+        try:
+            with opener(path, "rt", encoding="utf-8") as f:
+                order, probs = cls._read_arpa(f, path)
+        except OSError as err:  # missing, unreadable, or not gzip data (gzip.BadGzipFile)
+            raise LMError(f"{path}: cannot read the language model ({err})") from None
+        except EOFError:
+            raise LMError(f"{path}: the compressed language model is truncated") from None
+        except UnicodeDecodeError as err:
+            raise LMError(f"{path}: not UTF-8 text (at byte {err.start} of a line); is it an ARPA file?") from None
+        if not probs:
+            raise LMError(f"{path}: no n-grams found; is it an ARPA file?")
+        return cls(order, probs)
+
+    @staticmethod
+    def _read_arpa(f, path: str | Path) -> tuple[int, dict[tuple[str, ...], tuple[float, float]]]:
+        """The order and n-grams of an open ARPA text file."""
         probs: dict[tuple[str, ...], tuple[float, float]] = {}
         order = 0
-        with opener(path, "rt", encoding="utf-8") as f:
-            for line in f:
-                line = line.strip()
-                if not line or line.startswith("\\") or line.startswith("ngram "):
-                    if line.endswith("-grams:"):
-                        order = int(line[1:].split("-")[0])
-                    continue
-                if order == 0:
-                    continue
-                parts = line.split()
-                try:
-                    p = float(parts[0])
-                    bow = float(parts[order + 1]) if len(parts) > order + 1 else 0.0
-                except (ValueError, IndexError):
-                    raise ValueError(f"{path}: malformed ARPA line {line[:80]!r}") from None
-                probs[tuple(parts[1 : order + 1])] = (p, bow)
-        if not probs:
-            raise ValueError(f"{path}: no n-grams found; is it an ARPA file?")
-        return cls(order, probs)
+        while raw := f.readline(MAX_ARPA_LINE_CHARS + 1):
+            if len(raw) > MAX_ARPA_LINE_CHARS:
+                raise LMError(f"{path}: a line is longer than {MAX_ARPA_LINE_CHARS} characters; is it an ARPA file?")
+            line = raw.strip()
+            if not line or line.startswith("\\") or line.startswith("ngram "):
+                if line.endswith("-grams:"):
+                    head = line[1:].split("-")[0]
+                    if not head.isdigit() or not 1 <= int(head) <= MAX_ARPA_ORDER:
+                        raise LMError(f"{path}: malformed ARPA section {line[:80]!r} "
+                                      f"(orders 1 to {MAX_ARPA_ORDER} are read)")
+                    order = int(head)
+                continue
+            if order == 0:
+                continue
+            parts = line.split()
+            try:
+                # a probability, then the n-gram's order words, then perhaps a backoff weight
+                p = float(parts[0]) if len(parts) > order else math.nan
+                bow = float(parts[order + 1]) if len(parts) > order + 1 else 0.0
+            except ValueError:
+                p = math.nan
+            if math.isnan(p) or len(parts) > order + 2:
+                raise LMError(f"{path}: malformed ARPA line {line[:80]!r}")
+            if len(probs) >= MAX_ARPA_NGRAMS:
+                raise LMError(f"{path}: more than {MAX_ARPA_NGRAMS:,} n-grams; asrkit reads at most that many")
+            probs[tuple(parts[1 : order + 1])] = (p, bow)
+        return order, probs

@@ -10,6 +10,7 @@ from asrkit.config import Config
 from asrkit.models import (
     ASRModel, Headline, ModelCard, UnknownModelError, available_models, headline_metric, list_models, load_model,
 )
+from asrkit.models.base import CardError
 from asrkit.models.ctc import CTCModelConfig
 from asrkit.models.keras_ctc import KerasCTCModel, select_device
 from conftest import JFK, shared_path
@@ -104,8 +105,9 @@ def test_listing_models_passes_over_unreadable_cards_and_names_them(tmp_path, mo
         (tmp_path / name / "card.json").write_text(text)
     listing = list_models(tmp_path)
     assert [e.name for e in listing.entries] == ["good"]
-    assert [(b.name, type(b.error)) for b in listing.broken] == [("broken", ValueError), ("odd", ValueError),
-                                                                ("short", TypeError)]
+    assert [(b.name, type(b.error)) for b in listing.broken] == [("broken", CardError), ("odd", CardError),
+                                                                ("short", CardError)]
+    assert "lacks the fields: name, description, trained" in str(listing.broken[2].error)
     with pytest.raises(ValueError, match="not valid JSON"):
         available_models(tmp_path)
 

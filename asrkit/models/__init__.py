@@ -15,8 +15,8 @@ from pathlib import Path
 from asrkit.config import Config
 from asrkit.errors import AsrkitError
 from asrkit.models.base import (
-    CARD_FILE, GENERAL_SETS, ASRModel, Headline, ModelCard, ModelUnavailableError, PromptError, Span, Transcript,
-    headline_metric,
+    CARD_FILE, GENERAL_SETS, ASRModel, CardError, Headline, ModelCard, ModelFileError, ModelUnavailableError,
+    PromptError, Span, Transcript, headline_metric,
 )
 
 # The shipped models live in the repository's models/ folder; ASR_MODELS_DIR points elsewhere.
@@ -42,9 +42,10 @@ BACKENDS = {
 }
 
 __all__ = [
-    "ASRModel", "DEFAULT_MODEL", "GENERAL_SETS", "MODELS_DIR", "USER_DIR", "USER_MODELS_DIR", "BrokenModel", "Headline",
-    "ModelCard", "ModelEntry", "ModelListing", "ModelUnavailableError", "PromptError", "Span", "Transcript",
-    "UnknownModelError", "available_models", "headline_metric", "list_models", "load_model", "resolve_model",
+    "ASRModel", "DEFAULT_MODEL", "GENERAL_SETS", "MODELS_DIR", "USER_DIR", "USER_MODELS_DIR", "BrokenModel", "CardError",
+    "Headline", "ModelCard", "ModelEntry", "ModelFileError", "ModelListing", "ModelUnavailableError", "PromptError",
+    "Span", "Transcript", "UnknownModelError", "available_models", "headline_metric", "list_models", "load_model",
+    "resolve_model",
 ]
 
 
@@ -67,8 +68,12 @@ class BrokenModel:
 
     name: str
     path: Path
-    # what reading its card.json raised
-    error: Exception
+    # what reading its card.json raised, naming the file and the problem
+    error: CardError
+
+    def describe(self) -> str:
+        """One line for people: which folder was left out, and why."""
+        return f"{self.name} ({self.error})"
 
 
 @dataclass(frozen=True)
@@ -89,15 +94,20 @@ def list_models(models_dir: str | Path | None = None) -> ModelListing:
     broken: dict[str, BrokenModel] = {}
     for root in roots:
         for folder in sorted(root.iterdir() if root.is_dir() else []):
-            if not (folder / CARD_FILE).is_file() or folder.name in entries or folder.name in broken:
+            # a card.json that is a link (to a device, or nowhere) is reported, not passed over
+            if not _has_card(folder) or folder.name in entries or folder.name in broken:
                 continue
             try:
                 entries[folder.name] = ModelEntry(folder.name, folder, ModelCard.load(folder))
-            # what reading, parsing and building a card raise (TypeError: a required field is missing)
-            except (OSError, ValueError, TypeError) as err:
+            except CardError as err:
                 broken[folder.name] = BrokenModel(folder.name, folder, err)
     return ModelListing(tuple(sorted(entries.values(), key=lambda e: (e.name != DEFAULT_MODEL, e.name))),
                         tuple(broken[name] for name in sorted(broken)))
+
+
+def _has_card(folder: Path) -> bool:
+    card = folder / CARD_FILE
+    return card.exists() or card.is_symlink()
 
 
 def available_models(models_dir: str | Path | None = None) -> list[ModelEntry]:
@@ -120,12 +130,14 @@ def resolve_model(name_or_path: str | Path | None = None, *, config: Config | No
     from asrkit.models.whisper.checkpoint import is_whisper_folder
 
     for folder in (MODELS_DIR / name, SHIPPED_DIR / name, USER_MODELS_DIR / name, Path(name).expanduser()):
-        if (folder / CARD_FILE).is_file() or is_whisper_folder(folder) or is_hf_folder(folder) or is_keras_hub_folder(folder):
+        if _has_card(folder) or is_whisper_folder(folder) or is_hf_folder(folder) or is_keras_hub_folder(folder):
             return folder
-    known = ", ".join(e.name for e in available_models()) or f"none (nothing in {MODELS_DIR})"
+    listing = list_models()
+    known = ", ".join(e.name for e in listing.entries) or f"none (nothing in {MODELS_DIR})"
+    unreadable = "".join(f"; left out, its card unreadable: {b.describe()}" for b in listing.broken)
     raise UnknownModelError(
         f"no model named {name!r}: registered models are {known}; "
-        f"or give a model folder that holds a {CARD_FILE}"
+        f"or give a model folder that holds a {CARD_FILE}{unreadable}"
     )
 
 
@@ -136,11 +148,13 @@ def load_model(name_or_path: str | Path | None = None, *, config: Config | None 
     folder saved with ``save_pretrained`` (see :mod:`asrkit.models.hf`); ``keras-hub:<preset>`` or a
     folder saved with ``save_to_preset`` loads a KerasHub Moonshine model (see :mod:`asrkit.models.kerashub`).
 
-    Examples
-    --------
-    >>> model = load_model()  # doctest: +SKIP
-    >>> model.name, model.card.trained  # doctest: +SKIP
-    ('whisper-tiny.en', True)
+    Usage
+    -----
+    ::
+
+        model = load_model()
+        model.name, model.card.trained
+        # ('whisper-tiny.en', True)
     """
     config = config or Config.from_env()
     name = str(name_or_path) if name_or_path is not None else config.model_name
@@ -161,7 +175,7 @@ def load_model(name_or_path: str | Path | None = None, *, config: Config | None 
         return load_hf_model(name, batch_size=config.batch_size, device=config.device)
     folder = resolve_model(name_or_path, config=config)
     backend = ModelCard.load(folder).config.get("backend")
-    if backend not in BACKENDS:
+    if not isinstance(backend, str) or backend not in BACKENDS:
         raise UnknownModelError(f"{folder / CARD_FILE} names backend {backend!r}; asrkit has {', '.join(BACKENDS)}")
     module, cls = BACKENDS[backend].split(":")
     model_class = getattr(importlib.import_module(module), cls)

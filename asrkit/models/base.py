@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, runtime_checkable
 
@@ -22,6 +23,9 @@ CARD_FILE = "card.json"
 # kathleen_dev (300 read prompts of one speaker). fsdd_dev (isolated digits) and a model's own
 # held-out sets say less about how it does on speech in general.
 GENERAL_SETS = ("fixtures_dev", "kathleen_dev")
+# A card is a few kilobytes of JSON (the largest shipped one is under 3 KB); anything past this is not
+# one, and is not read whole.
+MAX_CARD_BYTES = 1 << 20
 
 
 class ModelUnavailableError(AsrkitError, LookupError):
@@ -30,6 +34,92 @@ class ModelUnavailableError(AsrkitError, LookupError):
 
 class PromptError(AsrkitError, ValueError):
     """A prompt a model cannot take: the model takes none, or the prompt is too long or malformed."""
+
+
+class ModelFileError(AsrkitError, ValueError):
+    """A file of a model folder that is missing, unreadable, corrupt, too large, not a regular file, or
+    named by its card outside the folder."""
+
+
+class CardError(ModelFileError):
+    """A card.json that is missing, unreadable, not JSON, or not a model card (wrong shape or field types)."""
+
+
+def regular_file(path: str | Path, *, what: str, max_bytes: int | None = None,
+                 error: type[ModelFileError] = ModelFileError) -> Path:
+    """``path`` once it is known to be a regular file (links followed) of at most ``max_bytes``.
+
+    A device (``/dev/zero``), a pipe or a folder where a model file should be would make a reader
+    hang or fill memory; refusing it up front names the problem instead.
+
+    Raises
+    ------
+    ModelFileError
+        Or ``error``, naming ``what`` the file is (e.g. "the language model") and the path.
+    """
+    path = Path(path)
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise error(f"{what} {path} is missing") from None
+    except OSError as err:
+        raise error(f"{what} {path} cannot be read: {err.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise error(f"{what} {path} is not a regular file")
+    if max_bytes is not None and info.st_size > max_bytes:
+        raise error(f"{what} {path} is {info.st_size:,} bytes; at most {max_bytes:,} are read")
+    return path
+
+
+def card_file(folder: str | Path, name: object, *, what: str, max_bytes: int | None = None,
+              source: str | Path | None = None, error: type[ModelFileError] = ModelFileError) -> Path:
+    """The regular file that a card names ``name`` inside its ``folder``, resolved.
+
+    A card's text must not reach outside its folder: an absolute name, ``..``, or a link that leads out
+    is refused, as is a device or a pipe (see :func:`regular_file`). Every backend resolves the files
+    its card names (a language model, fine-tuned weights, checksummed weight files) through here.
+    ``source`` names the card in messages (default: ``folder``'s card.json).
+
+    Raises
+    ------
+    ModelFileError
+        Or ``error``: ``name`` leads outside ``folder``, or is no regular file there.
+    CardError
+        ``name`` is not a non-empty string.
+    """
+    folder = Path(folder)
+    source = source or folder / CARD_FILE
+    if not isinstance(name, str) or not name.strip() or "\0" in name:
+        raise CardError(f"{source} names {what} {name!r}: expected the name of a file in {folder}")
+    inside = folder.resolve()
+    path = (inside / name).resolve()
+    if not path.is_relative_to(inside) or path == inside:
+        raise error(f"{source} names {what} {name!r}, which is outside the model folder {folder}; "
+                    "a card may name only files inside its own folder")
+    return regular_file(path, what=what, max_bytes=max_bytes, error=error)
+
+
+def check_setting_types(settings: Any, *, source: str) -> None:
+    """Refuse a setting whose JSON type differs from its default's (a number given as text, a list for
+    a flag) in the dataclass ``settings`` read from a card (``source``): it would fail only later, deep
+    inside decoding, or silently change what the model does.
+
+    Raises
+    ------
+    CardError
+        Naming the setting, its default and the value found.
+    """
+    for f in fields(settings):
+        value, default = getattr(settings, f.name), f.default
+        if is_dataclass(value):
+            check_setting_types(value, source=source)
+        elif default is not MISSING and default is not None and value is not None:
+            if isinstance(default, float):
+                fits = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            else:
+                fits = type(value) is type(default)
+            if not fits:
+                raise CardError(f"{source}: {type(settings).__name__}.{f.name} must be like {default!r}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -88,11 +178,28 @@ class ModelCard:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelCard:
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(data) - known
+    def from_dict(cls, data: Any, *, source: str = "model card") -> ModelCard:
+        """A card from its JSON object, its shape and field types checked (a hand-edited or downloaded
+        card may hold anything); ``source`` names it in the error.
+
+        Raises
+        ------
+        CardError
+            ``data`` is not an object, or has unknown, missing or mistyped fields.
+        """
+        if not isinstance(data, dict):
+            raise CardError(f"{source} holds {json_kind(data)}, not a JSON object")
+        unknown = set(data) - set(_CARD_FIELD_TYPES)
         if unknown:
-            raise ValueError(f"model card has unknown fields: {', '.join(sorted(unknown))}")
+            raise CardError(f"{source} has unknown fields: {', '.join(sorted(map(str, unknown)))}")
+        missing = [f.name for f in fields(cls)
+                   if f.default is MISSING and f.default_factory is MISSING and f.name not in data]
+        if missing:
+            raise CardError(f"{source} lacks the fields: {', '.join(missing)}")
+        for name, value in data.items():
+            kind = _CARD_FIELD_TYPES[name]
+            if not isinstance(value, kind):
+                raise CardError(f"{source}: {name} must be {json_kind(kind())}, not {json_kind(value)}")
         return cls(**data)
 
     def save(self, folder: str | Path) -> Path:
@@ -102,14 +209,44 @@ class ModelCard:
 
     @classmethod
     def load(cls, folder: str | Path) -> ModelCard:
+        """Read ``folder``'s card.json.
+
+        Raises
+        ------
+        CardError
+            The card is missing, not a regular file, over :data:`MAX_CARD_BYTES`, not UTF-8, not JSON,
+            or not a model card; the message names the file.
+        """
         path = Path(folder) / CARD_FILE
+        if not path.exists() and not path.is_symlink():
+            raise CardError(f"{folder} has no {CARD_FILE}: it is not an asrkit model folder")
+        regular_file(path, what="the model card", max_bytes=MAX_CARD_BYTES, error=CardError)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{folder} has no {CARD_FILE}: it is not an asrkit model folder") from None
+            with open(path, "rb") as f:
+                raw = f.read(MAX_CARD_BYTES + 1)
+            data = json.loads(raw.decode("utf-8"))
+        except OSError as err:
+            raise CardError(f"{path} cannot be read: {err.strerror}") from None
+        except UnicodeDecodeError as err:
+            raise CardError(f"{path} is not UTF-8 text (byte {err.start} is {raw[err.start]:#04x})") from None
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path} is not valid JSON: {err}") from None
-        return cls.from_dict(data)
+            raise CardError(f"{path} is not valid JSON: {err}") from None
+        except RecursionError:
+            # Python's JSON reader recurses once per bracket: a card thousands of levels deep is crafted
+            raise CardError(f"{path} nests its JSON too deeply to be a model card") from None
+        return cls.from_dict(data, source=str(path))
+
+
+# The type each card field must hold, as json.loads gives it.
+_CARD_FIELD_TYPES = {"name": str, "description": str, "trained": bool, "training_data": str, "metrics": dict,
+                     "config": dict}
+
+
+def json_kind(value: Any) -> str:
+    """What JSON calls the type of a parsed value, for messages: "a string", "an object", ..."""
+    names = ((bool, "true or false"), (str, "a string"), (int, "a number"), (float, "a number"),
+             (dict, "an object"), (list, "an array"), (type(None), "null"))
+    return next((name for kind, name in names if isinstance(value, kind)), type(value).__name__)
 
 
 @dataclass(frozen=True)

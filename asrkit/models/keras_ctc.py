@@ -7,6 +7,7 @@ A model folder holds ``model.keras`` (the network, loaded in Keras safe mode) an
 from __future__ import annotations
 
 import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,8 +16,9 @@ import numpy as np
 import keras
 
 from asrkit.lm import NGramLM
-from asrkit.models.base import ModelCard
+from asrkit.models.base import ModelCard, ModelFileError, regular_file
 from asrkit.models.ctc import CTCModel, CTCModelConfig
+from asrkit.models.litert_ctc import read_ctc_folder
 from asrkit.text import CharTokenizer
 
 WEIGHTS_FILE = "model.keras"
@@ -131,10 +133,12 @@ def select_device(requested: str) -> str:
 class KerasCTCModel(CTCModel):
     """A Keras character CTC model behind the :class:`~asrkit.models.base.ASRModel` contract.
 
-    Examples
-    --------
-    >>> model = KerasCTCModel.load("runs/ctc/best")  # doctest: +SKIP
-    >>> model.transcribe(load_audio("clip.flac")).text  # doctest: +SKIP
+    Usage
+    -----
+    ::
+
+        model = KerasCTCModel.load("runs/ctc/best")
+        model.transcribe(load_audio("clip.flac")).text
     """
 
     def __init__(
@@ -152,13 +156,27 @@ class KerasCTCModel(CTCModel):
 
     @classmethod
     def load(cls, folder: str | Path, *, batch_size: int = 8, device: str = "auto") -> KerasCTCModel:
-        """Load a model folder; the network is deserialised in Keras safe mode (no code runs)."""
+        """Load a model folder; the network is deserialised in Keras safe mode (no code runs).
+
+        Raises
+        ------
+        ModelFileError
+            ``model.keras`` is missing, not a Keras archive (truncated), or refused by safe mode; or the
+            card's language model is (see :func:`asrkit.models.litert_ctc.read_ctc_folder`, which also
+            says what a bad card raises).
+        """
         folder = Path(folder)
-        card = ModelCard.load(folder)
+        card, lm = read_ctc_folder(folder)
+        path = regular_file(folder / WEIGHTS_FILE, what="the Keras network")
+        # Keras calls every archive it cannot open "File not found"; say what is wrong instead
+        if not zipfile.is_zipfile(path):
+            raise ModelFileError(f"{path} is not a .keras archive: it is truncated or corrupt")
         used = select_device(device)
-        network = keras.saving.load_model(folder / WEIGHTS_FILE, compile=False, safe_mode=True)
-        lm_file = CTCModelConfig.from_dict(card.config).decoder.lm
-        lm = NGramLM.load(folder / lm_file) if lm_file else None
+        try:
+            network = keras.saving.load_model(path, compile=False, safe_mode=True)
+        # what Keras raises for an archive it refuses (safe mode: code in the file) or cannot rebuild
+        except (ValueError, TypeError, KeyError, zipfile.BadZipFile) as err:
+            raise ModelFileError(f"{path} cannot be loaded: {err}") from None
         return cls(network, card, lm=lm, batch_size=batch_size, device=used)
 
     def save(self, folder: str | Path) -> Path:

