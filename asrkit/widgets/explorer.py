@@ -26,7 +26,6 @@ from matplotlib.figure import Figure
 
 from asrkit.analysis import compare, vocabulary, wer_by_speaker, word_accuracy, word_errors
 from asrkit.audio import SAMPLE_RATE, AudioError, load_audio, wav_bytes
-from asrkit.errors import AsrkitError
 from asrkit.evaluate import (CACHE_DIR, EvalReport, EvalRow, HypothesisCache, Outcome, build_report, scorable,
                              transcribe_batches)
 from asrkit.manifest import Utterance, read_manifest

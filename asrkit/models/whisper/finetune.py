@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from asrkit.audio import SAMPLE_RATE
-from asrkit.models.base import CARD_FILE, ModelCard
+from asrkit.models.base import ModelCard
 from asrkit.models.whisper.checkpoint import CheckpointError, sha256_file
 from asrkit.models.whisper.frontend import N_FRAMES, log_mel_spectrogram, pad_or_trim
 from asrkit.models.whisper.tokenizer import TIMESTAMP_STEP_S

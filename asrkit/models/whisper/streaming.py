@@ -40,7 +40,7 @@ from asrkit.models.seq2seq import CATCH_UP, REDECODE_STEP_S
 from asrkit.models.whisper.alignment import add_word_timestamps, find_alignment
 from asrkit.models.whisper.decoding import compression_ratio, draft_greedy, log_softmax
 from asrkit.models.whisper.frontend import CHUNK_LENGTH_S, FRAMES_PER_SECOND, HOP_LENGTH, log_mel_spectrogram
-from asrkit.models.whisper.transcribe import INPUT_STRIDE, Transcriber, TranscribeOptions
+from asrkit.models.whisper.transcribe import INPUT_STRIDE, Transcriber
 
 
 # seconds of audio a trim keeps before the committed word or segment end it trims at: the alignment may
