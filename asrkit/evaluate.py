@@ -194,6 +194,12 @@ def scorable(utterances: Sequence[Utterance]) -> list[int]:
     return kept
 
 
+def cached_outcomes(utterances: Sequence[Utterance], cache: HypothesisCache | None) -> list[Outcome | None]:
+    """Each utterance's outcome as the cache holds it, or None where it must be transcribed."""
+    hits = [cache.get(u.audio_path) if cache is not None else None for u in utterances]
+    return [None if hit is None else Outcome(*hit) for hit in hits]
+
+
 def evaluate(
     model: ASRModel,
     utterances: Sequence[Utterance],
@@ -212,11 +218,7 @@ def evaluate(
     """
     utterances = [utterances[i] for i in scorable(utterances)]
     n = len(utterances)
-    outcomes: list[Outcome | None] = [None] * n
-    for i, utt in enumerate(utterances):
-        hit = cache.get(utt.audio_path) if cache is not None else None
-        if hit is not None:
-            outcomes[i] = Outcome(*hit)
+    outcomes = cached_outcomes(utterances, cache)
     todo = [i for i, o in enumerate(outcomes) if o is None]
     cached = n - len(todo)
     bar = tqdm(total=n, initial=cached, unit="utt", desc=f"eval {model.name}", disable=not progress)

@@ -172,12 +172,12 @@ def app_page(playwright, url: str, token: str, *, microphone: Path | None = None
 
 
 def record(page, button, seconds: float) -> None:
-    """Press start, let the fake microphone play ``seconds``, press stop."""
+    """Press the button, let the fake microphone play ``seconds``, press it again."""
     button.click()
     page.wait_for_function("b => b.textContent.includes('stop')", arg=button.element_handle(), timeout=30_000)
     page.wait_for_timeout(seconds * 1000)
     button.click()
-    page.wait_for_function("b => b.textContent.includes('start')", arg=button.element_handle(), timeout=30_000)
+    page.wait_for_function("b => !b.textContent.includes('stop')", arg=button.element_handle(), timeout=30_000)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 from asrkit.manifest import read_manifest
 from asrkit.metrics import score
 from conftest import FIXTURES_DEV, shared_path
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, microphone_file, voila, watch
+from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, microphone_file, record, voila, watch
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
 
@@ -69,15 +69,6 @@ def tab(page, title: str):
     """Show a tab; its panel."""
     page.locator(".lm-TabBar-tab", has_text=title).first.click()
     return page.locator(".widget-tab-contents > .widget-box:visible").first
-
-
-def record(page, button, seconds: float) -> None:
-    """Press the button, let the fake microphone play ``seconds``, press it again."""
-    button.click()
-    page.wait_for_function("b => b.textContent.includes('stop')", arg=button.element_handle(), timeout=30_000)
-    page.wait_for_timeout(seconds * 1000)
-    button.click()
-    page.wait_for_function("b => !b.textContent.includes('stop')", arg=button.element_handle(), timeout=30_000)
 
 
 @pytest.mark.timeout(420)

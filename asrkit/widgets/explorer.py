@@ -26,8 +26,9 @@ from matplotlib.figure import Figure
 
 from asrkit.analysis import compare, vocabulary, wer_by_speaker, word_accuracy, word_errors
 from asrkit.audio import SAMPLE_RATE, AudioError, load_audio, wav_bytes
-from asrkit.evaluate import (CACHE_DIR, EvalReport, EvalRow, HypothesisCache, Outcome, build_report, scorable,
-                             transcribe_batches)
+from asrkit.evaluate import (
+    CACHE_DIR, EvalReport, EvalRow, HypothesisCache, Outcome, build_report, cached_outcomes, scorable, transcribe_batches,
+)
 from asrkit.manifest import Utterance, read_manifest
 from asrkit.models import ASRModel, load_model, resolve_model
 from asrkit.plotting import plot_spectrogram
@@ -469,11 +470,7 @@ class ErrorAnalysis(w.VBox):
         report of all of them."""
         n = len(utterances)
         cache = HypothesisCache.for_model(resolve_model(name), cache_dir=self.cache_dir) if self.cache_dir else None
-        outcomes: list[Outcome | None] = [None] * n
-        for i, utt in enumerate(utterances):
-            hit = cache.get(utt.audio_path) if cache is not None else None
-            if hit is not None:
-                outcomes[i] = Outcome(*hit)
+        outcomes = cached_outcomes(utterances, cache)
         todo = [i for i, o in enumerate(outcomes) if o is None]
         cached = n - len(todo)
         report = self._show(cancel, k, name, utterances, outcomes, cached=cached)
