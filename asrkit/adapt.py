@@ -2,8 +2,8 @@
 
 The steps, each usable on its own (the app's Adapt tab, :mod:`asrkit.widgets.adapt`, strings them together):
 
-1. :func:`make_prompts` draws prompts (digit strings, or sentences from the shared text) with a seed,
-   leaving out every evaluation sentence;
+1. :func:`make_prompts` draws prompts (digit strings, or sentences from :class:`AdaptData`'s text) with a
+   seed, leaving out every sentence of its exclusion file;
 2. :class:`AdaptSession` keeps the user's takes in a folder of their own: each accepted take is written
    as FLAC and the manifest rewritten atomically at once, so a kernel restart loses nothing;
    :func:`check_take` flags silence, clipping and takes too short or too long before they enter it, and
@@ -11,7 +11,7 @@ The steps, each usable on its own (the app's Adapt tab, :mod:`asrkit.widgets.ada
 3. :func:`adapt` holds part of the takes out, measures the model's WER on them, fine-tunes a copy of
    the default Whisper model on the rest (LoRA adapters on its decoder, see
    :mod:`asrkit.models.whisper.finetune`), measures again on the same held-out takes and saves the copy
-   under a new name in :data:`asrkit.models.USER_MODELS_DIR`; the base model is never touched, and
+   under a new name in the user's models folder (``ASR_USER_MODELS_DIR``); the base model is never touched, and
    :func:`delete_user_model` removes the copy again.
 
 Usage
@@ -38,7 +38,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,14 +46,14 @@ import numpy as np
 import soundfile as sf
 
 from asrkit.audio import SAMPLE_RATE
-from asrkit.config import env_values
+from asrkit.config import AdaptSettings, Config
+from asrkit.contracts import CARD_FILE
 from asrkit.data.augment import AugmentConfig, Augmenter
-from asrkit.data.synth import EXCLUDED_TEXTS, allowed_sentences, read_sentences, spoken_form
+from asrkit.data.synth import allowed_sentences, read_sentences, spoken_form
 from asrkit.evaluate import EvalReport, evaluate
 from asrkit.finetune import MODEL_NAME_PATTERN, check_model_name
 from asrkit.manifest import ManifestWarning, Utterance, read_manifest
-from asrkit.models import DEFAULT_MODEL
-from asrkit.models.base import CARD_FILE
+from asrkit.models import DEFAULT_MODEL, is_shipped
 from asrkit.models.whisper.finetune import FinetuneOptions
 from asrkit.text import normalize_text
 
@@ -82,18 +82,29 @@ _USER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 # --- prompts ---
 
 
-def make_prompts(*, kind: str, count: int, seed: int = 0, shared_data: Path | None = None) -> list[str]:
+@dataclass(frozen=True)
+class AdaptData:
+    """Optional data that adaptation draws on; without any of it, prompts are digits and copies lack noise."""
+
+    # a folder of sentence sources (see asrkit.data.synth.read_sentences): Harvard sentences and CMU ARCTIC prompts
+    text_dir: Path | None = None
+    # a file of sentences (one a line) never offered as prompts, e.g. every sentence of your test sets
+    exclude_file: Path | None = None
+    # noise clips and rir_simulated/ room responses for the augmented copies
+    noise_dir: Path | None = None
+
+
+def make_prompts(*, kind: str, count: int, seed: int = 0, data: AdaptData = AdaptData()) -> list[str]:
     """``count`` prompts to read aloud, the same for the same arguments.
 
     Parameters
     ----------
     kind : str
         "digits" (strings of 3 to 5 digit words such as "three seven one four") or "sentences" (Harvard
-        sentences and CMU ARCTIC prompts of at most :data:`MAX_PROMPT_WORDS` words, from the shared text).
-    shared_data : Path, optional
-        The shared data folder: its ``text/`` gives the sentences, and every sentence of
-        ``splits/eval_texts_to_exclude_from_training.txt`` is left out of any prompt set. Digits work
-        without it.
+        sentences and CMU ARCTIC prompts of at most :data:`MAX_PROMPT_WORDS` words, from ``data.text_dir``).
+    data : AdaptData, optional
+        Its ``text_dir`` gives the sentences, and every sentence of its ``exclude_file`` is left out of any
+        prompt set. Digits need neither.
 
     Usage
     -----
@@ -106,7 +117,7 @@ def make_prompts(*, kind: str, count: int, seed: int = 0, shared_data: Path | No
         raise ValueError(f"unknown prompt set {kind!r}; choose from {', '.join(PROMPT_SETS)}")
     if count < 1:
         raise ValueError(f"count must be at least 1, got {count}")
-    excluded = _excluded_texts(shared_data)
+    excluded = _excluded_texts(data.exclude_file)
     rng = random.Random(seed)
     if kind == "digits":
         prompts: list[str] = []
@@ -116,9 +127,10 @@ def make_prompts(*, kind: str, count: int, seed: int = 0, shared_data: Path | No
             candidate = " ".join(rng.choice(DIGITS) for _ in range(rng.randint(*DIGITS_PER_PROMPT)))
             prompts = allowed_sentences([*prompts, candidate], excluded)
         return prompts
-    text_dir = shared_data / "text" if shared_data is not None else None
+    text_dir = data.text_dir
     if text_dir is None or not text_dir.is_dir():
-        raise FileNotFoundError(f"sentence prompts need the shared text folder, and {text_dir} is absent; use digits")
+        raise FileNotFoundError(f"sentence prompts need a folder of sentence sources, and {text_dir} is absent; "
+                                "use digits")
     sentences = [
         spoken_form(s) for s in allowed_sentences(read_sentences(text_dir, sources=SENTENCE_SOURCES), excluded)
         if len(normalize_text(s).split()) <= MAX_PROMPT_WORDS
@@ -127,8 +139,7 @@ def make_prompts(*, kind: str, count: int, seed: int = 0, shared_data: Path | No
     return sentences[:count]
 
 
-def _excluded_texts(shared_data: Path | None) -> list[str]:
-    path = shared_data / EXCLUDED_TEXTS if shared_data is not None else None
+def _excluded_texts(path: Path | None) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines() if path is not None and path.is_file() else []
 
 
@@ -353,7 +364,7 @@ class AdaptSession:
     """One user's prompts and accepted takes, kept in ``folder`` as they are recorded.
 
     The folder holds ``session.json`` (user, prompt set, seed and the prompts), ``takes/NNN.flac`` (the
-    take of prompt NNN) and ``manifest.tsv`` (the shared data's manifest format, paths relative to it),
+    take of prompt NNN) and ``manifest.tsv`` (asrkit's manifest format, paths relative to it),
     so a session reopens where it stopped and its manifest trains like any other. Open one with
     :meth:`open`.
     """
@@ -377,13 +388,12 @@ class AdaptSession:
         prompt_set: str = "digits",
         count: int = 20,
         seed: int = 0,
-        shared_data: Path | None = None,
+        data: AdaptData = AdaptData(),
     ) -> AdaptSession:
-        """The session of ``user`` under ``root`` (default :data:`asrkit.models.USER_DIR`): reopened with
-        its prompts and takes if it exists, else started with ``count`` new prompts (see :func:`make_prompts`)."""
-        from asrkit import models
-
-        folder = Path(root if root is not None else models.USER_DIR) / "adapt" / check_user_name(user)
+        """The session of ``user`` under ``root`` (default ``Config.from_env().paths.user_dir``, ``ASR_USER_DIR``):
+        reopened with its prompts and takes if it exists, else started with ``count`` new prompts (see
+        :func:`make_prompts`)."""
+        folder = Path(root if root is not None else Config.from_env().paths.user_dir) / "adapt" / check_user_name(user)
         state = folder / SESSION_FILE
         if state.is_file():
             try:
@@ -395,13 +405,13 @@ class AdaptSession:
             return session
         # nothing is written until the first take: opening a session to look at it leaves no trace
         return cls(folder, user=user, prompt_set=prompt_set, seed=seed,
-                   prompts=make_prompts(kind=prompt_set, count=count, seed=seed, shared_data=shared_data))
+                   prompts=make_prompts(kind=prompt_set, count=count, seed=seed, data=data))
 
-    def new_prompts(self, *, prompt_set: str, count: int, seed: int, shared_data: Path | None = None) -> None:
+    def new_prompts(self, *, prompt_set: str, count: int, seed: int, data: AdaptData = AdaptData()) -> None:
         """Replace the prompts (another set or count); only before any take exists, as takes belong to prompts."""
         if self.takes:
             raise ValueError(f"{self.folder} already holds {len(self.takes)} take(s) of its prompts; use another user name")
-        self.prompts = make_prompts(kind=prompt_set, count=count, seed=seed, shared_data=shared_data)
+        self.prompts = make_prompts(kind=prompt_set, count=count, seed=seed, data=data)
         self.prompt_set, self.seed = prompt_set, seed
         if (self.folder / SESSION_FILE).is_file():
             self._save_state()
@@ -472,35 +482,6 @@ class AdaptSession:
                 self.takes[index] = Take(index, utt.transcript, path, utt.duration_s or 0.0)
 
 
-def digit_readings(
-    prompts: Sequence[str], *, manifest: Path, speaker: str | None = None, gap_s: float = 0.25
-) -> tuple[list[np.ndarray], list[Path]]:
-    """Readings of digit prompts pieced together from recordings of single digits (FSDD's), for trying
-    adaptation without a microphone and for tests.
-
-    Each clip of ``manifest`` (of ``speaker``, if given) is used once, in manifest order, and the digits of
-    a prompt are joined by ``gap_s`` seconds of silence. Returns the readings and the clips used.
-    """
-    from asrkit.audio import load_audio
-
-    clips: dict[str, deque[Path]] = {}
-    for utt in read_manifest(manifest):
-        if speaker is None or utt.speaker == speaker:
-            clips.setdefault(normalize_text(utt.transcript), deque()).append(utt.audio_path)
-    gap = np.zeros(round(gap_s * SAMPLE_RATE), np.float32)
-    readings, used = [], []
-    for prompt in prompts:
-        parts = []
-        for word in prompt.split():
-            if not clips.get(word):
-                raise ValueError(f"{manifest} has no {'more ' if word in clips else ''}recordings of {word!r}"
-                                 + (f" by {speaker}" if speaker else ""))
-            used.append(clips[word].popleft())
-            parts += [load_audio(used[-1]), gap]
-        readings.append(np.concatenate(parts[:-1]))
-    return readings, used
-
-
 # --- adapting ---
 
 
@@ -529,20 +510,19 @@ def evaluate_takes(model, takes: Sequence[Take], *, speaker: str = "") -> EvalRe
 
 @dataclass(frozen=True)
 class AdaptOptions:
-    """What is adapted and how; :meth:`from_env` reads the ``ASR_ADAPT_*`` variables."""
+    """What is adapted and how; :meth:`from_config` starts from ``Config.adapt`` (the ``ASR_ADAPT_*`` variables)."""
 
-    # registry name of the model to adapt (ASR_ADAPT_BASE); it must be a Keras Whisper model
-    base_model: str = BASE_MODEL
-    # "digits" or "sentences" (ASR_ADAPT_PROMPT_SET)
-    prompt_set: str = "digits"
-    # prompts in a new session (ASR_ADAPT_PROMPTS)
-    prompts: int = 20
-    # optimiser steps of fine-tuning (ASR_ADAPT_STEPS), all taken (the held-out takes only measure): about 7
-    # passes over 16 takes and their copies, ~40 s on two CPU cores; 30 to 100 did alike on an FSDD speaker
-    steps: int = 40
-    # what learns (ASR_ADAPT_TRAINABLE): "lora" (low-rank adapters on the decoder's dense layers, saved as
-    # a 1 MB file) or "decoder" (all its blocks, 38 MB); see asrkit.models.whisper.finetune.TRAINABLE
-    trainable: str = "lora"
+    # registry name of the model to adapt; it must be a Keras Whisper model (see AdaptSettings for this
+    # field and the next four)
+    base_model: str = AdaptSettings.base_model
+    # "digits" or "sentences"
+    prompt_set: str = AdaptSettings.prompt_set
+    # prompts in a new session
+    prompts: int = AdaptSettings.prompts
+    # optimiser steps of fine-tuning, all taken (the held-out takes only measure)
+    steps: int = AdaptSettings.steps
+    # what learns: "lora" (low-rank adapters) or "decoder" (all its blocks)
+    trainable: str = AdaptSettings.trainable
     # adapter rank with trainable="lora"
     lora_rank: int = 8
     # learning rate after warm-up; None takes asrkit.models.whisper.finetune.PEAK_LR's for ``trainable``
@@ -576,20 +556,16 @@ class AdaptOptions:
         )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> AdaptOptions:
-        """Defaults, overridden by the ``ASR_ADAPT_*`` variables that are set.
+    def from_config(cls, config: Config | None = None) -> AdaptOptions:
+        """Defaults, with ``config.adapt``'s settings (default ``Config.from_env()``: the ``ASR_ADAPT_*``
+        variables).
 
-        Usage
-        -----
-        ::
-
-            AdaptOptions.from_env({"ASR_ADAPT_STEPS": "30"}).steps
-            # 30
+        Examples
+        --------
+        >>> AdaptOptions.from_config(Config.from_env({"ASR_ADAPT_STEPS": "30"})).steps
+        30
         """
-        values = env_values((("base_model", "ASR_ADAPT_BASE", str), ("prompt_set", "ASR_ADAPT_PROMPT_SET", str),
-                             ("prompts", "ASR_ADAPT_PROMPTS", int), ("steps", "ASR_ADAPT_STEPS", int),
-                             ("trainable", "ASR_ADAPT_TRAINABLE", str)), environ)
-        return cls(**values)
+        return cls(**dataclasses.asdict((config or Config.from_env()).adapt))
 
 
 # The augmentation of adaptation takes: lighter than training from scratch, whose noisy copies would
@@ -642,10 +618,11 @@ def adapt(
     *,
     options: AdaptOptions = AdaptOptions(),
     name: str | None = None,
-    shared_data: Path | None = None,
+    noise_dir: Path | None = None,
     models_dir: Path | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     cancel: threading.Event | None = None,
+    config: Config | None = None,
 ) -> AdaptResult:
     """Hold out part of the session's takes, fine-tune a copy of the base Whisper model on the rest, and
     measure both models on the held-out part.
@@ -659,16 +636,18 @@ def adapt(
     name : str, optional
         Registry name of the adapted model (default ``<base model's name>-<user>``); a shipped model's
         name is refused.
-    shared_data : Path, optional
-        The shared data folder, whose ``noise/`` lends noise and room responses to the augmentation
-        (without it, copies are only sped up or slowed down, their gain varied and SpecAugment masked).
+    noise_dir : Path, optional
+        Noise clips and ``rir_simulated/`` room responses for the augmentation (without it, copies are only
+        sped up or slowed down, their gain varied and SpecAugment masked); see :attr:`AdaptData.noise_dir`.
     models_dir : Path, optional
-        Where the adapted model is saved (default :data:`asrkit.models.USER_MODELS_DIR`).
+        Where the adapted model is saved (default ``config.paths.user_models_dir``, ``ASR_USER_MODELS_DIR``).
     on_progress : callable, optional
         Called with a :class:`Progress` at each stage, encoded batch and training step, on the calling thread.
     cancel : threading.Event, optional
         Set from another thread to stop within an encoded batch or a training step; nothing is saved then
         (fine-tuning's run folder is a temporary one in the session's folder).
+    config : Config, optional
+        The device and folders to use (default ``Config.from_env()``).
 
     Raises
     ------
@@ -688,7 +667,8 @@ def adapt(
                                         seed=options.seed)
     # a given name is checked before the seconds that loading the base takes
     name = check_model_name(name) if name is not None else None
-    base = models.load_model(options.base_model)
+    config = config or Config.from_env()
+    base = models.load_model(options.base_model, config=config)
     # exactly WhisperModel: its LiteRT export (a subclass) has no Keras decoder to train
     if type(base) is not WhisperModel:
         raise ValueError(f"{options.base_model} ({type(base).__name__}) cannot be fine-tuned: adapt a Keras Whisper "
@@ -698,7 +678,7 @@ def adapt(
         raise ValueError(f"{options.base_model} is itself fine-tuned from "
                          f"{base.card.config['finetuned'].get('base_model')}: adapt that model instead")
     name = name or check_model_name(f"{base.name}-{session.user}")
-    models_root = Path(models_dir) if models_dir is not None else models.USER_MODELS_DIR
+    models_root = Path(models_dir) if models_dir is not None else config.paths.user_models_dir
     encode_s = train_s = 0.0
     steps = 0
 
@@ -720,7 +700,6 @@ def adapt(
     session.write_manifest(session.folder / "held_out.tsv", held_out)
     augmenter = None
     if options.copies:
-        noise_dir = shared_data / "noise" if shared_data is not None else None
         augmenter = Augmenter(noise_dir if noise_dir is not None and noise_dir.is_dir() else None, config=LIGHT_AUGMENT)
     encode_began = time.monotonic()
     data = encode_examples(base, [load_audio(t.path) for t in adapt_takes], [t.prompt for t in adapt_takes],
@@ -749,7 +728,7 @@ def adapt(
         tell(Progress("after", 0, len(held_out)))
         # the adapters reach the compiled decoding functions only through a saved model loaded again:
         # a copy in the run folder, measured before anything appears among the user's models
-        adapted = models.load_model(save_finetuned(base, tuned, folder=Path(run) / name, card=card))
+        adapted = models.load_model(save_finetuned(base, tuned, folder=Path(run) / name, card=card), config=config)
         after = evaluate_takes(adapted, held_out, speaker=session.user)
         tell(Progress("after", len(held_out), len(held_out)))
     if cancel.is_set():  # pressed while the adapted model was measured
@@ -768,18 +747,16 @@ def adapt(
 
 
 def user_models(*, models_dir: Path | None = None) -> list[str]:
-    """Names of the models in ``models_dir`` (default :data:`asrkit.models.USER_MODELS_DIR`) that
+    """Names of the models in ``models_dir`` (default the user's models folder (``ASR_USER_MODELS_DIR``)) that
     :func:`delete_user_model` may delete, sorted: every folder there with a card, read or not (a broken
     model is one to delete), but a shipped model's namesake."""
-    from asrkit import models
-
-    root = Path(models_dir) if models_dir is not None else models.USER_MODELS_DIR
+    root = Path(models_dir) if models_dir is not None else Config.from_env().paths.user_models_dir
     folders = sorted(root.iterdir()) if root.is_dir() else []
-    return [f.name for f in folders if (f / CARD_FILE).is_file() and not _is_shipped(f.name)]
+    return [f.name for f in folders if (f / CARD_FILE).is_file() and not is_shipped(f.name)]
 
 
 def delete_user_model(name: str, *, models_dir: Path | None = None) -> Path:
-    """Delete the user's model ``name`` from ``models_dir`` (default :data:`asrkit.models.USER_MODELS_DIR`)
+    """Delete the user's model ``name`` from ``models_dir`` (default the user's models folder (``ASR_USER_MODELS_DIR``))
     and return the folder it was in.
 
     The folder is first renamed into a hidden one beside it, which the registry never lists, and only
@@ -792,12 +769,10 @@ def delete_user_model(name: str, *, models_dir: Path | None = None) -> Path:
     FileNotFoundError
         No model of that name is in ``models_dir``.
     """
-    from asrkit import models
-
-    root = Path(models_dir) if models_dir is not None else models.USER_MODELS_DIR
+    root = Path(models_dir) if models_dir is not None else Config.from_env().paths.user_models_dir
     if not re.fullmatch(MODEL_NAME_PATTERN, name):
         raise ValueError(f"model name {name!r} must be lower-case letters, digits, '.', '-' or '_' (at most 80)")
-    if _is_shipped(name):
+    if is_shipped(name):
         raise ValueError(f"{name!r} is a shipped model: only models made on this machine can be deleted")
     folder = root / name
     if not (folder / CARD_FILE).is_file():
@@ -806,9 +781,3 @@ def delete_user_model(name: str, *, models_dir: Path | None = None) -> Path:
     folder.rename(trash / name)
     shutil.rmtree(trash)
     return folder
-
-
-def _is_shipped(name: str) -> bool:
-    from asrkit import models
-
-    return any((root / name).exists() for root in (models.MODELS_DIR, models.SHIPPED_DIR))

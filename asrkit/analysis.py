@@ -6,7 +6,7 @@ Usage
 -----
 ::
 
-    report = evaluate(load_model(), read_manifest("kathleen_dev.tsv"))
+    report = evaluate(load_model(), read_manifest("dev.tsv"))
     errors = word_errors(report)
     errors.substitutions[:3]
     # [(('the', 'a'), 12), (('in', 'and'), 7), (('a', 'the'), 5)]

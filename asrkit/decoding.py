@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from asrkit.contracts import Span
 from asrkit.lm import NGramLM
-from asrkit.models.base import Span
 from asrkit.text import BLANK_ID, CharTokenizer
 
 

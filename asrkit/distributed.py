@@ -31,11 +31,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from asrkit.config import Config
+from asrkit.contracts import Transcript
 from asrkit.errors import AsrkitError
 from asrkit.evaluate import EvalReport, Outcome, build_report, model_identity, transcribe_batches
 from asrkit.manifest import Utterance
 from asrkit.models import UnknownModelError, resolve_model
-from asrkit.models.base import Transcript
 
 RUN_FILE = "run.json"
 SHARDS_DIR = "shards"
@@ -129,7 +129,7 @@ def model_source(model: str | Path | None, *, config: Config) -> tuple[str, str]
     A model with a folder is sent as its absolute folder, so every worker loads the files whose digest
     the identity holds; a hub name (``hf:...``, ``keras-hub:...``) is its own identity.
     """
-    name = str(model) if model is not None else config.model_name
+    name = str(model) if model is not None else config.model.name
     try:
         folder = resolve_model(name, config=config).resolve()
     except UnknownModelError:
@@ -228,7 +228,7 @@ class ShardWorker:
         """Records of the shard's utterances, given as (manifest index, utterance) pairs."""
         utterances = [u for _, u in items]
         outcomes = [o for batch in transcribe_batches(
-            self.model, utterances, batch_size=self.config.batch_size, limits=self.config.audio_limits) for o in batch]
+            self.model, utterances, batch_size=self.config.model.batch_size, limits=self.config.limits) for o in batch]
         return [to_record(i, o) for (i, _), o in zip(items, outcomes)]
 
 
@@ -268,7 +268,7 @@ def run_manifest(
     Parameters
     ----------
     model : str or path, optional
-        Registry name, model folder or hub name; default ``config.model_name``. Each worker loads it
+        Registry name, model folder or hub name; default ``config.model.name``. Each worker loads it
         from the same absolute path, so on a cluster of several machines the models folder (and the
         audio) must be at the same path on each (a shared file system or identical images).
     results : path, optional

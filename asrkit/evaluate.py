@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -15,14 +14,11 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from asrkit.audio import DEFAULT_LIMITS, AudioError, AudioLimits, load_audio
+from asrkit.config import Config
+from asrkit.contracts import CARD_FILE, ASRModel, Span, Transcript
 from asrkit.manifest import MAX_NAMED, ManifestError, ManifestWarning, Utterance
 from asrkit.metrics import NORMALIZER_NAME, CorpusScore, Interval, UtteranceScore, bootstrap_interval, score_corpus
-from asrkit.models.base import CARD_FILE, ASRModel, Span, Transcript
 from asrkit.text import normalize_text
-
-# Where hypotheses are kept between runs unless told otherwise.
-CACHE_DIR = Path(os.environ.get("ASR_CACHE_DIR") or Path.home() / ".cache" / "asrkit" / "hypotheses")
-
 
 class NothingToScoreError(ManifestError):
     """No utterance to score: none were given, or none has a reference with words in it."""
@@ -116,9 +112,11 @@ class HypothesisCache:
                     continue  # a line cut short by an interrupted run
 
     @classmethod
-    def for_model(cls, model_dir: str | Path, *, cache_dir: str | Path = CACHE_DIR) -> HypothesisCache:
-        """The cache of the model in ``model_dir``: its name plus a digest of its files."""
-        return cls(Path(cache_dir) / f"{model_identity(model_dir)}.jsonl")
+    def for_model(cls, model_dir: str | Path, *, cache_dir: str | Path | None = None) -> HypothesisCache:
+        """The cache of the model in ``model_dir``: its name plus a digest of its files, in ``cache_dir``
+        (default ``Config.from_env().paths.cache_dir``, ``ASR_CACHE_DIR``)."""
+        folder = Path(cache_dir) if cache_dir is not None else Config.from_env().paths.cache_dir
+        return cls(folder / f"{model_identity(model_dir)}.jsonl")
 
     @staticmethod
     def key(audio_path: Path) -> str:

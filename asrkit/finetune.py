@@ -28,7 +28,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from asrkit.config import Config
 from asrkit.manifest import Utterance, read_manifest
+from asrkit.models.base import GENERAL_KEY
 from asrkit.models.whisper.finetune import FinetuneOptions, FinetuneResult, Progress
 from asrkit.text import normalize_text
 
@@ -116,7 +118,7 @@ def check_model_name(name: str) -> str:
 
     if not re.fullmatch(MODEL_NAME_PATTERN, name):
         raise ValueError(f"model name {name!r} must be lower-case letters, digits, '.', '-' or '_' (at most 80)")
-    if any((root / name).exists() for root in (models.MODELS_DIR, models.SHIPPED_DIR)):
+    if models.is_shipped(name):
         raise ValueError(f"{name!r} is a shipped model's name; the new model needs another")
     return name
 
@@ -181,7 +183,8 @@ def finetune_model(
         gain and SpecAugment only
     run_dir : the run folder (features, checkpoints, history); running again with it resumes.
         Default: ``<models_dir>/<name>.run``
-    models_dir : where the model is saved (default :data:`asrkit.models.USER_MODELS_DIR`)
+    models_dir : where the model is saved (default ``Config.from_env().paths.user_models_dir``,
+        ``ASR_USER_MODELS_DIR``)
     """
     from asrkit import models
     from asrkit.audio import load_audio
@@ -191,7 +194,7 @@ def finetune_model(
     from asrkit.models.whisper.model import WhisperModel
 
     began = time.monotonic()
-    models_root = Path(models_dir) if models_dir is not None else models.USER_MODELS_DIR
+    models_root = Path(models_dir) if models_dir is not None else Config.from_env().paths.user_models_dir
     check_model_name(name)
     run_dir = Path(run_dir) if run_dir is not None else models_root / f"{name}.run"
     utterances = [u for m in manifests for u in read_manifest(Path(m))]
@@ -257,6 +260,8 @@ def finetune_model(
             "wer": round(after.corpus.wer, 4), "wer_95": [round(interval.low, 4), round(interval.high, 4)],
             "cer": round(after.corpus.cer, 4), "utterances": len(after.rows), "rtf": round(after.rtf, 4),
             "base_wer": round(before[path].corpus.wer, 4),
+            # a forgetting-check set is general speech: the model's headline (see headline_metric)
+            **({GENERAL_KEY: True} if role == "general" else {}),
             "command": f"asrkit eval {path} --model {name}",
         }
     report = FinetuneReport(name, folder, model.name, run_dir, result, tuple(sets), len(train_utts), len(held_utts), excluded,

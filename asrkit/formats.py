@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from itertools import accumulate
 
-from asrkit.models.base import Span, Transcript
+from asrkit.contracts import Span, Transcript
 
 FORMATS = ("text", "json", "srt", "vtt")
 # Characters a subtitle line holds at most; a cue holds two lines (and the line break between them).

@@ -1,7 +1,7 @@
 """Word n-gram language models: built from text with interpolated Kneser-Ney, stored as ARPA.
 
-Build one only from text that may be trained on: never from ``fixtures_dev`` or any sentence in
-``splits/eval_texts_to_exclude_from_training.txt`` (see :func:`asrkit.data.synth.allowed_sentences`).
+Build one only from text that may be trained on: never from a sentence of the sets a model is measured on
+(leave them out with :func:`asrkit.data.synth.allowed_sentences`).
 """
 
 from __future__ import annotations

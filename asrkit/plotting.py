@@ -7,14 +7,15 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
+import asrkit._librosa  # noqa: F401  (sets NUMBA_CACHE_DIR before librosa loads numba)
 import librosa
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from asrkit.audio import SAMPLE_RATE
+from asrkit.contracts import Span, Transcript
 from asrkit.features import FRAMES_PER_SECOND, FeatureConfig, log_mel
-from asrkit.models.base import Span, Transcript
 
 
 # Frequencies marked on a spectrogram's axis, Hz (speech lives mostly between 100 Hz and 4 kHz).

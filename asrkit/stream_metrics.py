@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from asrkit.audio import SAMPLE_RATE
-from asrkit.models.base import Span
+from asrkit.contracts import Span
 from asrkit.stream_worker import StreamWorker
 from asrkit.streaming import Emission, Session, Stream, StreamResult
 

@@ -1,6 +1,7 @@
-"""Live transcription: the stream contract every backend implements, and the machinery behind it.
+"""Live transcription: the machinery behind the stream contract every backend implements.
 
-The contract follows sherpa-onnx and Vosk::
+The contract (:class:`~asrkit.contracts.Stream` and :class:`~asrkit.contracts.StreamResult`, defined in
+:mod:`asrkit.contracts` and importable from here) follows sherpa-onnx and Vosk::
 
     stream = model.create_stream()
     stream.accept_waveform(sample_rate, samples)   # as audio arrives, any rate, int or float
@@ -30,39 +31,13 @@ import numpy as np
 import soxr
 
 from asrkit.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioLimits, AudioTooLongError, SampleRateError, to_mono
-from asrkit.models.base import ASRModel, Span
+from asrkit.contracts import ASRModel, Span, Stream, StreamResult
 from asrkit.vad import VAD_FRAME_S, VAD_NAMES, make_vad
 
-
-@dataclass(frozen=True)
-class StreamResult:
-    """What a stream has recognised so far."""
-
-    # text that will not change any more
-    committed: str
-    # text that may still change as more audio arrives
-    partial: str
-    # word times in seconds from the start of the utterance, committed words first, where the model gives them
-    words: tuple[Span, ...] = ()
-
-    @property
-    def text(self) -> str:
-        return " ".join(t for t in (self.committed, self.partial) if t)
-
-
-@runtime_checkable
-class Stream(Protocol):
-    """One live utterance after another, from one audio source. Safe to feed from another thread."""
-
-    def accept_waveform(self, sample_rate: int, samples: np.ndarray) -> None: ...
-
-    def result(self) -> StreamResult: ...
-
-    def is_endpoint(self) -> bool: ...
-
-    def finish(self) -> StreamResult: ...
-
-    def reset(self) -> None: ...
+__all__ = [
+    "AudioIntake", "BufferedStream", "ChunkedStream", "CommitListener", "CommitRule", "Emission", "EndpointRule",
+    "PartialFilter", "Recognizer", "Session", "Stream", "StreamResult",
+]
 
 
 @runtime_checkable

@@ -20,11 +20,13 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
 import keras
 import numpy as np
 from tqdm.auto import tqdm
 
 from asrkit.audio import load_audio
+from asrkit.contracts import ModelCard
 from asrkit.data.augment import Augmenter
 from asrkit.data.dataset import MAX_BATCH_FRAMES, MAX_BATCH_SIZE, SHAPE_BUCKETS, FeatureCache, Source, batches
 from asrkit.manifest import read_manifest
@@ -32,12 +34,13 @@ from asrkit.decoding import DecoderConfig, beam_search
 from asrkit.features import FRAMES_PER_SECOND
 from asrkit.lm import NGramLM
 from asrkit.metrics import score_corpus
-from asrkit.models.base import ModelCard
 from asrkit.models.ctc import CTCModelConfig
 from asrkit.models.keras_ctc import WEIGHTS_FILE, KerasCTCModel, build_network
 from asrkit.text import BLANK_ID, CharTokenizer
 
 LM_FILE = "lm.arpa.gz"
+# utterances of each dev manifest that choose checkpoints: enough for a stable WER, few enough to score in seconds
+DEV_PER_MANIFEST = 100
 CHECKPOINT_FILE = "checkpoint.npz"
 # network weights saved with each checkpoint, for averaging (see average_snapshots)
 SNAPSHOT_DIR = "snapshots"
@@ -431,17 +434,9 @@ def train(
     return run_dir / "best"
 
 
-def default_sources(shared_data: Path, synthetic: Sequence[Path]) -> list[Source]:
-    """The real speech clean and with augmented copies, and each synthetic corpus augmented once."""
-    return [
-        Source(shared_data / "splits/kathleen_train.tsv", clean=True, copies=3),
-        Source(shared_data / "splits/fsdd_train.tsv", clean=True, copies=2),
-        *(Source(folder / "manifest.tsv", clean=False, copies=1) for folder in synthetic),
-    ]
-
-
 def source_cache(
-    source: Source, cache_dir: Path, *, model_config: CTCModelConfig, noise_dir: Path, seed: int = 0, jobs: int = 1
+    source: Source, cache_dir: Path, *, model_config: CTCModelConfig, noise_dir: Path | None, seed: int = 0,
+    jobs: int = 1,
 ) -> FeatureCache:
     """One source's features: loaded from ``cache_dir/<source.key>`` or computed and saved there."""
     folder = cache_dir / source.key
@@ -460,23 +455,24 @@ def source_cache(
     return cache
 
 
-def dev_set(shared_data: Path, *, per_split: int = 100) -> list[tuple[np.ndarray, str]]:
-    """Held-out utterances for early stopping: the first of kathleen_dev and of fsdd_dev.
+def dev_set(
+    manifests: Sequence[str | Path], *, per_manifest: int | None = DEV_PER_MANIFEST
+) -> list[tuple[np.ndarray, str]]:
+    """Held-out utterances for early stopping: the first ``per_manifest`` of each manifest (None: all).
 
-    fixtures_dev stays out: choosing checkpoints on it would tune to the strangers it stands for.
+    Keep the set a model is finally judged on out of them: choosing checkpoints on it would tune to it.
     """
-    items = []
-    for split in ("kathleen_dev", "fsdd_dev"):
-        for utt in read_manifest(shared_data / f"splits/{split}.tsv")[:per_split]:
-            items.append((load_audio(utt.audio_path), utt.transcript))
-    return items
+    return [(load_audio(utt.audio_path), utt.transcript)
+            for manifest in manifests for utt in read_manifest(manifest)[:per_manifest]]
 
 
 def run(
     run_dir: str | Path,
     *,
-    shared_data: str | Path,
-    synthetic: Sequence[str | Path] = (),
+    sources: Sequence[Source],
+    dev: Sequence[str | Path],
+    noise_dir: str | Path | None = None,
+    dev_per_manifest: int | None = DEV_PER_MANIFEST,
     model_config: CTCModelConfig = CTCModelConfig(),
     config: TrainConfig = TrainConfig(),
     name: str = "asrkit-ctc",
@@ -486,18 +482,24 @@ def run(
     jobs: int = 1,
     strategy: str = "none",
 ) -> Path:
-    """Build (once, in ``jobs`` processes) the feature caches of the default sources, then train or
-    resume in ``run_dir``.
+    """Build (once, in ``jobs`` processes) the feature caches of ``sources``, then train or resume in ``run_dir``.
 
+    ``dev`` are the manifests whose first ``dev_per_manifest`` utterances choose the best checkpoint (see
+    :func:`dev_set`). ``noise_dir`` (noise clips and ``rir_simulated/``) feeds the augmented copies; without it
+    they are only sped up or slowed down and their gain varied.
     ``cache_dir`` (default ``run_dir/features``) can be shared by runs with the same features.
     ``strategy`` (see :func:`distribution`) trains on several devices, scaled by :func:`for_replicas`.
     """
-    run_dir, shared_data = Path(run_dir), Path(shared_data)
-    sources = default_sources(shared_data, [Path(s) for s in synthetic])
+    if not sources:
+        raise ValueError("no training sources: give at least one manifest to learn from")
+    if not dev:
+        raise ValueError("no dev manifest: give at least one to choose the best checkpoint on")
+    run_dir = Path(run_dir)
     cache = FeatureCache.concat([
         source_cache(
             source, Path(cache_dir) if cache_dir else run_dir / "features",
-            model_config=model_config, noise_dir=shared_data / "noise", seed=config.seed, jobs=jobs,
+            model_config=model_config, noise_dir=Path(noise_dir) if noise_dir is not None else None, seed=config.seed,
+            jobs=jobs,
         )
         for source in sources
     ])
@@ -505,10 +507,12 @@ def run(
         f"{s.manifest.parent.name}/{s.manifest.name}" + (" clean" if s.clean else "") + (f" + {s.copies} augmented" if s.copies else "")
         for s in sources
     )
-    training_data = f"{described} ({cache.hours:.1f} h of features in all, noise and RIRs from noise/)"
+    augmentation = f"noise and RIRs from {Path(noise_dir).name}/" if noise_dir is not None else "no noise or RIRs"
+    training_data = f"{described} ({cache.hours:.1f} h of features in all, {augmentation})"
     with distribution(strategy).scope():
         return train(
-            run_dir, cache=cache, dev=dev_set(shared_data), model_config=model_config, config=config,
+            run_dir, cache=cache, dev=dev_set(dev, per_manifest=dev_per_manifest), model_config=model_config,
+            config=config,
             name=name, training_data=training_data, max_minutes=max_minutes, init_from=init_from,
         )
 

@@ -22,7 +22,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from asrkit.audio import SAMPLE_RATE
-from asrkit.models.base import ModelUnavailableError
+from asrkit.contracts import ModelUnavailableError
 
 # Endpoint rules count 10 ms frames, whatever window a detector decides on.
 VAD_FRAME = SAMPLE_RATE // 100

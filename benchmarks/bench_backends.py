@@ -34,7 +34,7 @@ def keras_model_dir(tmp: Path) -> tuple[Path, str]:
         return trained[0].path, f"{trained[0].name} (trained)"
     import numpy as np
 
-    from asrkit.models.base import ModelCard
+    from asrkit.contracts import ModelCard
     from asrkit.models.ctc import CTCModelConfig
     from asrkit.models.keras_ctc import KerasCTCModel, build_network
 

@@ -60,7 +60,7 @@ def load(kind: str):
         return load_model(trained[0].path), f"{trained[0].name} (Keras CTC)"
     import numpy as np
 
-    from asrkit.models.base import ModelCard
+    from asrkit.contracts import ModelCard
     from asrkit.models.ctc import CTCModelConfig
     from asrkit.models.keras_ctc import KerasCTCModel, build_network
 

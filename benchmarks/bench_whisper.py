@@ -89,7 +89,7 @@ def main() -> None:
         print(json.dumps(worker(args.worker[0], args.worker[1], args.data, args.threads[0])))
         return
     from asrkit.models import resolve_model
-    from asrkit.models.base import ModelCard
+    from asrkit.contracts import ModelCard
     from asrkit.models.whisper.model import weights_folder
 
     keras_dir = resolve_model("whisper-tiny.en")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,10 @@ os.environ.setdefault("ASR_CACHE_DIR", str(Path(__file__).resolve().parents[1] /
 # and the user's own sessions and adapted models out of their data folder (the registry lists those)
 os.environ.setdefault("ASR_USER_DIR", str(Path(__file__).resolve().parents[1] / ".cache" / "test-user"))
 
-SHARED_DATA = Path(os.environ.get("ASRKIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+# the recipes (scripts beside the package, not in it) are imported by their tests as plain modules
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+# the notebooks read the same variable
+SHARED_DATA = Path(os.environ.get("ASR_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 JFK = "speech/fixtures/wav/jfk.flac"
 FIXTURES_DEV = "splits/fixtures_dev.tsv"
 
@@ -31,7 +35,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     import numpy as np
 
     from asrkit.features import FeatureConfig
-    from asrkit.models.base import ModelCard
+    from asrkit.contracts import ModelCard
     from asrkit.models.ctc import CTCModelConfig
     from asrkit.models.keras_ctc import KerasCTCModel, build_network
 

@@ -11,13 +11,15 @@ import soundfile as sf
 
 from asrkit import models
 from asrkit.adapt import (
-    MIN_TAKES, AdaptOptions, AdaptSession, Take, TakeSplitter, adapt, check_take, delete_user_model, digit_readings,
+    MIN_TAKES, AdaptData, AdaptOptions, AdaptSession, Take, TakeSplitter, adapt, check_take, delete_user_model,
     make_prompts, split_takes, user_models,
 )
 from asrkit.audio import SAMPLE_RATE
+from asrkit.config import Config
 from asrkit.data.synth import spoken_form
 from asrkit.text import normalize_text
 from conftest import SHARED_DATA, shared_path
+from digit_readings import digit_readings
 
 FSDD_DEV = "splits/fsdd_dev.tsv"
 EXCLUDED = "splits/eval_texts_to_exclude_from_training.txt"
@@ -52,22 +54,22 @@ def test_prompts_are_seeded_digit_strings():
 
 def test_prompts_never_hold_an_excluded_sentence(tmp_path):
     drawn = make_prompts(kind="digits", count=10, seed=0)
-    (tmp_path / "splits").mkdir()
-    (tmp_path / "splits/eval_texts_to_exclude_from_training.txt").write_text(f"{drawn[0].upper()}.\n{drawn[3]}\n")
-    kept = make_prompts(kind="digits", count=10, seed=0, shared_data=tmp_path)
+    (tmp_path / "exclude.txt").write_text(f"{drawn[0].upper()}.\n{drawn[3]}\n")
+    kept = make_prompts(kind="digits", count=10, seed=0, data=AdaptData(exclude_file=tmp_path / "exclude.txt"))
     assert drawn[0] not in kept and drawn[3] not in kept and len(kept) == 10
 
     shared_path(EXCLUDED)
     excluded = {normalize_text(form(line)) for line in (SHARED_DATA / EXCLUDED).read_text().splitlines()
                 for form in (str, spoken_form)}
-    sentences = make_prompts(kind="sentences", count=500, seed=0, shared_data=SHARED_DATA)
+    sentences = make_prompts(kind="sentences", count=500, seed=0,
+                             data=AdaptData(text_dir=SHARED_DATA / "text", exclude_file=SHARED_DATA / EXCLUDED))
     assert len(sentences) == 500 and not {normalize_text(s) for s in sentences} & excluded
     assert all(len(normalize_text(s).split()) <= 12 for s in sentences)
 
 
 def test_sentence_prompts_without_the_shared_text_say_what_is_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="use digits"):
-        make_prompts(kind="sentences", count=3, shared_data=tmp_path)
+        make_prompts(kind="sentences", count=3, data=AdaptData(text_dir=tmp_path / "text"))
     with pytest.raises(ValueError, match="unknown prompt set"):
         make_prompts(kind="poems", count=3)
 
@@ -185,8 +187,8 @@ def adapted(recorded, tmp_path_factory):
 def test_adapting_the_default_model_saves_one_that_loads_by_name_and_does_no_worse_on_held_out_takes(
         adapted, recorded, monkeypatch):
     result, models_dir, seen = adapted
-    monkeypatch.setattr(models, "USER_MODELS_DIR", models_dir)
-    shipped = sorted(p.name for p in models.MODELS_DIR.iterdir())
+    monkeypatch.setenv("ASR_USER_MODELS_DIR", str(models_dir))
+    shipped = sorted(p.name for p in models.SHIPPED_DIR.iterdir())
     stages = [p.stage for i, p in enumerate(seen) if i == 0 or p.stage != seen[i - 1].stage]
     assert stages == ["before", "features", "training", "after", "saving", "done"]
     assert [p.done for p in seen if p.stage == "features"][-1] == 6 * 2  # six takes, each with one copy
@@ -207,7 +209,7 @@ def test_adapting_the_default_model_saves_one_that_loads_by_name_and_does_no_wor
     assert loaded.card.metrics["adapt_steps"] == 6 and "adapted to ana's voice" in loaded.card.description
     assert loaded.card.config["finetuned"]["options"]["trainable"] == "lora"
     assert "tiny-ana" in [e.name for e in models.available_models()]
-    assert sorted(p.name for p in models.MODELS_DIR.iterdir()) == shipped
+    assert sorted(p.name for p in models.SHIPPED_DIR.iterdir()) == shipped
     with pytest.raises(ValueError, match="shipped model"):
         adapt(recorded, name=models.DEFAULT_MODEL, models_dir=models_dir)
 
@@ -242,11 +244,11 @@ def test_a_fine_tuned_model_is_not_adapted_again(adapted, recorded, tmp_path):
 
 
 def test_options_come_from_the_environment_and_are_checked():
-    options = AdaptOptions.from_env({"ASR_ADAPT_STEPS": "12", "ASR_ADAPT_TRAINABLE": "decoder"})
+    options = AdaptOptions.from_config(Config.from_env({"ASR_ADAPT_STEPS": "12", "ASR_ADAPT_TRAINABLE": "decoder"}))
     assert options.trainable == "decoder" and options.finetune_options().steps == 12
     assert options.finetune_options().learning_rate == 1e-5 and AdaptOptions().finetune_options().learning_rate == 1e-3
     with pytest.raises(ValueError, match="ASR_ADAPT_STEPS"):
-        AdaptOptions.from_env({"ASR_ADAPT_STEPS": "many"})
+        AdaptOptions.from_config(Config.from_env({"ASR_ADAPT_STEPS": "many"}))
     with pytest.raises(ValueError, match="trainable 'encoder'"):
         AdaptOptions(trainable="encoder")
     with pytest.raises(ValueError, match="batch_size"):
@@ -255,7 +257,7 @@ def test_options_come_from_the_environment_and_are_checked():
 
 def test_a_user_model_is_deleted_whole_and_a_shipped_one_never(adapted, tmp_path, monkeypatch):
     result, _, _ = adapted
-    monkeypatch.setattr(models, "USER_MODELS_DIR", tmp_path)
+    monkeypatch.setenv("ASR_USER_MODELS_DIR", str(tmp_path))
     shutil.copytree(result.folder, tmp_path / "mine")
     (tmp_path / models.DEFAULT_MODEL).mkdir()  # a namesake of a shipped model is never the user's to delete
     shutil.copy(result.folder / "card.json", tmp_path / models.DEFAULT_MODEL)
@@ -360,13 +362,13 @@ def test_cli_adapts_the_takes_recorded_under_a_name(adapted, recorded, tmp_path,
         calls.append((session.user, kwargs))
         return adapted[0]
 
-    monkeypatch.setattr(models, "USER_DIR", recorded.folder.parents[1])
+    monkeypatch.setenv("ASR_USER_DIR", str(recorded.folder.parents[1]))
     monkeypatch.setattr(asrkit.adapt, "adapt", fake_adapt)
     assert main(["adapt", "ana", "--steps", "2", "--name", "mine"]) == 0
     (user, kwargs), = calls
     assert user == "ana" and kwargs["name"] == "mine" and kwargs["options"].steps == 2
     assert "held-out WER (2 takes of ana)" in capsys.readouterr().out
     monkeypatch.undo()
-    monkeypatch.setattr(models, "USER_DIR", tmp_path)
+    monkeypatch.setenv("ASR_USER_DIR", str(tmp_path))
     assert main(["adapt", "nobody"]) == 2
     assert "record at least 5 prompts" in capsys.readouterr().err

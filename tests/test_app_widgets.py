@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from asrkit.audio import SAMPLE_RATE, AudioLimits, load_audio, wav_bytes
+from asrkit.contracts import Span, Transcript
 from asrkit.metrics import score
 import asrkit.models as registry
 from asrkit.models import load_model
@@ -20,7 +21,6 @@ from asrkit.widgets.picker import ModelPicker
 from asrkit.widgets.read_aloud import ReadAloud
 from asrkit.widgets.spectrogram import LiveSpectrogram
 from asrkit.config import Config
-from asrkit.models.base import Span, Transcript
 from asrkit.streaming import ChunkedStream
 from conftest import shared_path
 
@@ -184,7 +184,7 @@ def test_download_links_name_the_files_safely():
 
 
 def test_picker_lists_the_default_first_with_its_wer():
-    picker = ModelPicker(config=Config())
+    picker = ModelPicker(config=Config.from_env())
     label, name = picker.dropdown.options[0]
     assert name == picker.model.name and "WER 6.2% on fixtures_dev, RTF" in label and "(default)" in label
 
@@ -197,8 +197,10 @@ def _card(folder, **fields) -> None:
 def test_picker_orders_by_measured_wer_hides_poor_models_and_reports_broken_cards(tmp_path, monkeypatch):
     shipped, user = tmp_path / "shipped", tmp_path / "user"
     _card(shipped / "pocketsphinx", name="pocketsphinx", config={"backend": "pocketsphinx"},
-          metrics={"kathleen_dev": {"wer": 0.25, "rtf": 0.36}, "fixtures_dev": {"wer": 0.31, "rtf": 0.37}})
-    _card(shipped / "poor", name="poor", metrics={"fixtures_dev": {"wer": 0.71}, "kathleen_dev": {"wer": 0.58}})
+          metrics={"fixtures_dev": {"wer": 0.31, "rtf": 0.37, "general": True},
+                   "kathleen_dev": {"wer": 0.25, "rtf": 0.36, "general": True}})
+    _card(shipped / "poor", name="poor", metrics={"fixtures_dev": {"wer": 0.71, "general": True},
+                                                  "kathleen_dev": {"wer": 0.58, "general": True}})
     _card(shipped / "random", name="random", trained=False)
     _card(shipped / "digits", name="digits", metrics={"fsdd_dev": {"wer": 0.26, "utterances": 500}, "steps": 9})
     # the user's own: adapted (its held-out takes), fine-tuned (its own dev set) and not measured at all
@@ -207,11 +209,12 @@ def test_picker_orders_by_measured_wer_hides_poor_models_and_reports_broken_card
     _card(user / "new", name="new")
     (user / "bad").mkdir()
     (user / "bad" / "card.json").write_text("{not json")
-    monkeypatch.setattr(registry, "MODELS_DIR", shipped)
+    monkeypatch.setenv("ASR_MODELS_DIR", str(shipped))
     monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path / "none")
-    monkeypatch.setattr(registry, "USER_MODELS_DIR", user)
+    monkeypatch.setenv("ASR_USER_MODELS_DIR", str(user))
+    monkeypatch.setenv("ASR_MODEL_NAME", "pocketsphinx")
 
-    picker = ModelPicker(config=Config(model_name="pocketsphinx"))
+    picker = ModelPicker(config=Config.from_env())
     assert [name for _, name in picker.dropdown.options] == ["tuned", "mine", "digits", "pocketsphinx", "new"]
     labels = dict((name, label) for label, name in picker.dropdown.options)
     assert labels["pocketsphinx"] == "pocketsphinx — WER 31.0% on fixtures_dev, RTF 0.37"
@@ -229,11 +232,12 @@ def test_picker_orders_by_measured_wer_hides_poor_models_and_reports_broken_card
 def test_picker_refresh_keeps_the_choice_and_leaves_a_deleted_model(tmp_path, monkeypatch):
     shipped, user = tmp_path / "shipped", tmp_path / "user"
     _card(shipped / "pocketsphinx", name="pocketsphinx", config={"backend": "pocketsphinx"},
-          metrics={"fixtures_dev": {"wer": 0.31}})
-    monkeypatch.setattr(registry, "MODELS_DIR", shipped)
+          metrics={"fixtures_dev": {"wer": 0.31, "general": True}})
+    monkeypatch.setenv("ASR_MODELS_DIR", str(shipped))
     monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path / "none")
-    monkeypatch.setattr(registry, "USER_MODELS_DIR", user)
-    picker = ModelPicker(config=Config(model_name="pocketsphinx"))
+    monkeypatch.setenv("ASR_USER_MODELS_DIR", str(user))
+    monkeypatch.setenv("ASR_MODEL_NAME", "pocketsphinx")
+    picker = ModelPicker(config=Config.from_env())
     loads = []
     monkeypatch.setattr(picker._loader, "submit", lambda fn, name: loads.append(name))
     # a better model appears first in the list: the dropdown passes through it, which is no choice
@@ -253,20 +257,21 @@ def test_picker_refresh_keeps_the_choice_and_leaves_a_deleted_model(tmp_path, mo
 def test_picker_labels_size_and_keeps_a_slower_twin_behind_show_all(tmp_path, monkeypatch):
     shipped = tmp_path / "shipped"
     network = {"features": {"n_mels": 80}, "rnn_units": 224}
-    measured = {"fixtures_dev": {"wer": 0.3, "rtf": 0.05}}
+    measured = {"fixtures_dev": {"wer": 0.3, "rtf": 0.05, "general": True}}
     _card(shipped / "pocketsphinx", name="pocketsphinx", config={"backend": "pocketsphinx"},
-          metrics={"fixtures_dev": {"wer": 0.31, "rtf": 0.37}})
+          metrics={"fixtures_dev": {"wer": 0.31, "rtf": 0.37, "general": True}})
     _card(shipped / "ctc", name="ctc", config={"backend": "keras-ctc", **network}, metrics=measured)
     _card(shipped / "ctc-lite", name="ctc-lite", config={"backend": "litert-ctc", **network}, metrics=measured)
     (shipped / "ctc" / "model.keras").write_bytes(bytes(2_500_000))
     (shipped / "ctc-lite" / "model.tflite").write_bytes(bytes(2_400_000))
     # another network with the same score is no twin
     _card(shipped / "other", name="other", config={"backend": "keras-ctc", **network, "rnn_units": 64}, metrics=measured)
-    monkeypatch.setattr(registry, "MODELS_DIR", shipped)
+    monkeypatch.setenv("ASR_MODELS_DIR", str(shipped))
     monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path / "none")
-    monkeypatch.setattr(registry, "USER_MODELS_DIR", tmp_path / "user")
+    monkeypatch.setenv("ASR_USER_MODELS_DIR", str(tmp_path / "user"))
+    monkeypatch.setenv("ASR_MODEL_NAME", "pocketsphinx")
 
-    picker = ModelPicker(config=Config(model_name="pocketsphinx"))
+    picker = ModelPicker(config=Config.from_env())
     labels = {name: label for label, name in picker.dropdown.options}
     assert list(labels) == ["ctc-lite", "other", "pocketsphinx"]
     assert labels["ctc-lite"] == "ctc-lite — WER 30.0% on fixtures_dev, RTF 0.05, 2.4 MB"

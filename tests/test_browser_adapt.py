@@ -12,9 +12,10 @@ import pytest
 import soundfile as sf
 
 from asrkit import models
-from asrkit.adapt import AdaptOptions, digit_readings, make_prompts
+from asrkit.adapt import AdaptData, AdaptOptions, make_prompts
 from asrkit.audio import SAMPLE_RATE
 from conftest import SHARED_DATA, shared_path
+from digit_readings import digit_readings
 from test_browser import ARTIFACTS, CHROMIUM, app_page, playwright, voila  # noqa: F401 (playwright is a fixture)
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
@@ -44,7 +45,9 @@ def test_adapt_tab_records_20_prompts_hands_free_and_adapts_the_default_model(pl
     defaults = AdaptOptions()
     fsdd = shared_path("splits/fsdd_dev.tsv")
     # the prompts the page shows: the app's defaults, with the shared data's exclusions
-    prompts = make_prompts(kind="digits", count=defaults.prompts, seed=defaults.seed, shared_data=SHARED_DATA)
+    # the app's prompts: the notebook leaves out the data folder's evaluation sentences
+    excluded = AdaptData(exclude_file=SHARED_DATA / "splits/eval_texts_to_exclude_from_training.txt")
+    prompts = make_prompts(kind="digits", count=defaults.prompts, seed=defaults.seed, data=excluded)
     readings, _ = digit_readings(prompts, manifest=fsdd, speaker=SPEAKER, gap_s=INSIDE_S)
     wav, seconds = microphone_file(tmp_path, readings)
     user_dir = tmp_path / "user"
@@ -80,7 +83,7 @@ def test_adapt_tab_records_20_prompts_hands_free_and_adapts_the_default_model(pl
             page.wait_for_function(f"s => s.textContent.includes('{name}')", arg=picker.element_handle(),
                                    timeout=30_000)
             # the adapted model on disk, read before the page deletes it
-            monkeypatch.setattr(models, "USER_MODELS_DIR", user_dir / "models")
+            monkeypatch.setenv("ASR_USER_MODELS_DIR", str(user_dir / "models"))
             adapted = models.load_model(name)
             # back to the default model (waiting for the menu to take a choice), then Delete, pressed twice,
             # takes the adapted one out of its folder and out of the model menu

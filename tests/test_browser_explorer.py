@@ -20,8 +20,8 @@ import pytest
 import soundfile as sf
 
 from asrkit.audio import SAMPLE_RATE
+from asrkit.contracts import Transcript
 from asrkit.models import DEFAULT_MODEL
-from asrkit.models.base import Transcript
 from asrkit.widgets.explorer import NO_COMPARISON, ErrorAnalysis
 from conftest import shared_path
 from test_browser import ARTIFACTS, CHROMIUM, ROOT, browser, free_port, playwright, voila, watch  # noqa: F401 (fixtures)
@@ -141,7 +141,7 @@ def error_analysis(tmp_path_factory):
     shared_path("splits/kathleen_dev.tsv")
     cache = tmp_path_factory.mktemp("hypotheses")  # a fresh cache: every utterance is scored in the page
     with voila("notebooks/03_error_analysis.ipynb", ASR_CACHE_DIR=str(cache),
-                       ASRKIT_EVAL_LIMIT=str(BROWSER_LIMIT)) as served:
+                       ASR_EVAL_LIMIT=str(BROWSER_LIMIT)) as served:
         yield served
 
 

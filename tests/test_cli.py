@@ -115,9 +115,15 @@ def test_eval_records_its_results_and_command_in_the_model_card(tiny_model_dir, 
     model_dir = shutil.copytree(tiny_model_dir, tmp_path / "m")
     argv = ["eval", str(shared_path(FIXTURES_DEV)), "--model", str(model_dir), "--limit", "2", "--record"]
     assert main(argv) == EXIT_OK
-    recorded = ModelCard.load(model_dir).metrics["fixtures_dev"]
+    card = ModelCard.load(model_dir)
+    recorded = card.metrics["fixtures_dev"]
     assert recorded["utterances"] == 2 and 0 <= recorded["cer"] and recorded["wer"] >= 0
     assert recorded["command"] == "asrkit " + " ".join(argv)
+    assert "general" not in recorded  # only the card's author says a set is general speech
+    card.metrics["fixtures_dev"]["general"] = True
+    card.save(model_dir)
+    assert main(argv) == EXIT_OK
+    assert ModelCard.load(model_dir).metrics["fixtures_dev"]["general"] is True  # measuring again keeps the mark
 
 
 def test_eval_writes_reports_that_agree_with_jiwer_and_reruns_from_the_cache(tmp_path, capsys):
@@ -162,3 +168,29 @@ def test_compare_two_models_on_one_manifest(tiny_model_dir, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "of 3 utterances transcribed differently" in out and "95% paired bootstrap" in out
     assert f"only {DEFAULT_MODEL} right:" in out and "only tiny-test right:" in out
+
+
+def test_training_commands_are_given_their_data_and_name_what_is_missing(tiny_model_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):  # argparse: the text to synthesise is required, there is no default folder
+        main(["synth", str(tmp_path / "out")])
+    assert "--text" in capsys.readouterr().err
+    assert main(["synth", str(tmp_path / "out"), "--text", str(tmp_path / "none")]) == EXIT_USAGE
+    assert f"cannot read the --text folder {tmp_path / 'none'}" in capsys.readouterr().err
+    assert main(["synth", str(tmp_path / "out"), "--text", str(tmp_path), "--exclude", str(tmp_path / "x.txt")]) == 2
+    assert f"cannot read --exclude file {tmp_path / 'x.txt'}" in capsys.readouterr().err
+    assert main(["train", str(tmp_path / "run"), "--dev", "dev.tsv"]) == EXIT_USAGE
+    assert "nothing to learn from" in capsys.readouterr().err
+    assert main(["decoder", str(tiny_model_dir), str(tmp_path / "m"), "--dev", "dev.tsv"]) == EXIT_USAGE
+    assert "the LM needs text" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists() and not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("spec, manifest, copies", [("a/train.tsv:3", "a/train.tsv", 3), ("train.tsv", "train.tsv", 0),
+                                                    ("odd:name.tsv", "odd:name.tsv", 0)])
+def test_train_sources_are_a_manifest_and_its_augmented_copies(spec, manifest, copies):
+    from pathlib import Path
+
+    from asrkit.cli import build_parser
+
+    source, = build_parser().parse_args(["train", "run", "--dev", "d.tsv", "--train", spec]).train
+    assert (source.manifest, source.clean, source.copies) == (Path(manifest), True, copies)

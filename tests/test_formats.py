@@ -2,8 +2,8 @@ import json
 
 import pytest
 
+from asrkit.contracts import Span, Transcript
 from asrkit.formats import MAX_CUE_SECONDS, MAX_LINE_CHARS, cues, render, to_srt, to_vtt
-from asrkit.models.base import Span, Transcript
 
 
 def transcript(n_words: int, step: float = 0.5) -> Transcript:

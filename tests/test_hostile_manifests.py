@@ -20,9 +20,9 @@ import pytest
 import soundfile as sf
 
 from asrkit.cli import EXIT_OK, EXIT_USAGE, LiveTranscript, main
+from asrkit.contracts import Transcript
 from asrkit.evaluate import NothingToScoreError, Outcome, build_report, scorable
 from asrkit.manifest import ManifestError, ManifestWarning, read_manifest
-from asrkit.models.base import Transcript
 from asrkit.report import write_csv
 from asrkit.streaming import StreamResult
 from asrkit.text import normalize_text

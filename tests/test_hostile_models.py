@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 import asrkit.models as registry
+from asrkit.contracts import CARD_FILE, MAX_CARD_BYTES, ModelCard
 from asrkit.errors import AsrkitError
 from asrkit.lm import MAX_ARPA_LINE_CHARS, LMError, NGramLM
 from asrkit.models import CardError, ModelFileError, UnknownModelError, list_models, load_model
-from asrkit.models.base import CARD_FILE, MAX_CARD_BYTES, ModelCard
 from asrkit.models.ctc import CTCModelConfig
 from asrkit.models.whisper.checkpoint import CheckpointError
 from asrkit.models.whisper.tokenizer import TokenizerError
@@ -293,9 +293,9 @@ def test_every_broken_card_is_listed_and_reported_while_the_rest_load(tmp_path, 
         expected = next(c[3] for c in CARD_CASES if c[0] == broken.name)
         assert expected in broken.describe() and broken.name in broken.describe()
     # an unknown name's message lists the good models and names the unreadable ones, instead of failing on them
-    monkeypatch.setattr(registry, "MODELS_DIR", tmp_path / "registry")
+    monkeypatch.setenv("ASR_MODELS_DIR", str(tmp_path / "registry"))
     monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path / "none")
-    monkeypatch.setattr(registry, "USER_MODELS_DIR", tmp_path / "none")
+    monkeypatch.setenv("ASR_USER_MODELS_DIR", str(tmp_path / "none"))
     with pytest.raises(UnknownModelError) as raised:
         load_model("nope")
     message = str(raised.value)
@@ -309,7 +309,7 @@ def test_the_catalogue_is_wide():
 
 
 def test_the_app_starts_on_the_default_model_when_the_chosen_one_is_broken(tmp_path, tiny_model_dir, monkeypatch):
-    from asrkit.config import Config
+    from asrkit.config import Config, ModelSettings
     from asrkit.widgets import picker
 
     broken = _card(tmp_path / "m", "[1]")
@@ -321,7 +321,7 @@ def test_the_app_starts_on_the_default_model_when_the_chosen_one_is_broken(tmp_p
         return registry.load_model(tiny_model_dir if name == registry.DEFAULT_MODEL else name, config=config)
 
     monkeypatch.setattr(picker, "load_model", load)
-    view = picker.ModelPicker(config=Config(model_name=str(broken)))
+    view = picker.ModelPicker(config=Config(model=ModelSettings(name=str(broken))))
     assert asked == [str(broken), registry.DEFAULT_MODEL]
     assert view.model.name == "tiny-test" and view.dropdown.value == registry.DEFAULT_MODEL
     assert f"{broken} could not be loaded, so {registry.DEFAULT_MODEL} is in use" in view.note.value

@@ -4,12 +4,12 @@ import math
 import numpy as np
 import pytest
 
-from asrkit.cli import lm_sentences
 from asrkit.decoding import DecoderConfig, beam_search, greedy_decode
 from asrkit.lm import BOS, NGramLM
 from asrkit.manifest import read_manifest
 from asrkit.text import BLANK_ID, CharTokenizer, normalize_text
 from conftest import SHARED_DATA, shared_path
+from lab_data import lm_sentences
 
 TOK = CharTokenizer()
 SENTENCES = ["the cat sat on the mat", "the cat ran to the dog", "a dog sat on a cat", "the mat is red"]

@@ -7,10 +7,10 @@ import pytest
 import asrkit.models as registry
 from asrkit.audio import load_audio
 from asrkit.config import Config
+from asrkit.contracts import CardError
 from asrkit.models import (
     ASRModel, Headline, ModelCard, UnknownModelError, available_models, headline_metric, list_models, load_model,
 )
-from asrkit.models.base import CardError
 from asrkit.models.ctc import CTCModelConfig
 from asrkit.models.keras_ctc import KerasCTCModel, select_device
 from conftest import JFK, shared_path
@@ -77,20 +77,23 @@ def test_safe_mode_refuses_code_in_a_model_file(tmp_path, tiny_model_dir):
 
 
 def test_registry_lists_names_and_explains_unknown_ones(tmp_path, tiny_model_dir, monkeypatch):
-    monkeypatch.setattr(registry, "MODELS_DIR", tiny_model_dir.parent)
+    monkeypatch.setenv("ASR_MODELS_DIR", str(tiny_model_dir.parent))
     monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path / "none")
     assert [e.name for e in available_models()] == ["tiny-test"]
     assert load_model("tiny-test").name == "tiny-test"
-    assert load_model(config=Config(model_name="tiny-test")).name == "tiny-test"
+    monkeypatch.setenv("ASR_MODEL_NAME", "tiny-test")
+    assert load_model(config=Config.from_env()).name == "tiny-test"
     with pytest.raises(UnknownModelError, match="no model named 'nope': registered models are tiny-test"):
         load_model("nope")
 
 
-def test_a_cards_headline_is_a_general_set_else_its_largest_set():
+def test_a_cards_headline_is_its_first_general_set_else_its_largest_set():
     card = ModelCard("m", "", True, metrics={
-        "fsdd_dev": {"wer": 0.47, "utterances": 500, "rtf": 3.2}, "kathleen_dev": {"wer": 0.046, "utterances": 300},
-        "fixtures_dev": {"wer": 0.0625, "utterances": 23, "rtf": 0.24}, "training_steps": 6364})
-    assert headline_metric(card) == Headline("fixtures_dev", 0.0625, 23, 0.24, general=True)
+        "digits": {"wer": 0.47, "utterances": 500, "rtf": 3.2},
+        "strangers": {"wer": 0.0625, "utterances": 23, "rtf": 0.24, "general": True},
+        "read": {"wer": 0.046, "utterances": 300, "general": True}, "training_steps": 6364,
+        "truthy": {"wer": 0.01, "utterances": 900, "general": "yes"}})
+    assert headline_metric(card) == Headline("strangers", 0.0625, 23, 0.24, general=True)
     own = ModelCard("m", "", True, metrics={"a_dev": {"wer": 0.1, "utterances": 20}, "notes": "x",
                                             "b_dev": {"wer": 0.3, "utterances": 90}, "bad": {"wer": "low"}})
     assert headline_metric(own) == Headline("b_dev", 0.3, 90, None, general=False)

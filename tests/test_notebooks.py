@@ -9,18 +9,18 @@ from nbclient import NotebookClient
 from conftest import JFK, SHARED_DATA
 
 # what each notebook prints when the shared data is there
-EXPECTED = {"01_quickstart.ipynb": "WER", "02_live_streaming.ipynb": "WER", "03_error_analysis.ipynb": "corpus WER", "04_training.ipynb": "the toy model hears",
-            "05_adapt_to_my_voice.ipynb": "held-out WER"}
+EXPECTED = {"01_quickstart.ipynb": "WER", "02_live_streaming.ipynb": "WER", "03_error_analysis.ipynb": "corpus WER",
+            "04_training.ipynb": "the toy model hears", "05_adapt_to_my_voice.ipynb": "your adapted models"}
+# notebooks that draw no figure: the adaptation one shows its view, which waits for a microphone
+NO_FIGURE = {"05_adapt_to_my_voice.ipynb"}
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs_top_to_bottom(path, monkeypatch, tmp_path):
-    monkeypatch.setenv("ASRKIT_EVAL_LIMIT", "12")  # the error-analysis notebook on a small manifest
-    # the adaptation notebook: a recorded speaker instead of the microphone, few prompts and steps
-    for var, value in (("ASRKIT_ADAPT_DEMO", "1"), ("ASR_ADAPT_PROMPTS", "6"), ("ASR_ADAPT_STEPS", "10"),
-                       ("ASR_USER_DIR", str(tmp_path))):
-        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("ASR_DATA_DIR", str(SHARED_DATA))
+    monkeypatch.setenv("ASR_EVAL_LIMIT", "12")  # the error-analysis notebook on a small manifest
+    monkeypatch.setenv("ASR_USER_DIR", str(tmp_path))  # the adaptation notebook's session folder
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
@@ -29,7 +29,8 @@ def test_notebook_runs_top_to_bottom(path, monkeypatch, tmp_path):
         if not (SHARED_DATA / JFK).exists():
             pytest.skip(f"ran without errors; what it prints needs the shared data at {SHARED_DATA}")
         outputs = [o for c in nb.cells for o in c.get("outputs", [])]
-        assert any("image/png" in o.get("data", {}) for o in outputs), "no figure was drawn"
+        if path.name not in NO_FIGURE:
+            assert any("image/png" in o.get("data", {}) for o in outputs), "no figure was drawn"
         assert any(EXPECTED[path.name] in o.get("text", "") for o in outputs), f"{EXPECTED[path.name]!r} was not printed"
 
 

@@ -17,8 +17,8 @@ from asrkit.audio import (
     load_audio,
 )
 from asrkit.cli import main
+from asrkit.contracts import ModelCard, Span
 from asrkit.models import load_model
-from asrkit.models.base import ModelCard, Span
 from asrkit.models.ctc import CTCModelConfig, CTCRecognizer
 from asrkit.models.keras_ctc import KerasCTCModel, build_network
 from asrkit.models.keras_ctc_stream import streaming_network
@@ -454,7 +454,9 @@ def test_cli_stream_prints_the_evolving_transcript_and_metrics(tiny_model_dir, c
     assert report["emissions"] and {"wall_s", "audio_s", "begin_s", "end_s", "text", "committed"} <= set(
         report["emissions"][0]
     )
-    assert main(["stream", clip, "--model", str(tiny_model_dir), "--chunk-ms", "0"]) == 2
+    with pytest.raises(SystemExit) as refused:  # argparse refuses it before any model loads
+        main(["stream", clip, "--model", str(tiny_model_dir), "--chunk-ms", "0"])
+    assert refused.value.code == 2 and "--chunk-ms" in capsys.readouterr().err
 
 
 def test_errors_say_what_is_wrong(ctc):

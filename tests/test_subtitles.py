@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from asrkit.contracts import Span, Transcript
 from asrkit.formats import (
     MAX_CUE_SECONDS,
     MAX_LINE_CHARS,
@@ -17,7 +18,6 @@ from asrkit.formats import (
     to_json,
     to_srt,
 )
-from asrkit.models.base import Span, Transcript
 
 # Whisper tiny.en and PocketSphinx transcripts of fixtures_dev audio (see tests/data/transcripts/README.md)
 TRANSCRIPTS = sorted((Path(__file__).parent / "data" / "transcripts").glob("*.json"))

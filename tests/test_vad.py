@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from asrkit.audio import DEFAULT_LIMITS, load_audio
-from asrkit.models.base import ModelUnavailableError
+from asrkit.contracts import ModelUnavailableError
 from asrkit.streaming import AudioIntake, EndpointRule
 from asrkit.vad import VAD_NAMES, SileroVAD, VADUnavailableError, WebRtcVAD, make_vad
 from conftest import shared_path

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 from asrkit.audio import SAMPLE_RATE, load_audio
+from asrkit.contracts import CARD_FILE, ModelUnavailableError
 from asrkit.manifest import read_manifest
 from asrkit.metrics import score
 from asrkit.models import DEFAULT_MODEL, available_models, load_model
-from asrkit.models.base import CARD_FILE, ModelUnavailableError
 from asrkit.models.whisper.checkpoint import CheckpointError, read_ct2_folder, read_ct2_variables, read_hf_folder, sha256_file
 from asrkit.models.whisper.frontend import log_mel_spectrogram, pad_or_trim
 from asrkit.models.whisper.tokenizer import TokenizerError

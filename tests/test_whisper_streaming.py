@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from asrkit.audio import SAMPLE_RATE, AudioTooLongError, load_audio
+from asrkit.contracts import Span
 from asrkit.metrics import score
 from asrkit.models import load_model
-from asrkit.models.base import Span
 from asrkit.models.whisper.decoding import TokenRules, draft_greedy, greedy
 from asrkit.models.whisper.frontend import log_mel_spectrogram
 from asrkit.models.whisper.streaming import StreamingOptions

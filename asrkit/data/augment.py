@@ -1,6 +1,7 @@
 """Training-time augmentation: speed perturbation, room reverberation, additive noise, SpecAugment.
 
-Noise and room impulse responses come from ``../shared/data/noise`` (see its manifest).
+Noise and room impulse responses come from a folder of noise clips with a ``rir_simulated/`` subfolder
+(see :class:`Augmenter`).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def _audio_files(folder: Path) -> list[Path]:
 class Augmenter:
     """Random waveform perturbations with the shared noise clips and room impulse responses.
 
-    Without ``noise_dir`` (a machine without the shared data) only speed and gain are perturbed.
+    Without ``noise_dir`` only speed and gain are perturbed.
     Randomness comes from the caller (one generator per utterance), so the same utterance gets
     the same perturbation however many processes share the work.
     """

@@ -1,8 +1,8 @@
 """A labelled multi-voice speech corpus synthesised with Debian's TTS engines.
 
 Needs ``flite``, ``festival`` (with festvox-kallpc16k, festvox-kdlpc16k, festvox-us-slt-hts) and
-``espeak-ng`` on the PATH. Every sentence of the evaluation sets is left out (see
-:func:`allowed_sentences`), so a WER measured on them stays honest.
+``espeak-ng`` on the PATH. Leave every sentence of your evaluation sets out (see :func:`allowed_sentences`),
+so that a WER measured on them stays honest.
 """
 
 from __future__ import annotations
@@ -25,10 +25,8 @@ from tqdm.auto import tqdm
 from asrkit.audio import SAMPLE_RATE, AudioError, load_audio
 from asrkit.text import normalize_text
 
-# The shared text sources: LJSpeech sentences, CMU ARCTIC prompts, Harvard sentences.
+# The text sources read_sentences knows: LJSpeech sentences, CMU ARCTIC prompts, Harvard sentences.
 TEXT_SOURCES = ("ljspeech", "arctic", "harvard")
-# in the shared data folder: every sentence of the evaluation sets, kept out of all training text
-EXCLUDED_TEXTS = "splits/eval_texts_to_exclude_from_training.txt"
 # (engine, voice): flite's and festival's voices sound far more natural than espeak-ng's, so they
 # are drawn more often (see VOICE_WEIGHTS).
 FLITE_VOICES = ("kal16", "awb", "rms", "slt")
@@ -85,7 +83,9 @@ def spoken_form(sentence: str) -> str:
 
 
 def read_sentences(text_dir: str | Path, *, sources: Iterable[str] = TEXT_SOURCES) -> list[str]:
-    """Sentences of the shared text sources named in ``sources`` (:data:`TEXT_SOURCES`), in that order."""
+    """Sentences of the text sources named in ``sources`` (:data:`TEXT_SOURCES`), in that order, from ``text_dir``
+    (``ljspeech_metadata.csv`` in LJSpeech's format, ``cmuarctic.data`` in CMU ARCTIC's, ``harvard_sentences.txt``
+    with one sentence a line)."""
     text_dir = Path(text_dir)
     sentences = []
     for source in sources:

@@ -1,36 +1,28 @@
 """The model registry: names and folders to loaded models.
 
-A registered model is a folder under :data:`MODELS_DIR` (shipped) or :data:`USER_MODELS_DIR` (made on
-this machine, e.g. by personal adaptation) holding a ``card.json``; its name is the folder's name, and a
-shipped model's name wins. ``load_model()`` with no argument loads ``ASR_MODEL_NAME``, "default" unless set.
+A registered model is a folder holding a ``card.json``, under ``ASR_MODELS_DIR`` (when set),
+:data:`SHIPPED_DIR` (inside the package) or the user's models folder (``ASR_USER_MODELS_DIR``: made on this
+machine, e.g. by personal adaptation); its name is the folder's name, and the first folder found wins, so a
+user's model never shadows a shipped one. ``load_model()`` with no argument loads ``ASR_MODEL_NAME``,
+"default" unless set. The folders come from :class:`asrkit.config.Config`, read when a function is called.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from asrkit.config import Config
-from asrkit.errors import AsrkitError
-from asrkit.models.base import (
-    CARD_FILE, GENERAL_SETS, ASRModel, CardError, Headline, ModelCard, ModelFileError, ModelUnavailableError,
-    PromptError, Span, Transcript, headline_metric,
+from asrkit.config import DEFAULT_MODEL, Config
+from asrkit.contracts import (
+    CARD_FILE, ASRModel, CardError, ModelCard, ModelFileError, ModelUnavailableError, PromptError, Span, Transcript,
 )
+from asrkit.errors import AsrkitError
+from asrkit.models.base import GENERAL_KEY, Headline, headline_metric
 
-# The shipped models live in the repository's models/ folder; ASR_MODELS_DIR points elsewhere.
-MODELS_DIR = Path(os.environ.get("ASR_MODELS_DIR") or Path(__file__).resolve().parents[2] / "models")
-# Cards of models whose weights come from an installed package, shipped inside asrkit so that a plain
-# (non-editable) install has them too.
+# The shipped models, inside the package so that any install has them: asrkit's own (weights and all),
+# and the cards of those whose weights come from an installed package (the default model).
 SHIPPED_DIR = Path(__file__).resolve().parent / "shipped"
-# The user's own data (recordings for adaptation, models made from them) outside the repository.
-USER_DIR = Path(os.environ.get("ASR_USER_DIR") or Path.home() / ".local" / "share" / "asrkit")
-# Models made on this machine; searched after MODELS_DIR, so they can never shadow a shipped model.
-USER_MODELS_DIR = Path(os.environ.get("ASR_USER_MODELS_DIR") or USER_DIR / "models")
-# What "default" means: the shipped model with the lowest WER on fixtures_dev (strangers at the
-# microphone), as recorded in the models' cards.
-DEFAULT_MODEL = "whisper-tiny.en"
 # card.json's config["backend"] to the class that loads such a folder, imported only when used
 # (TensorFlow takes seconds to import, and listing models should not need it).
 BACKENDS = {
@@ -42,10 +34,10 @@ BACKENDS = {
 }
 
 __all__ = [
-    "ASRModel", "DEFAULT_MODEL", "GENERAL_SETS", "MODELS_DIR", "USER_DIR", "USER_MODELS_DIR", "BrokenModel", "CardError",
-    "Headline", "ModelCard", "ModelEntry", "ModelFileError", "ModelListing", "ModelUnavailableError", "PromptError",
-    "Span", "Transcript", "UnknownModelError", "available_models", "headline_metric", "list_models", "load_model",
-    "resolve_model",
+    "ASRModel", "DEFAULT_MODEL", "GENERAL_KEY", "SHIPPED_DIR", "BrokenModel", "CardError", "Headline", "ModelCard",
+    "ModelEntry", "ModelFileError", "ModelListing", "ModelUnavailableError", "PromptError", "Span", "Transcript",
+    "UnknownModelError", "available_models", "headline_metric", "is_shipped", "list_models", "load_model",
+    "model_roots", "resolve_model",
 ]
 
 
@@ -86,10 +78,24 @@ class ModelListing:
     broken: tuple[BrokenModel, ...]
 
 
-def list_models(models_dir: str | Path | None = None) -> ModelListing:
-    """Registered models (shipped and the user's, or those in ``models_dir``), passing over, and listing,
-    the folders whose card cannot be read: one bad folder must not hide the others (the app's picker)."""
-    roots = [Path(models_dir)] if models_dir is not None else [MODELS_DIR, SHIPPED_DIR, USER_MODELS_DIR]
+def model_roots(config: Config | None = None) -> list[Path]:
+    """The folders the registry searches, in order: ``config.paths.models_dir`` (when set), the shipped
+    models, then the user's (``config`` defaults to :meth:`Config.from_env`)."""
+    paths = (config or Config.from_env()).paths
+    extra = [paths.models_dir] if paths.models_dir is not None else []
+    return [*extra, SHIPPED_DIR, Path(paths.user_models_dir)]
+
+
+def is_shipped(name: str, *, config: Config | None = None) -> bool:
+    """Whether ``name`` is taken by a model searched before the user's (shipped, or in ``ASR_MODELS_DIR``):
+    a user's model of that name could never be loaded, and such a model is never the user's to delete."""
+    return any((root / name).exists() for root in model_roots(config)[:-1])
+
+
+def list_models(models_dir: str | Path | None = None, *, config: Config | None = None) -> ModelListing:
+    """Registered models (those of :func:`model_roots`, or those in ``models_dir``), passing over, and
+    listing, the folders whose card cannot be read: one bad folder must not hide the others (the app's picker)."""
+    roots = [Path(models_dir)] if models_dir is not None else model_roots(config)
     entries: dict[str, ModelEntry] = {}
     broken: dict[str, BrokenModel] = {}
     for root in roots:
@@ -110,10 +116,10 @@ def _has_card(folder: Path) -> bool:
     return card.exists() or card.is_symlink()
 
 
-def available_models(models_dir: str | Path | None = None) -> list[ModelEntry]:
-    """Registered models (shipped and the user's, or those in ``models_dir``), the default first, then by
-    name; raises what reading the first unreadable card raised (see :func:`list_models`, which does not)."""
-    listing = list_models(models_dir)
+def available_models(models_dir: str | Path | None = None, *, config: Config | None = None) -> list[ModelEntry]:
+    """Registered models (those of :func:`model_roots`, or those in ``models_dir``), the default first, then
+    by name; raises what reading the first unreadable card raised (see :func:`list_models`, which does not)."""
+    listing = list_models(models_dir, config=config)
     if listing.broken:
         raise listing.broken[0].error
     return list(listing.entries)
@@ -122,18 +128,19 @@ def available_models(models_dir: str | Path | None = None) -> list[ModelEntry]:
 def resolve_model(name_or_path: str | Path | None = None, *, config: Config | None = None) -> Path:
     """The folder that a name, a path or ``ASR_MODEL_NAME`` (None) stands for."""
     config = config or Config.from_env()
-    name = str(name_or_path) if name_or_path is not None else config.model_name
+    name = str(name_or_path) if name_or_path is not None else config.model.name
     if name == "default":
         name = DEFAULT_MODEL
     from asrkit.models.hf import is_hf_folder
     from asrkit.models.kerashub import is_keras_hub_folder
     from asrkit.models.whisper.checkpoint import is_whisper_folder
 
-    for folder in (MODELS_DIR / name, SHIPPED_DIR / name, USER_MODELS_DIR / name, Path(name).expanduser()):
+    roots = model_roots(config)
+    for folder in (*(root / name for root in roots), Path(name).expanduser()):
         if _has_card(folder) or is_whisper_folder(folder) or is_hf_folder(folder) or is_keras_hub_folder(folder):
             return folder
-    listing = list_models()
-    known = ", ".join(e.name for e in listing.entries) or f"none (nothing in {MODELS_DIR})"
+    listing = list_models(config=config)
+    known = ", ".join(e.name for e in listing.entries) or f"none (nothing in {', '.join(map(str, roots))})"
     unreadable = "".join(f"; left out, its card unreadable: {b.describe()}" for b in listing.broken)
     raise UnknownModelError(
         f"no model named {name!r}: registered models are {known}; "
@@ -157,7 +164,7 @@ def load_model(name_or_path: str | Path | None = None, *, config: Config | None 
         # ('whisper-tiny.en', True)
     """
     config = config or Config.from_env()
-    name = str(name_or_path) if name_or_path is not None else config.model_name
+    name = str(name_or_path) if name_or_path is not None else config.model.name
     from asrkit.models.hf import is_hf_folder, is_hf_name, load_hf_model
     from asrkit.models.kerashub import is_keras_hub_folder, is_keras_hub_name, load_keras_hub_model
 
@@ -167,16 +174,17 @@ def load_model(name_or_path: str | Path | None = None, *, config: Config | None 
     if is_whisper_folder(Path(name).expanduser()):
         from asrkit.models.whisper.model import WhisperModel
 
-        return WhisperModel.load(Path(name).expanduser(), batch_size=config.batch_size, device=config.device)
+        return WhisperModel.load(Path(name).expanduser(), batch_size=config.model.batch_size,
+                                 device=config.model.device)
     # hub models have no card.json: their own config says what they are
     if is_keras_hub_name(name) or is_keras_hub_folder(Path(name).expanduser()):
-        return load_keras_hub_model(name, batch_size=config.batch_size, device=config.device)
+        return load_keras_hub_model(name, batch_size=config.model.batch_size, device=config.model.device)
     if is_hf_name(name) or is_hf_folder(Path(name).expanduser()):
-        return load_hf_model(name, batch_size=config.batch_size, device=config.device)
+        return load_hf_model(name, batch_size=config.model.batch_size, device=config.model.device)
     folder = resolve_model(name_or_path, config=config)
     backend = ModelCard.load(folder).config.get("backend")
     if not isinstance(backend, str) or backend not in BACKENDS:
         raise UnknownModelError(f"{folder / CARD_FILE} names backend {backend!r}; asrkit has {', '.join(BACKENDS)}")
     module, cls = BACKENDS[backend].split(":")
     model_class = getattr(importlib.import_module(module), cls)
-    return model_class.load(folder, batch_size=config.batch_size, device=config.device)
+    return model_class.load(folder, batch_size=config.model.batch_size, device=config.model.device)

@@ -14,10 +14,11 @@ from typing import Protocol
 import numpy as np
 
 from asrkit.audio import DEFAULT_LIMITS, AudioLimits
+from asrkit.contracts import ModelCard, Span, Transcript
 from asrkit.decoding import DecoderConfig, PrefixBeamSearch, beam_search, greedy_decode, words_from_chars
 from asrkit.features import FeatureConfig, StreamingFeatureExtractor, compute_features
 from asrkit.lm import NGramLM
-from asrkit.models.base import ModelCard, NoPrompt, Span, Transcript
+from asrkit.models.base import NoPrompt
 from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule
 from asrkit.text import BLANK_ID, CharTokenizer
 
@@ -90,7 +91,7 @@ class CTCModelConfig:
 
 class CTCModel(NoPrompt):
     """What every character CTC model shares, whatever runs its network: features, decoding and the
-    :class:`~asrkit.models.base.ASRModel` contract. Subclasses provide :meth:`logits`."""
+    :class:`~asrkit.contracts.ASRModel` contract. Subclasses provide :meth:`logits`."""
 
     def __init__(self, card: ModelCard, *, lm: NGramLM | None = None, batch_size: int = 8, device: str = "cpu") -> None:
         self.card = card

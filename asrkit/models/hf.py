@@ -18,8 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL for the TensorFlow imported below)
 from asrkit.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioLimits
-from asrkit.models.base import ModelCard, ModelUnavailableError, NoPrompt, Span, Transcript
+from asrkit.contracts import ModelCard, ModelUnavailableError, Span, Transcript
+from asrkit.models.base import NoPrompt
 from asrkit.models.seq2seq import Seq2SeqModel
 from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule
 

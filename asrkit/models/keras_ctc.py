@@ -1,7 +1,7 @@
 """Our own TensorFlow/Keras character CTC models: network, save/load and inference.
 
 A model folder holds ``model.keras`` (the network, loaded in Keras safe mode) and ``card.json``
-(a :class:`~asrkit.models.base.ModelCard` whose ``config`` is a :class:`CTCModelConfig`).
+(a :class:`~asrkit.contracts.ModelCard` whose ``config`` is a :class:`CTCModelConfig`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
 import keras
 
+from asrkit.contracts import ModelCard, ModelFileError, regular_file
 from asrkit.lm import NGramLM
-from asrkit.models.base import ModelCard, ModelFileError, regular_file
 from asrkit.models.ctc import CTCModel, CTCModelConfig
 from asrkit.models.litert_ctc import read_ctc_folder
 from asrkit.text import CharTokenizer
@@ -131,7 +132,7 @@ def select_device(requested: str) -> str:
 
 
 class KerasCTCModel(CTCModel):
-    """A Keras character CTC model behind the :class:`~asrkit.models.base.ASRModel` contract.
+    """A Keras character CTC model behind the :class:`~asrkit.contracts.ASRModel` contract.
 
     Usage
     -----

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL for the TensorFlow imported below)
 from asrkit.audio import SAMPLE_RATE
-from asrkit.models.base import ModelCard, ModelUnavailableError
+from asrkit.contracts import ModelCard, ModelUnavailableError
 from asrkit.models.seq2seq import Seq2SeqModel
 
 PREFIX = "keras-hub:"

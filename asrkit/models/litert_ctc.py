@@ -10,7 +10,7 @@ Usage
 -----
 ::
 
-    export(load_model("asrkit-ctc-en"), "models/asrkit-ctc-en-litert")
+    export(load_model("asrkit-ctc-en"), "asrkit/models/shipped/asrkit-ctc-en-litert")
     load_model("asrkit-ctc-en-litert").transcribe(audio).text
 """
 
@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL for the TensorFlow imported below)
+from asrkit.contracts import CARD_FILE, CardError, ModelCard, ModelFileError, regular_file
 from asrkit.lm import NGramLM
-from asrkit.models.base import (
-    CARD_FILE, CardError, ModelCard, ModelFileError, card_file, check_setting_types, regular_file,
-)
+from asrkit.models.base import card_file, check_setting_types
 from asrkit.models.ctc import CTCModel, CTCModelConfig, create_stream
 from asrkit.streaming import ChunkedStream
 

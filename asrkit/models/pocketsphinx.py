@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from asrkit.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioLimits
-from asrkit.models.base import ModelCard, NoPrompt, Span, Transcript
+from asrkit.contracts import ModelCard, Span, Transcript
+from asrkit.models.base import NoPrompt
 from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule
 from asrkit.text import normalize_text
 
@@ -26,7 +27,7 @@ _NOT_A_WORD = re.compile(r"^(<.*>|\[.*\])$")
 
 
 class PocketSphinxModel(NoPrompt):
-    """PocketSphinx's default US English model behind the :class:`~asrkit.models.base.ASRModel` contract."""
+    """PocketSphinx's default US English model behind the :class:`~asrkit.contracts.ASRModel` contract."""
 
     sample_rate = SAMPLE_RATE
 
@@ -48,7 +49,7 @@ class PocketSphinxModel(NoPrompt):
     def transcribe(self, audio: np.ndarray) -> Transcript:
         d = self._decoder
         # the feature computer keeps the last clip's cepstral mean as its starting estimate, which
-        # changed 3 of fixtures_dev's 23 transcripts with the clips decoded before; resetting it
+        # changed 3 of a 23-clip test set's transcripts with the clips decoded before; resetting it
         # (30 us) makes a clip's transcript its own, whatever the order, batch or shard
         d.reinit_feat()
         d.start_utt()

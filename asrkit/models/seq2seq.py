@@ -17,7 +17,8 @@ from dataclasses import replace
 import numpy as np
 
 from asrkit.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioLimits
-from asrkit.models.base import ModelCard, NoPrompt, Span, Transcript
+from asrkit.contracts import ModelCard, Span, Transcript
+from asrkit.models.base import NoPrompt
 from asrkit.streaming import ChunkedStream, CommitRule, EndpointRule, Recognizer
 
 # seconds of new audio between re-decodings of the utterance so far

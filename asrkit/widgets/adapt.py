@@ -21,10 +21,11 @@ import ipywidgets as w
 import numpy as np
 
 from asrkit.adapt import (
-    MIN_TAKES, PROMPT_SETS, AdaptOptions, AdaptResult, AdaptSession, HandsFreeOptions, Progress, QualityOptions,
-    TakeSplitter, adapt, check_take, check_user_name, delete_user_model, user_models,
+    MIN_TAKES, PROMPT_SETS, AdaptData, AdaptOptions, AdaptResult, AdaptSession, HandsFreeOptions, Progress,
+    QualityOptions, TakeSplitter, adapt, check_take, check_user_name, delete_user_model, user_models,
 )
 from asrkit.audio import AudioError, load_audio, wav_bytes
+from asrkit.config import Config
 from asrkit.report import ALIGNMENT_STYLE, alignment_html
 from asrkit.widgets.file_mode import audio_player
 from asrkit.widgets.microphone import Chunk, Microphone
@@ -88,23 +89,28 @@ class AdaptView(w.VBox):
     Parameters
     ----------
     options : AdaptOptions, optional
-        Base model, prompts and fine-tuning; from the ``ASR_ADAPT_*`` variables when not given.
+        Base model, prompts and fine-tuning; from ``config.adapt`` when not given.
     user : str
         The name whose session opens first (the page lets the user type another).
-    shared_data : Path, optional
-        The shared data folder: sentence prompts, the evaluation texts kept out of them, and noise for
-        augmentation.
+    data : AdaptData, optional
+        Sentence prompts, the sentences kept out of them, and noise for augmentation (default: digit
+        prompts, no noise).
     root, models_dir : Path, optional
-        Where sessions and adapted models go (default: :data:`asrkit.models.USER_DIR` and ``USER_MODELS_DIR``);
+        Where sessions and adapted models go (default: ``config.paths.user_dir`` and ``user_models_dir``);
         the models in ``models_dir`` are the ones the view offers to delete.
     quality, hands_free : QualityOptions, HandsFreeOptions
+    config : Config, optional
+        The settings the defaults above come from (default ``Config.from_env()``).
     """
 
-    def __init__(self, *, options: AdaptOptions | None = None, user: str = "me", shared_data: Path | None = None,
+    def __init__(self, *, options: AdaptOptions | None = None, user: str = "me", data: AdaptData = AdaptData(),
                  root: Path | None = None, models_dir: Path | None = None, quality: QualityOptions = QualityOptions(),
-                 hands_free: HandsFreeOptions = HandsFreeOptions()) -> None:
-        self.options = options or AdaptOptions.from_env()
-        self.shared_data, self.root, self.models_dir = shared_data, root, models_dir
+                 hands_free: HandsFreeOptions = HandsFreeOptions(), config: Config | None = None) -> None:
+        self.config = config or Config.from_env()
+        self.options = options or AdaptOptions.from_config(self.config)
+        self.data = data
+        self.root = root if root is not None else self.config.paths.user_dir
+        self.models_dir = models_dir if models_dir is not None else self.config.paths.user_models_dir
         self.quality, self.hands_free_options = quality, hands_free
         self.session: AdaptSession | None = None
         self.index = 0
@@ -205,7 +211,7 @@ class AdaptView(w.VBox):
             user = check_user_name(self.user.value.strip().lower())
             self.session = AdaptSession.open(user=user, root=self.root, prompt_set=self.options.prompt_set,
                                              count=self.options.prompts, seed=self.options.seed,
-                                             shared_data=self.shared_data)
+                                             data=self.data)
         except (ValueError, OSError) as err:
             self.session = None
             self.note.value = f'<p class="asrkit-adapt-bad">{html.escape(str(err))}</p>'
@@ -224,7 +230,7 @@ class AdaptView(w.VBox):
             return
         try:
             self.session.new_prompts(prompt_set=self.prompt_set.value, count=self.options.prompts,
-                                     seed=self.options.seed, shared_data=self.shared_data)
+                                     seed=self.options.seed, data=self.data)
         except (ValueError, OSError) as err:
             self.note.value = f'<p class="asrkit-adapt-bad">{html.escape(str(err))}</p>'
             self.prompt_set.value = self.session.prompt_set
@@ -337,7 +343,7 @@ class AdaptView(w.VBox):
 
     def _adapt(self) -> None:
         try:
-            result = adapt(self.session, options=self.options, shared_data=self.shared_data,
+            result = adapt(self.session, options=self.options, noise_dir=self.data.noise_dir, config=self.config,
                                    models_dir=self.models_dir, on_progress=self._progressed, cancel=self._cancel)
         except Exception as err:  # a failed adaptation must leave the page working and say why
             self.progress_text.value = ""

@@ -8,20 +8,20 @@ Usage
 -----
 ::
 
-    App(prompts=read_prompts("../shared/data/text"))
+    App(prompts=read_prompts("data/text"), data=AdaptData(text_dir=Path("data/text"), noise_dir=Path("data/noise")))
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import ipywidgets as w
 
+from asrkit.adapt import AdaptData
 from asrkit.audio import AudioLimits
 from asrkit.config import Config
-from asrkit.models.base import ASRModel
+from asrkit.contracts import ASRModel
 from asrkit.widgets.adapt import AdaptView
 from asrkit.widgets.file_mode import FileTranscriber
 from asrkit.widgets.live import LiveOptions, LiveTranscriber
@@ -59,14 +59,14 @@ class App(w.VBox):
     config : Config, optional
         Model, device and audio limits; from the ``ASR_*`` environment variables when not given.
     options : AppOptions
-    shared_data : Path, optional
-        The shared data folder, for the Adapt tab's sentence prompts and augmentation noise.
+    data : AdaptData, optional
+        The Adapt tab's sentence prompts, the sentences kept out of them, and augmentation noise.
     """
 
     def __init__(self, *, prompts: Sequence[str] = (), config: Config | None = None,
-                 options: AppOptions = AppOptions(), shared_data: Path | None = None) -> None:
+                 options: AppOptions = AppOptions(), data: AdaptData = AdaptData()) -> None:
         config = config or Config.from_env()
-        limits = config.audio_limits
+        limits = config.limits
         self.picker = ModelPicker(config=config)
         model = self.picker.model
         self.live = LiveTranscriber(model, options=options.live, limits=limits)
@@ -74,7 +74,7 @@ class App(w.VBox):
         upload_limits = AudioLimits(max_bytes=min(limits.max_bytes, options.max_upload_bytes),
                                      max_duration_s=limits.max_duration_s)
         self.files = FileTranscriber(model, limits=upload_limits)
-        self.adapt = AdaptView(shared_data=shared_data)
+        self.adapt = AdaptView(data=data, config=config)
         self.tabs = w.Tab(children=[self.live, self.read_aloud, self.files, self.adapt], titles=TITLES)
         self.tabs.add_class("asrkit-app")
         self.picker.on_change(self._swap)

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import ipywidgets as w
 import numpy as np
@@ -26,8 +27,9 @@ from matplotlib.figure import Figure
 
 from asrkit.analysis import compare, vocabulary, wer_by_speaker, word_accuracy, word_errors
 from asrkit.audio import SAMPLE_RATE, AudioError, load_audio, wav_bytes
+from asrkit.config import Config
 from asrkit.evaluate import (
-    CACHE_DIR, EvalReport, EvalRow, HypothesisCache, Outcome, build_report, cached_outcomes, scorable, transcribe_batches,
+    EvalReport, EvalRow, HypothesisCache, Outcome, build_report, cached_outcomes, scorable, transcribe_batches,
 )
 from asrkit.manifest import Utterance, read_manifest
 from asrkit.models import ASRModel, load_model, resolve_model
@@ -348,8 +350,9 @@ class ErrorAnalysis(w.VBox):
         Score only the first ``limit`` utterances of a set (None: all of them).
     known : set of str, optional
         The models' training vocabulary, for the OOV marks of each explorer.
-    cache_dir : Path or None
-        Where hypotheses are cached (None: nowhere, every run transcribes afresh).
+    cache_dir : Path, "default" or None
+        Where hypotheses are cached ("default": ``Config.from_env().paths.cache_dir``, ``ASR_CACHE_DIR``;
+        None: nowhere, every run transcribes afresh).
     loader : callable
         Loads a model by name.
     batch_size : int
@@ -362,11 +365,14 @@ class ErrorAnalysis(w.VBox):
 
     def __init__(self, *, sets: Mapping[str, Path], models: Sequence[str], model: str | None = None,
                  comparison: str | None = None, limit: int | None = None, known: set[str] | None = None,
-                 cache_dir: Path | None = CACHE_DIR, loader: Callable[[str], ASRModel] = load_model,
+                 cache_dir: Path | Literal["default"] | None = "default",
+                 loader: Callable[[str], ASRModel] = load_model,
                  batch_size: int = SCORE_BATCH, redraw_s: float = REDRAW_S, start: bool = True) -> None:
         if not sets or not models:
             raise ValueError(f"the error-analysis page needs a set and a model: got sets {list(sets)} and models "
                              f"{list(models)}")
+        if cache_dir == "default":
+            cache_dir = Config.from_env().paths.cache_dir
         self.sets, self.known, self.cache_dir, self.loader = dict(sets), known, cache_dir, loader
         self.batch_size, self.redraw_s = batch_size, redraw_s
         # the reports of the latest run, one per model, as far as it got

@@ -28,8 +28,8 @@ from asrkit.audio import (
     DEFAULT_LIMITS, SAMPLE_RATE, AudioError, AudioLimits, AudioTooLargeError, AudioTooLongError, CorruptAudioError,
     EmptyAudioError, UnsupportedFormatError, load_audio, wav_bytes,
 )
+from asrkit.contracts import ASRModel, Span, Transcript
 from asrkit.formats import render
-from asrkit.models.base import ASRModel, Span, Transcript
 from asrkit.plotting import plot_spectrogram
 from asrkit.widgets.microphone import Chunk, Microphone
 from asrkit.widgets.prompt import PromptField

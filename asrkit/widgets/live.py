@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import ipywidgets as w
 
 from asrkit.audio import DEFAULT_LIMITS, AudioError, AudioLimits
-from asrkit.models.base import ASRModel, Span, Transcript
+from asrkit.contracts import ASRModel, Span, Transcript
 from asrkit.stream_worker import BacklogFullError, StreamWorker
 from asrkit.streaming import Session, StreamResult
 from asrkit.widgets.copy import CopyButton

@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 import ipywidgets as w
 
 from asrkit.config import Config
+from asrkit.contracts import CARD_FILE
 from asrkit.errors import AsrkitError
 from asrkit.models import DEFAULT_MODEL, ASRModel, ModelEntry, ModelListing, headline_metric, list_models, load_model
-from asrkit.models.base import CARD_FILE
 
 # A model whose headline WER is above this is listed only with "show all models": it gets most words
 # wrong (the Keras CTC models measured 58-71%), and offered beside the default it only misleads.
@@ -33,9 +33,9 @@ QUICK_BACKENDS = ("litert-ctc", "whisper-litert")
 # Files in a model folder that are not its weights.
 NOT_WEIGHTS = (CARD_FILE, "README.md")
 # What the figures in the menu mean, under it.
-LEGEND = ("WER: words wrong per 100 on the named test set (lower is better; fixtures_dev is 8 speakers the "
-          "models never trained on). RTF: seconds of computing per second of audio (below 1 keeps up with "
-          "speech). Size: its weights on disk.")
+LEGEND = ("WER: words wrong per 100 on the test set the model's card names (lower is better; a set marked "
+          "'its own set' is not comparable across models). RTF: seconds of computing per second of audio "
+          "(below 1 keeps up with speech). Size: its weights on disk.")
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -97,11 +97,11 @@ def model_label(entry: ModelEntry, *, size_bytes: int | None = None, twin: str |
     --------
     >>> from pathlib import Path
     >>> from asrkit.models import ModelCard
-    >>> card = ModelCard("ps", "", True, metrics={"fixtures_dev": {"wer": 0.3125, "rtf": 0.37}})
+    >>> card = ModelCard("ps", "", True, metrics={"strangers": {"wer": 0.3125, "rtf": 0.37, "general": True}})
     >>> model_label(ModelEntry("ps", Path("ps"), card))
-    'ps — WER 31.2% on fixtures_dev, RTF 0.37'
+    'ps — WER 31.2% on strangers, RTF 0.37'
     >>> model_label(ModelEntry("ps", Path("ps"), card), size_bytes=75_400_000, twin="ps-lite")
-    'ps — WER 31.2% on fixtures_dev, RTF 0.37, 75 MB (same words as ps-lite, slower to start)'
+    'ps — WER 31.2% on strangers, RTF 0.37, 75 MB (same words as ps-lite, slower to start)'
     >>> card = ModelCard("mine", "", True, metrics={"held_out": {"wer_before": 0.4, "wer_after": 0.1}})
     >>> model_label(ModelEntry("mine", Path("mine"), card))
     'mine — WER 10.0% on held_out (its own set)'
@@ -149,7 +149,8 @@ class ModelPicker(w.VBox):
     Parameters
     ----------
     config : Config
-        ``model_name`` picks the first model; ``batch_size`` and ``device`` are passed to loading.
+        ``model.name`` picks the first model; ``model.batch_size`` and ``model.device`` are passed to loading,
+        ``paths`` says where the registered models are.
     """
 
     def __init__(self, *, config: Config) -> None:
@@ -157,14 +158,14 @@ class ModelPicker(w.VBox):
         # why the model that config names could not be loaded ("" when it was)
         self._unloadable = ""
         try:
-            self.model: ASRModel = load_model(config.model_name, config=config)
+            self.model: ASRModel = load_model(config.model.name, config=config)
         except AsrkitError as err:
             # a broken model folder must not take the app down: start on the default, and say why
             self.model = load_model(DEFAULT_MODEL, config=config)
-            self._unloadable = f"{config.model_name} could not be loaded, so {DEFAULT_MODEL} is in use: {err}"
-        self._listing: ModelListing = list_models()
+            self._unloadable = f"{config.model.name} could not be loaded, so {DEFAULT_MODEL} is in use: {err}"
+        self._listing: ModelListing = list_models(config=self.config)
         registered = {e.name for e in self._listing.entries}
-        self._chosen = self.model.name if self.model.name in registered else config.model_name
+        self._chosen = self.model.name if self.model.name in registered else config.model.name
         if self._unloadable:
             self._chosen = DEFAULT_MODEL
         self._refreshing = False
@@ -190,7 +191,7 @@ class ModelPicker(w.VBox):
     def refresh(self) -> None:
         """List the registry's models again (one was added or deleted, e.g. by adaptation), keeping the
         choice; when the chosen model was deleted, the default model is loaded in its place."""
-        self._listing = list_models()
+        self._listing = list_models(config=self.config)
         gone = self._chosen not in {e.name for e in self._listing.entries} and not Path(self._chosen).expanduser().is_dir()
         self._show_options()
         self._describe()

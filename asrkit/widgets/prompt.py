@@ -1,5 +1,5 @@
 """The "Expected words" field of the File and Live tabs: a prompt of names and terms the model should
-expect in the speech (see :meth:`asrkit.models.base.ASRModel.with_prompt`).
+expect in the speech (see :meth:`asrkit.contracts.ASRModel.with_prompt`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import ipywidgets as w
 
-from asrkit.models.base import ASRModel, PromptError
+from asrkit.contracts import ASRModel, PromptError
 
 LABEL = "Expected words"
 PLACEHOLDER = "names and terms you expect, e.g. Dashwood, Voila, Kaldi"

@@ -1,6 +1,6 @@
 """Read a sentence aloud and see how the model did: WER, CER and a colour-coded word alignment.
 
-The prompt is a sentence from the shared text (Harvard sentences and CMU ARCTIC prompts, written to
+The prompt is a sentence from a folder of sentence sources (Harvard sentences and CMU ARCTIC prompts, written to
 be read aloud) or anything the user types. The reading streams through a
 :class:`~asrkit.widgets.live.LiveTranscriber`, so the words appear while the user speaks; when they
 press stop, the final text is scored against the prompt.
@@ -15,9 +15,9 @@ from pathlib import Path
 import ipywidgets as w
 
 from asrkit.audio import DEFAULT_LIMITS, AudioLimits
+from asrkit.contracts import ASRModel
 from asrkit.data.synth import read_sentences
 from asrkit.metrics import score
-from asrkit.models.base import ASRModel
 from asrkit.report import ALIGNMENT_STYLE, alignment_html, alignment_legend
 from asrkit.widgets.live import LiveOptions, LiveTranscriber
 
@@ -28,7 +28,8 @@ LEGEND = alignment_legend(reference="said", hypothesis="heard", deleted="missed"
 
 
 def read_prompts(text_dir: str | Path) -> list[str]:
-    """Sentences to read aloud from the shared ``text`` folder; [] when it is absent."""
+    """Sentences to read aloud from a folder of sentence sources (see :func:`~asrkit.data.synth.read_sentences`);
+    [] when it is absent."""
     text_dir = Path(text_dir)
     if not text_dir.is_dir():
         return []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asrkit.models.base import ModelFileError, json_kind, regular_file
+from asrkit.contracts import ModelFileError, json_kind, regular_file
 from asrkit.models.whisper.config import GenerationConfig, WhisperConfig
 
 CT2_FILE = "model.bin"

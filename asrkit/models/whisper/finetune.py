@@ -42,8 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
+import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL for the TensorFlow imported below)
 from asrkit.audio import SAMPLE_RATE
-from asrkit.models.base import ModelCard
+from asrkit.contracts import ModelCard
 from asrkit.models.whisper.checkpoint import CheckpointError, sha256_file
 from asrkit.models.whisper.frontend import N_FRAMES, log_mel_spectrogram, pad_or_trim
 from asrkit.models.whisper.tokenizer import TIMESTAMP_STEP_S

@@ -10,6 +10,7 @@ from __future__ import annotations
 import operator
 from functools import lru_cache
 
+import asrkit._librosa  # noqa: F401  (sets NUMBA_CACHE_DIR before librosa loads numba)
 import librosa
 import numpy as np
 

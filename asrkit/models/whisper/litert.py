@@ -48,7 +48,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from asrkit.models.base import ModelCard
+import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL for the TensorFlow imported below)
+from asrkit.contracts import ModelCard
 from asrkit.models.whisper.checkpoint import sha256_file
 from asrkit.models.whisper.config import GenerationConfig, WhisperConfig
 from asrkit.models.whisper.frontend import CHUNK_LENGTH_S

@@ -19,10 +19,8 @@ from typing import Any
 import numpy as np
 
 from asrkit.audio import SAMPLE_RATE
-from asrkit.models.base import (
-    CARD_FILE, CardError, ModelCard, ModelUnavailableError, PromptError, Span, Transcript, card_file,
-    check_setting_types,
-)
+from asrkit.contracts import CARD_FILE, CardError, ModelCard, ModelUnavailableError, PromptError, Span, Transcript
+from asrkit.models.base import card_file, check_setting_types
 from asrkit.models.seq2seq import Seq2SeqModel, spread_words
 from asrkit.models.whisper.checkpoint import CheckpointError, read_checkpoint, sha256_file
 from asrkit.models.whisper.frontend import CHUNK_LENGTH_S

@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from asrkit.audio import SAMPLE_RATE
-from asrkit.models.base import Span
+from asrkit.contracts import Span
 from asrkit.models.seq2seq import CATCH_UP, REDECODE_STEP_S
 from asrkit.models.whisper.alignment import add_word_timestamps, find_alignment
 from asrkit.models.whisper.decoding import compression_ratio, draft_greedy, log_softmax

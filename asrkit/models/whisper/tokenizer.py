@@ -18,7 +18,7 @@ from types import MappingProxyType
 
 import tokenizers
 
-from asrkit.models.base import ModelFileError, regular_file
+from asrkit.contracts import ModelFileError, regular_file
 
 TASKS = ("transcribe", "translate")
 TOKENIZER_FILE = "tokenizer.json"
