@@ -129,10 +129,12 @@ def make_prompts(*, kind: str, count: int, seed: int = 0, data: AdaptData = Adap
         return prompts
     text_dir = data.text_dir
     if text_dir is None or not text_dir.is_dir():
-        raise FileNotFoundError(f"sentence prompts need a folder of sentence sources, and {text_dir} is absent; "
-                                "use digits")
+        raise FileNotFoundError(
+            f"sentence prompts need a folder of sentence sources, and {text_dir} is absent; use digits"
+        )
     sentences = [
-        spoken_form(s) for s in allowed_sentences(read_sentences(text_dir, sources=SENTENCE_SOURCES), excluded)
+        spoken_form(s)
+        for s in allowed_sentences(read_sentences(text_dir, sources=SENTENCE_SOURCES), excluded)
         if len(normalize_text(s).split()) <= MAX_PROMPT_WORDS
     ]
     rng.shuffle(sentences)
@@ -218,9 +220,13 @@ def check_take(audio: np.ndarray, *, options: QualityOptions = QualityOptions())
     clipped = float(np.mean(np.abs(audio) >= o.clip_level)) if len(audio) else 0.0
     problems = []
     if level < o.silence_db:
-        problems.append(f"silence: nothing was heard (loudest {level:.0f} dBFS); check the microphone is on and not muted")
+        problems.append(
+            f"silence: nothing was heard (loudest {level:.0f} dBFS); check the microphone is on and not muted"
+        )
     elif level < o.quiet_db:
-        problems.append(f"too quiet (loudest {level:.0f} dBFS, need {o.quiet_db:.0f}): speak closer or raise the input level")
+        problems.append(
+            f"too quiet (loudest {level:.0f} dBFS, need {o.quiet_db:.0f}): speak closer or raise the input level"
+        )
     if clipped > o.max_clipped_fraction:
         problems.append(f"clipping: {100 * clipped:.1f}% of samples at full scale; lower the input level or move back")
     if duration < o.min_duration_s:
@@ -334,7 +340,8 @@ def check_user_name(user: str) -> str:
     """``user`` if it can name a folder and a model: 1 to 32 lower-case letters, digits, '-' or '_'."""
     if not isinstance(user, str) or not _USER_NAME.fullmatch(user):
         raise ValueError(
-            f"user name {user!r} must be 1 to 32 lower-case letters, digits, '-' or '_', starting with a letter or digit"
+            f"user name {user!r} must be 1 to 32 lower-case letters, digits, '-' or '_', "
+            "starting with a letter or digit"
         )
     return user
 
@@ -398,19 +405,28 @@ class AdaptSession:
         if state.is_file():
             try:
                 saved = json.loads(state.read_text(encoding="utf-8"))
-                session = cls(folder, user=user, prompt_set=saved["prompt_set"], seed=saved["seed"], prompts=saved["prompts"])
+                session = cls(
+                    folder, user=user, prompt_set=saved["prompt_set"], seed=saved["seed"], prompts=saved["prompts"]
+                )
             except (json.JSONDecodeError, KeyError, TypeError) as err:
                 raise ValueError(f"{state} is damaged ({err}); move the folder aside to start again") from None
             session._load_takes()
             return session
         # nothing is written until the first take: opening a session to look at it leaves no trace
-        return cls(folder, user=user, prompt_set=prompt_set, seed=seed,
-                   prompts=make_prompts(kind=prompt_set, count=count, seed=seed, data=data))
+        return cls(
+            folder,
+            user=user,
+            prompt_set=prompt_set,
+            seed=seed,
+            prompts=make_prompts(kind=prompt_set, count=count, seed=seed, data=data),
+        )
 
     def new_prompts(self, *, prompt_set: str, count: int, seed: int, data: AdaptData = AdaptData()) -> None:
         """Replace the prompts (another set or count); only before any take exists, as takes belong to prompts."""
         if self.takes:
-            raise ValueError(f"{self.folder} already holds {len(self.takes)} take(s) of its prompts; use another user name")
+            raise ValueError(
+                f"{self.folder} already holds {len(self.takes)} take(s) of its prompts; use another user name"
+            )
         self.prompts = make_prompts(kind=prompt_set, count=count, seed=seed, data=data)
         self.prompt_set, self.seed = prompt_set, seed
         if (self.folder / SESSION_FILE).is_file():
@@ -473,8 +489,12 @@ class AdaptSession:
             # the session's takes are its own files: a row naming audio anywhere else (an edited manifest,
             # a link out of takes/) would have a model trained on files that are not the user's recordings
             if path.parent != takes_dir:
-                warnings.warn(f"{self.manifest}: {utt.audio_path} lies outside {takes_dir}, so it is not one of the "
-                              "session's takes; left out", ManifestWarning, stacklevel=3)
+                warnings.warn(
+                    f"{self.manifest}: {utt.audio_path} lies outside {takes_dir}, so it is not one of the "
+                    "session's takes; left out",
+                    ManifestWarning,
+                    stacklevel=3,
+                )
                 continue
             index = int(path.stem) if path.stem.isdigit() else -1
             # a row whose file is gone, or that no longer matches its prompt, is not a take
@@ -485,14 +505,18 @@ class AdaptSession:
 # --- adapting ---
 
 
-def split_takes(takes: Sequence[Take], *, held_out_fraction: float = 0.2, seed: int = 0) -> tuple[list[Take], list[Take]]:
+def split_takes(
+    takes: Sequence[Take], *, held_out_fraction: float = 0.2, seed: int = 0
+) -> tuple[list[Take], list[Take]]:
     """(adaptation, held-out) parts of the takes, disjoint and the same for the same takes and seed.
 
     At least one take, and ``held_out_fraction`` of them rounded up, is held out.
     """
     if len(takes) < MIN_TAKES:
-        raise ValueError(f"record at least {MIN_TAKES} prompts to adapt (there are {len(takes)}): "
-                         "some are held out to measure the model before and after")
+        raise ValueError(
+            f"record at least {MIN_TAKES} prompts to adapt (there are {len(takes)}): "
+            "some are held out to measure the model before and after"
+        )
     if not 0 < held_out_fraction < 1:
         raise ValueError(f"held_out_fraction must lie between 0 and 1, got {held_out_fraction}")
     order = sorted(takes, key=lambda t: t.index)
@@ -549,8 +573,14 @@ class AdaptOptions:
     def finetune_options(self) -> FinetuneOptions:
         """The fine-tuning these options ask for."""
         return FinetuneOptions(
-            trainable=self.trainable, lora_rank=self.lora_rank, steps=self.steps, batch_size=self.batch_size,
-            peak_lr=self.peak_lr, warmup_steps=self.warmup_steps, copies=self.copies, seed=self.seed,
+            trainable=self.trainable,
+            lora_rank=self.lora_rank,
+            steps=self.steps,
+            batch_size=self.batch_size,
+            peak_lr=self.peak_lr,
+            warmup_steps=self.warmup_steps,
+            copies=self.copies,
+            seed=self.seed,
             # the run folder is thrown away: a checkpoint before the last step would only cost time
             checkpoint_every=self.steps,
         )
@@ -663,28 +693,45 @@ def adapt(
     began = time.monotonic()
     tell = on_progress or (lambda _: None)
     cancel = cancel or threading.Event()
-    adapt_takes, held_out = split_takes(list(session.takes.values()), held_out_fraction=options.held_out_fraction,
-                                        seed=options.seed)
+    adapt_takes, held_out = split_takes(
+        list(session.takes.values()), held_out_fraction=options.held_out_fraction, seed=options.seed
+    )
     # a given name is checked before the seconds that loading the base takes
     name = check_model_name(name) if name is not None else None
     config = config or Config.from_env()
     base = models.load_model(options.base_model, config=config)
     # exactly WhisperModel: its LiteRT export (a subclass) has no Keras decoder to train
     if type(base) is not WhisperModel:
-        raise ValueError(f"{options.base_model} ({type(base).__name__}) cannot be fine-tuned: adapt a Keras Whisper "
-                         f"model such as {BASE_MODEL}")
+        raise ValueError(
+            f"{options.base_model} ({type(base).__name__}) cannot be fine-tuned: adapt a Keras Whisper "
+            f"model such as {BASE_MODEL}"
+        )
     if "finetuned" in base.card.config:
         # its learned weights would be lost: a fine-tuned card names the original weights and one learned file
-        raise ValueError(f"{options.base_model} is itself fine-tuned from "
-                         f"{base.card.config['finetuned'].get('base_model')}: adapt that model instead")
+        raise ValueError(
+            f"{options.base_model} is itself fine-tuned from "
+            f"{base.card.config['finetuned'].get('base_model')}: adapt that model instead"
+        )
     name = name or check_model_name(f"{base.name}-{session.user}")
     models_root = Path(models_dir) if models_dir is not None else config.paths.user_models_dir
     encode_s = train_s = 0.0
     steps = 0
 
     def result(after: EvalReport | None = None, folder: Path | None = None) -> AdaptResult:
-        return AdaptResult(name, base.name, tuple(adapt_takes), tuple(held_out), before, after, folder, steps,
-                           encode_s, train_s, time.monotonic() - began, cancelled=after is None)
+        return AdaptResult(
+            name,
+            base.name,
+            tuple(adapt_takes),
+            tuple(held_out),
+            before,
+            after,
+            folder,
+            steps,
+            encode_s,
+            train_s,
+            time.monotonic() - began,
+            cancelled=after is None,
+        )
 
     def relay(p: TuningProgress) -> None:
         if p.stage in _STAGES:
@@ -702,9 +749,16 @@ def adapt(
     if options.copies:
         augmenter = Augmenter(noise_dir if noise_dir is not None and noise_dir.is_dir() else None, config=LIGHT_AUGMENT)
     encode_began = time.monotonic()
-    data = encode_examples(base, [load_audio(t.path) for t in adapt_takes], [t.prompt for t in adapt_takes],
-                           copies=options.copies, augmenter=augmenter, seed=options.seed, on_progress=relay,
-                           cancel=cancel)
+    data = encode_examples(
+        base,
+        [load_audio(t.path) for t in adapt_takes],
+        [t.prompt for t in adapt_takes],
+        copies=options.copies,
+        augmenter=augmenter,
+        seed=options.seed,
+        on_progress=relay,
+        cancel=cancel,
+    )
     encode_s = time.monotonic() - encode_began
     if data is None:
         return result()
@@ -712,13 +766,13 @@ def adapt(
     tuning = options.finetune_options()
     minutes = sum(t.duration_s for t in adapt_takes) / 60
     with tempfile.TemporaryDirectory(prefix="run-", dir=session.folder) as run:
-        tuned = finetune(base, data, None, run_dir=Path(run) / "run", options=tuning, on_progress=relay,
-                         cancel=cancel)
+        tuned = finetune(base, data, None, run_dir=Path(run) / "run", options=tuning, on_progress=relay, cancel=cancel)
         steps, train_s = tuned.steps, tuned.train_s
         if tuned.cancelled:
             return result()
         card = dataclasses.replace(
-            base.card, name=name,
+            base.card,
+            name=name,
             description=f"{base.card.description}, adapted to {session.user}'s voice",
             training_data=f"{base.name}: {base.card.training_data}. Then {steps} fine-tuning steps "
             f"({tuning.trainable}) on {len(adapt_takes)} takes of {session.user} ({minutes:.1f} min, "
@@ -734,11 +788,24 @@ def adapt(
     if cancel.is_set():  # pressed while the adapted model was measured
         return result()
     tell(Progress("saving", 0, 1))
-    metrics = {"base_model": base.name, "adapt_steps": steps, "adapt_seconds": round(train_s, 1),
-               "held_out": {"utterances": len(held_out), "wer_before": round(before.corpus.wer, 4),
-                            "wer_after": round(after.corpus.wer, 4), "manifest": str(session.folder / "held_out.tsv")}}
-    folder = save_finetuned(base, tuned, folder=models_root / name, card=dataclasses.replace(card, metrics=metrics),
-                            run={"encode_s": round(encode_s, 1), "train_s": round(train_s, 1)})
+    metrics = {
+        "base_model": base.name,
+        "adapt_steps": steps,
+        "adapt_seconds": round(train_s, 1),
+        "held_out": {
+            "utterances": len(held_out),
+            "wer_before": round(before.corpus.wer, 4),
+            "wer_after": round(after.corpus.wer, 4),
+            "manifest": str(session.folder / "held_out.tsv"),
+        },
+    }
+    folder = save_finetuned(
+        base,
+        tuned,
+        folder=models_root / name,
+        card=dataclasses.replace(card, metrics=metrics),
+        run={"encode_s": round(encode_s, 1), "train_s": round(train_s, 1)},
+    )
     tell(Progress("done", 1, 1))
     return result(after, folder)
 

@@ -129,7 +129,9 @@ def wer_by_length(report: EvalReport, *, bins: Sequence[int] = LENGTH_BINS) -> l
     for row in report.rows:
         n = row.score.words.reference_length
         groups.setdefault(max((i for i, e in enumerate(edges) if n >= e), default=0), []).append(row)
-    names = [f"{lo}-{hi - 1} words" if hi - 1 > lo else f"{lo} word{'s' * (lo != 1)}" for lo, hi in zip(edges, edges[1:])]
+    names = [
+        f"{lo}-{hi - 1} words" if hi - 1 > lo else f"{lo} word{'s' * (lo != 1)}" for lo, hi in zip(edges, edges[1:])
+    ]
     names.append(f"{edges[-1]}+ words")
     return [_group(names[i], groups[i]) for i in sorted(groups)]
 
@@ -196,6 +198,11 @@ def compare(a: EvalReport, b: EvalReport, *, top: int | None = 20, resamples: in
         key=lambda d: -d.wer_delta,
     )
     return Comparison(
-        a, b, differences, float(delta), Interval(float(low), float(high), 0.95),
-        only_a.most_common(top), only_b.most_common(top),
+        a,
+        b,
+        differences,
+        float(delta),
+        Interval(float(low), float(high), 0.95),
+        only_a.most_common(top),
+        only_b.most_common(top),
     )

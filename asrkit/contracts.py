@@ -46,8 +46,9 @@ class CardError(ModelFileError):
     """A card.json that is missing, unreadable, not JSON, or not a model card (wrong shape or field types)."""
 
 
-def regular_file(path: str | Path, *, what: str, max_bytes: int | None = None,
-                 error: type[ModelFileError] = ModelFileError) -> Path:
+def regular_file(
+    path: str | Path, *, what: str, max_bytes: int | None = None, error: type[ModelFileError] = ModelFileError
+) -> Path:
     """``path`` once it is known to be a regular file (links followed) of at most ``max_bytes``.
 
     A device (``/dev/zero``), a pipe or a folder where a model file should be would make a reader
@@ -142,8 +143,9 @@ class ModelCard:
         unknown = set(data) - set(_CARD_FIELD_TYPES)
         if unknown:
             raise CardError(f"{source} has unknown fields: {', '.join(sorted(map(str, unknown)))}")
-        missing = [f.name for f in fields(cls)
-                   if f.default is MISSING and f.default_factory is MISSING and f.name not in data]
+        missing = [
+            f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING and f.name not in data
+        ]
         if missing:
             raise CardError(f"{source} lacks the fields: {', '.join(missing)}")
         for name, value in data.items():
@@ -188,14 +190,27 @@ class ModelCard:
 
 
 # The type each card field must hold, as json.loads gives it.
-_CARD_FIELD_TYPES = {"name": str, "description": str, "trained": bool, "training_data": str, "metrics": dict,
-                     "config": dict}
+_CARD_FIELD_TYPES = {
+    "name": str,
+    "description": str,
+    "trained": bool,
+    "training_data": str,
+    "metrics": dict,
+    "config": dict,
+}
 
 
 def json_kind(value: Any) -> str:
     """What JSON calls the type of a parsed value, for messages: "a string", "an object", ..."""
-    names = ((bool, "true or false"), (str, "a string"), (int, "a number"), (float, "a number"),
-             (dict, "an object"), (list, "an array"), (type(None), "null"))
+    names = (
+        (bool, "true or false"),
+        (str, "a string"),
+        (int, "a number"),
+        (float, "a number"),
+        (dict, "an object"),
+        (list, "an array"),
+        (type(None), "null"),
+    )
     return next((name for kind, name in names if isinstance(value, kind)), type(value).__name__)
 
 

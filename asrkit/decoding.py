@@ -42,9 +42,7 @@ def greedy_decode(
     'aab'
     """
     if logits.ndim != 2 or logits.shape[1] != tokenizer.vocab_size:
-        raise ValueError(
-            f"logits must have shape (n_frames, {tokenizer.vocab_size}); got {logits.shape}"
-        )
+        raise ValueError(f"logits must have shape (n_frames, {tokenizer.vocab_size}); got {logits.shape}")
     best = np.argmax(logits, axis=-1)
     # a run starts wherever the best token changes; runs of blank are gaps
     starts = np.flatnonzero(np.diff(best, prepend=-1))
@@ -290,7 +288,8 @@ class PrefixBeamSearch:
                 best = self._parent[best]
         step = self.frame_duration_s
         spans = [
-            Span(self._chars[self._token[n]], self._frame[n] * step, (self._frame[n] + 1) * step) for n in self._path(best)
+            Span(self._chars[self._token[n]], self._frame[n] * step, (self._frame[n] + 1) * step)
+            for n in self._path(best)
         ]
         if spans and spans[-1].text == " ":
             spans.pop()

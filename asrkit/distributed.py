@@ -100,8 +100,10 @@ class RunResult:
 
     def describe(self) -> str:
         """One line for people: shards run, resumed and retried."""
-        return (f"{self.shards} shards ({self.resumed} resumed, {self.computed} run now, {self.retries} retried) "
-                f"in {self.wall_s:.1f} s; results in {self.results}")
+        return (
+            f"{self.shards} shards ({self.resumed} resumed, {self.computed} run now, {self.retries} retried) "
+            f"in {self.wall_s:.1f} s; results in {self.results}"
+        )
 
 
 def shard_ranges(count: int, *, shard_size: int) -> list[range]:
@@ -147,8 +149,13 @@ def default_results(manifest: Path, header: dict) -> Path:
 
 def run_header(utterances: Sequence[Utterance], *, identity: str, shard_size: int) -> dict:
     """What run.json records: a resume must match every key."""
-    return {"layout": LAYOUT, "utterances_digest": utterances_digest(utterances), "utterances": len(utterances),
-            "model": identity, "shard_size": shard_size}
+    return {
+        "layout": LAYOUT,
+        "utterances_digest": utterances_digest(utterances),
+        "utterances": len(utterances),
+        "model": identity,
+        "shard_size": shard_size,
+    }
 
 
 class ResultStore:
@@ -203,8 +210,12 @@ class ResultStore:
 
 def to_record(index: int, outcome: Outcome) -> dict:
     t = outcome.transcript
-    return {"index": index, "transcript": None if t is None else t.to_dict(), "compute_s": outcome.compute_s,
-            "error": outcome.error}
+    return {
+        "index": index,
+        "transcript": None if t is None else t.to_dict(),
+        "compute_s": outcome.compute_s,
+        "error": outcome.error,
+    }
 
 
 def from_record(record: dict) -> Outcome:
@@ -227,8 +238,13 @@ class ShardWorker:
     def run(self, items: Sequence[tuple[int, Utterance]]) -> list[dict]:
         """Records of the shard's utterances, given as (manifest index, utterance) pairs."""
         utterances = [u for _, u in items]
-        outcomes = [o for batch in transcribe_batches(
-            self.model, utterances, batch_size=self.config.model.batch_size, limits=self.config.limits) for o in batch]
+        outcomes = [
+            o
+            for batch in transcribe_batches(
+                self.model, utterances, batch_size=self.config.model.batch_size, limits=self.config.limits
+            )
+            for o in batch
+        ]
         return [to_record(i, o) for (i, _), o in zip(items, outcomes)]
 
 
@@ -295,22 +311,46 @@ def run_manifest(
     if todo or "model_name" not in store.header:
         started = connect(address=options.address)
         try:
-            retries = _dispatch(ray, todo, shards, utterances, store=store, source=source, options=options,
-                                config=config, progress=progress)
+            retries = _dispatch(
+                ray,
+                todo,
+                shards,
+                utterances,
+                store=store,
+                source=source,
+                options=options,
+                config=config,
+                progress=progress,
+            )
         finally:
             if started:
                 ray.shutdown()
     outcomes = tuple(from_record(r) for s in range(len(shards)) for r in store.read(s))
     return RunResult(
-        model=store.header["model_name"], trained=store.header["trained"], outcomes=outcomes, shards=len(shards),
-        resumed=resumed, resumed_utterances=resumed_utterances, computed=len(shards) - resumed, retries=retries,
-        wall_s=time.monotonic() - began, results=store.folder,
+        model=store.header["model_name"],
+        trained=store.header["trained"],
+        outcomes=outcomes,
+        shards=len(shards),
+        resumed=resumed,
+        resumed_utterances=resumed_utterances,
+        computed=len(shards) - resumed,
+        retries=retries,
+        wall_s=time.monotonic() - began,
+        results=store.folder,
     )
 
 
 def _dispatch(
-    ray: Any, todo: deque, shards: list[range], utterances: Sequence[Utterance], *, store: ResultStore, source: str,
-    options: RayOptions, config: Config, progress: bool,
+    ray: Any,
+    todo: deque,
+    shards: list[range],
+    utterances: Sequence[Utterance],
+    *,
+    store: ResultStore,
+    source: str,
+    options: RayOptions,
+    config: Config,
+    progress: bool,
 ) -> int:
     """Run the shards in ``todo`` on a pool of actors, retrying failures; returns the retries made."""
     actor_class = ray.remote(num_cpus=options.cpus_per_worker, max_restarts=0)(ShardWorker)
@@ -337,7 +377,9 @@ def _dispatch(
             except ray.exceptions.RayError as err:  # the actor died, or the shard raised in it
                 failures[shard] = failures.get(shard, 0) + 1
                 if failures[shard] > options.max_retries:
-                    raise DistributedError(f"shard {shard} failed {failures[shard]} time(s); the last error: {err}") from None
+                    raise DistributedError(
+                        f"shard {shard} failed {failures[shard]} time(s); the last error: {err}"
+                    ) from None
                 # a fresh actor: the old one is dead, or holds a model that just failed
                 ray.kill(actor)
                 idle.append(actor_class.remote(source, config))
@@ -367,6 +409,7 @@ def evaluate_manifest(
 ) -> tuple[EvalReport, RunResult]:
     """:func:`run_manifest`, then the same report as :func:`asrkit.evaluate.evaluate` makes; hypotheses of
     resumed shards count as cached."""
-    run = run_manifest(utterances, model=model, results=results, manifest=manifest, options=options, config=config,
-                       progress=progress)
+    run = run_manifest(
+        utterances, model=model, results=results, manifest=manifest, options=options, config=config, progress=progress
+    )
     return build_report(run.model, utterances, run.outcomes, cached=run.resumed_utterances), run

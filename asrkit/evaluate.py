@@ -20,6 +20,7 @@ from asrkit.manifest import MAX_NAMED, ManifestError, ManifestWarning, Utterance
 from asrkit.metrics import NORMALIZER_NAME, CorpusScore, Interval, UtteranceScore, bootstrap_interval, score_corpus
 from asrkit.text import normalize_text
 
+
 class NothingToScoreError(ManifestError):
     """No utterance to score: none were given, or none has a reference with words in it."""
 
@@ -132,12 +133,17 @@ class HypothesisCache:
         if entry is None:
             return None
         words = tuple(Span(t, s, e) for t, s, e in entry["words"])
-        return Transcript(text=entry["text"], duration_s=entry["duration_s"], words=words, model=entry["model"]), entry["compute_s"]
+        return Transcript(text=entry["text"], duration_s=entry["duration_s"], words=words, model=entry["model"]), entry[
+            "compute_s"
+        ]
 
     def put(self, audio_path: Path, transcript: Transcript, compute_s: float) -> None:
         entry = {
-            "key": self.key(audio_path), "text": transcript.text, "duration_s": transcript.duration_s,
-            "words": [[w.text, w.start, w.end] for w in transcript.words], "model": transcript.model,
+            "key": self.key(audio_path),
+            "text": transcript.text,
+            "duration_s": transcript.duration_s,
+            "words": [[w.text, w.start, w.end] for w in transcript.words],
+            "model": transcript.model,
             "compute_s": compute_s,
         }
         self._entries[entry["key"]] = entry
@@ -181,14 +187,19 @@ def scorable(utterances: Sequence[Utterance]) -> list[int]:
     kept = [i for i, keep in enumerate(has_words) if keep]
     if not kept:
         raise NothingToScoreError(
-            "nothing to score: no utterances given" if not utterances
+            "nothing to score: no utterances given"
+            if not utterances
             else f"nothing to score: all {len(utterances)} utterance(s) have an empty reference"
         )
     if len(kept) < len(utterances):
         empty = [str(u.audio_path) for u, keep in zip(utterances, has_words) if not keep]
         more = f" (and {len(empty) - MAX_NAMED} more)" if len(empty) > MAX_NAMED else ""
-        warnings.warn(f"{len(empty)} utterance(s) with an empty reference are left out of the WER: "
-                      f"{', '.join(empty[:MAX_NAMED])}{more}", ManifestWarning, stacklevel=3)
+        warnings.warn(
+            f"{len(empty)} utterance(s) with an empty reference are left out of the WER: "
+            f"{', '.join(empty[:MAX_NAMED])}{more}",
+            ManifestWarning,
+            stacklevel=3,
+        )
     return kept
 
 
@@ -269,12 +280,19 @@ def build_report(
     corpus = score_corpus([u.transcript for u in utterances], hypotheses)
     rows = tuple(
         EvalRow(
-            utterance=u, hypothesis=h, score=s, duration_s=o.transcript.duration_s if o.transcript is not None else 0.0,
-            error=o.error, compute_s=o.compute_s, words=o.transcript.words if o.transcript is not None else (),
+            utterance=u,
+            hypothesis=h,
+            score=s,
+            duration_s=o.transcript.duration_s if o.transcript is not None else 0.0,
+            error=o.error,
+            compute_s=o.compute_s,
+            words=o.transcript.words if o.transcript is not None else (),
         )
         for u, h, s, o in zip(utterances, hypotheses, corpus.utterances, outcomes)
     )
-    return EvalReport(model=model_name, rows=rows, corpus=corpus, compute_s=sum(o.compute_s for o in outcomes), cached=cached)
+    return EvalReport(
+        model=model_name, rows=rows, corpus=corpus, compute_s=sum(o.compute_s for o in outcomes), cached=cached
+    )
 
 
 def format_report(report: EvalReport, *, width: int = 60) -> str:

@@ -6,14 +6,14 @@ any chunking reproduces the offline features, and a model trained offline sees t
 """
 
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
-import asrkit._librosa  # noqa: F401  (sets NUMBA_CACHE_DIR before librosa loads numba)
 import librosa
 import numpy as np
 import scipy.fft
 
+import asrkit._librosa  # noqa: F401  (sets NUMBA_CACHE_DIR before librosa loads numba)
 from asrkit.audio import SAMPLE_RATE
 
 N_FFT = 400  # 25 ms analysis window
@@ -105,7 +105,7 @@ def _as_waveform(audio: np.ndarray) -> np.ndarray:
     return audio.astype(np.float32, copy=False)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _mel_filters(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
     filters = librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
     # Every caller shares this cached array, so an in-place edit by one would corrupt all the others.
@@ -181,9 +181,7 @@ def compute_features(audio: np.ndarray, *, config: FeatureConfig) -> np.ndarray:
     return _EXTRACTORS[config.kind](audio, config=config)
 
 
-def normalize(
-    features: np.ndarray, *, mean: np.ndarray | None = None, std: np.ndarray | None = None
-) -> np.ndarray:
+def normalize(features: np.ndarray, *, mean: np.ndarray | None = None, std: np.ndarray | None = None) -> np.ndarray:
     """Cepstral mean and variance normalisation, per utterance or with global statistics.
 
     Parameters
@@ -216,9 +214,7 @@ def normalize(
     mean = np.asarray(mean, dtype=np.float32)
     std = np.asarray(std, dtype=np.float32)
     if mean.shape != (features.shape[1],) or std.shape != (features.shape[1],):
-        raise ValueError(
-            f"mean and std must have shape ({features.shape[1]},), got {mean.shape} and {std.shape}"
-        )
+        raise ValueError(f"mean and std must have shape ({features.shape[1]},), got {mean.shape} and {std.shape}")
     return (features - mean) / np.maximum(std, STD_FLOOR)
 
 

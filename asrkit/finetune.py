@@ -92,14 +92,19 @@ class FinetuneReport:
         worse = [s for s in self.sets if s.role == "general" and s.change_points > FORGETTING_POINTS]
         if not worse:
             return None
-        return "; ".join(f"forgetting: {s.name} WER {100 * s.base_wer:.2f}% -> {100 * s.wer:.2f}% "
-                         f"(+{s.change_points:.2f} points, more than {FORGETTING_POINTS:g})" for s in worse)
+        return "; ".join(
+            f"forgetting: {s.name} WER {100 * s.base_wer:.2f}% -> {100 * s.wer:.2f}% "
+            f"(+{s.change_points:.2f} points, more than {FORGETTING_POINTS:g})"
+            for s in worse
+        )
 
     def table(self) -> str:
         lines = [f"{'set':<24}{'role':<9}{'utts':>6}{'base WER %':>12}{'tuned WER %':>13}{'change':>9}"]
         for s in self.sets:
-            lines.append(f"{s.name:<24}{s.role:<9}{s.utterances:>6}{100 * s.base_wer:>12.2f}{100 * s.wer:>13.2f}"
-                         f"{s.change_points:>+9.2f}")
+            lines.append(
+                f"{s.name:<24}{s.role:<9}{s.utterances:>6}{100 * s.base_wer:>12.2f}{100 * s.wer:>13.2f}"
+                f"{s.change_points:>+9.2f}"
+            )
         if not any(s.role == "general" for s in self.sets):
             lines.append("no general set given: forgetting was not checked")
         elif self.forgetting:
@@ -129,8 +134,11 @@ def select_clips(
     """The clips to learn from: excluded texts (compared normalised) and clips over 30 s left out,
     then at most ``max_clips`` spread evenly over the rest. Returns them and how many were left out."""
     banned = {normalize_text(t) for t in exclude}
-    kept = [u for u in utterances if normalize_text(u.transcript) not in banned
-            and (u.duration_s is None or u.duration_s <= MAX_CLIP_S)]
+    kept = [
+        u
+        for u in utterances
+        if normalize_text(u.transcript) not in banned and (u.duration_s is None or u.duration_s <= MAX_CLIP_S)
+    ]
     left_out = len(utterances) - len(kept)
     if max_clips is not None and len(kept) > max_clips:
         kept = [kept[int(i * len(kept) / max_clips)] for i in range(max_clips)]
@@ -188,10 +196,10 @@ def finetune_model(
     """
     from asrkit import models
     from asrkit.audio import load_audio
-    from asrkit.data.augment import Augmenter, AugmentConfig
+    from asrkit.data.augment import AugmentConfig, Augmenter
     from asrkit.models.whisper.finetune import FEATURES_FILE, HISTORY_FILE, encode_examples, finetune, save_finetuned
-    from asrkit.plotting import plot_training
     from asrkit.models.whisper.model import WhisperModel
+    from asrkit.plotting import plot_training
 
     began = time.monotonic()
     models_root = Path(models_dir) if models_dir is not None else Config.from_env().paths.user_models_dir
@@ -205,8 +213,9 @@ def finetune_model(
     base_folder = models.resolve_model(base)
     model = models.load_model(base)
     if not isinstance(model, WhisperModel) or type(model) is not WhisperModel:
-        raise ValueError(f"{base} is not a Keras Whisper model: fine-tuning starts from one, such as "
-                         f"{models.DEFAULT_MODEL}")
+        raise ValueError(
+            f"{base} is not a Keras Whisper model: fine-tuning starts from one, such as {models.DEFAULT_MODEL}"
+        )
     comparisons = [(Path(m), "dev") for m in dev] + [(Path(m), "general") for m in general]
     before = {path: _evaluate(model, base_folder, path, progress) for path, _ in comparisons}
 
@@ -216,34 +225,76 @@ def finetune_model(
         augmenter = Augmenter(noise, config=AugmentConfig(reverb_prob=0.3, noise_prob=0.5, snr_db=(10.0, 30.0)))
     run_dir.mkdir(parents=True, exist_ok=True)
     encode_began = time.monotonic()
-    train_set = encode_examples(model, [load_audio(u.audio_path) for u in train_utts], [u.transcript for u in train_utts],
-                                copies=options.copies, augmenter=augmenter, seed=options.seed,
-                                path=run_dir / FEATURES_FILE, on_progress=on_progress, cancel=cancel)
+    train_set = encode_examples(
+        model,
+        [load_audio(u.audio_path) for u in train_utts],
+        [u.transcript for u in train_utts],
+        copies=options.copies,
+        augmenter=augmenter,
+        seed=options.seed,
+        path=run_dir / FEATURES_FILE,
+        on_progress=on_progress,
+        cancel=cancel,
+    )
     held_set = None
     if held_utts and train_set is not None:
-        held_set = encode_examples(model, [load_audio(u.audio_path) for u in held_utts],
-                                   [u.transcript for u in held_utts], path=run_dir / HELD_OUT_FILE,
-                                   on_progress=on_progress, cancel=cancel)
+        held_set = encode_examples(
+            model,
+            [load_audio(u.audio_path) for u in held_utts],
+            [u.transcript for u in held_utts],
+            path=run_dir / HELD_OUT_FILE,
+            on_progress=on_progress,
+            cancel=cancel,
+        )
     encode_s = time.monotonic() - encode_began
     if train_set is None or (held_utts and held_set is None):
         result = FinetuneResult(0, 0, (), (), 0.0, True, "cancelled", options)
-        return FinetuneReport(name, None, model.name, run_dir, result, (), len(train_utts), len(held_utts), excluded,
-                              encode_s, 0.0, time.monotonic() - began, _peak_rss_mb())
-    result = finetune(model, train_set, held_set, run_dir=run_dir, options=options, on_progress=on_progress,
-                      cancel=cancel)
+        return FinetuneReport(
+            name,
+            None,
+            model.name,
+            run_dir,
+            result,
+            (),
+            len(train_utts),
+            len(held_utts),
+            excluded,
+            encode_s,
+            0.0,
+            time.monotonic() - began,
+            _peak_rss_mb(),
+        )
+    result = finetune(
+        model, train_set, held_set, run_dir=run_dir, options=options, on_progress=on_progress, cancel=cancel
+    )
     if result.cancelled:
-        return FinetuneReport(name, None, model.name, run_dir, result, (), len(train_utts), len(held_utts), excluded,
-                              encode_s, result.train_s, time.monotonic() - began, _peak_rss_mb())
+        return FinetuneReport(
+            name,
+            None,
+            model.name,
+            run_dir,
+            result,
+            (),
+            len(train_utts),
+            len(held_utts),
+            excluded,
+            encode_s,
+            result.train_s,
+            time.monotonic() - began,
+            _peak_rss_mb(),
+        )
     plot_training(run_dir / HISTORY_FILE).figure.savefig(run_dir / CURVE_FILE, dpi=100)
     # the encoded clips (gigabytes for an hour of audio) only serve a resumed run
     for features in (FEATURES_FILE, HELD_OUT_FILE):
         (run_dir / features).unlink(missing_ok=True)
     minutes = sum(u.duration_s or 0.0 for u in train_utts) / 60
     card = replace(
-        model.card, name=name,
+        model.card,
+        name=name,
         description=f"{model.card.description}; fine-tuned ({options.trainable}) by asrkit",
         training_data=f"{model.name}: {model.card.training_data}. Fine-tuned for {result.best_step} of "
-        f"{result.steps} steps on {len(train_utts)} clips ({minutes:.1f} min) of {', '.join(Path(m).name for m in manifests)}"
+        f"{result.steps} steps on {len(train_utts)} clips ({minutes:.1f} min) of "
+        f"{', '.join(Path(m).name for m in manifests)}"
         f" with {options.copies} augmented copies each; {len(held_utts)} clips held out for early stopping",
         metrics={},
     )
@@ -257,15 +308,31 @@ def finetune_model(
         sets.append(SetComparison(path.stem, path, len(after.rows), before[path].corpus.wer, after.corpus.wer, role))
         interval = after.wer_interval
         metrics[path.stem] = {
-            "wer": round(after.corpus.wer, 4), "wer_95": [round(interval.low, 4), round(interval.high, 4)],
-            "cer": round(after.corpus.cer, 4), "utterances": len(after.rows), "rtf": round(after.rtf, 4),
+            "wer": round(after.corpus.wer, 4),
+            "wer_95": [round(interval.low, 4), round(interval.high, 4)],
+            "cer": round(after.corpus.cer, 4),
+            "utterances": len(after.rows),
+            "rtf": round(after.rtf, 4),
             "base_wer": round(before[path].corpus.wer, 4),
             # a forgetting-check set is general speech: the model's headline (see headline_metric)
             **({GENERAL_KEY: True} if role == "general" else {}),
             "command": f"asrkit eval {path} --model {name}",
         }
-    report = FinetuneReport(name, folder, model.name, run_dir, result, tuple(sets), len(train_utts), len(held_utts), excluded,
-                            encode_s, result.train_s, time.monotonic() - began, _peak_rss_mb())
+    report = FinetuneReport(
+        name,
+        folder,
+        model.name,
+        run_dir,
+        result,
+        tuple(sets),
+        len(train_utts),
+        len(held_utts),
+        excluded,
+        encode_s,
+        result.train_s,
+        time.monotonic() - began,
+        _peak_rss_mb(),
+    )
     if any(role == "general" for _, role in comparisons):
         # recorded with the metrics, which a model's identity (and its cached transcripts) leaves out
         metrics["forgetting"] = report.forgetting or f"none (general sets within {FORGETTING_POINTS:g} point)"

@@ -33,10 +33,37 @@ CLAUSE_ENDS = (",", ";", ":", "–", "—")
 # Abbreviations whose full stop ends no sentence (Whisper writes "Mr. John Dashwood"), in lower case.
 TITLES = frozenset({"mr.", "mrs.", "ms.", "dr.", "prof.", "st.", "jr.", "sr.", "vs.", "e.g.", "i.e."})
 # Words that lean on the word after them: a line or a cue should not end on one.
-LEANING_WORDS = frozenset({
-    "a", "an", "the", "and", "or", "but", "nor", "of", "to", "in", "on", "at", "by", "for", "with", "from", "as",
-    "than", "that", "if", "my", "your", "his", "her", "its", "our", "their",
-})
+LEANING_WORDS = frozenset(
+    {
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "nor",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "by",
+        "for",
+        "with",
+        "from",
+        "as",
+        "than",
+        "that",
+        "if",
+        "my",
+        "your",
+        "his",
+        "her",
+        "its",
+        "our",
+        "their",
+    }
+)
 
 # Costs of a way of cutting speech into cues, in units of one cue (so fewer cues come first): a cue
 # that holds the end of one sentence and the start of the next, one on screen for less than
@@ -118,8 +145,9 @@ def _split_lines(texts: Sequence[str]) -> list[str]:
             return cost + _LINE_BREAK_AT_CLAUSE
         return cost + _LINE_BREAK_AFTER_LEANING * (texts[k - 1].lower() in LEANING_WORDS)
 
-    fitting = [k for k in range(1, len(texts))
-               if max(len(" ".join(texts[:k])), len(" ".join(texts[k:]))) <= MAX_LINE_CHARS]
+    fitting = [
+        k for k in range(1, len(texts)) if max(len(" ".join(texts[:k])), len(" ".join(texts[k:]))) <= MAX_LINE_CHARS
+    ]
     k = min(fitting, key=cost)
     return [" ".join(texts[:k]), " ".join(texts[k:])]
 
@@ -134,8 +162,14 @@ def _cut(run: Sequence[Span], room: Sequence[float]) -> list[tuple[int, int]]:
     # characters of words[a:b] joined by spaces: written_to[b] - written_to[a] - 1
     written_to = list(accumulate((len(t) + 1 for t in texts), initial=0))
     sentences_to = list(accumulate((_ends_with(t, SENTENCE_ENDS) for t in texts), initial=0))
-    breaks = [0.0 if _ends_with(t, SENTENCE_ENDS + CLAUSE_ENDS) else
-              _LEANING_END_COST if t.lower() in LEANING_WORDS else _MID_CLAUSE_COST for t in texts]
+    breaks = [
+        0.0
+        if _ends_with(t, SENTENCE_ENDS + CLAUSE_ENDS)
+        else _LEANING_END_COST
+        if t.lower() in LEANING_WORDS
+        else _MID_CLAUSE_COST
+        for t in texts
+    ]
     best = [0.0] + [float("inf")] * n
     back = [0] * (n + 1)
     for i in range(n):
@@ -229,9 +263,7 @@ def to_srt(transcript: Transcript) -> str:
 
 def to_vtt(transcript: Transcript) -> str:
     """WebVTT subtitles."""
-    body = "".join(
-        f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n{c.text}\n\n" for c in cues(transcript)
-    )
+    body = "".join(f"{_timestamp(c.start, '.')} --> {_timestamp(c.end, '.')}\n{c.text}\n\n" for c in cues(transcript))
     return "WEBVTT\n\n" + body
 
 

@@ -189,8 +189,9 @@ class NGramLM:
                 if line.endswith("-grams:"):
                     head = line[1:].split("-")[0]
                     if not head.isdigit() or not 1 <= int(head) <= MAX_ARPA_ORDER:
-                        raise LMError(f"{path}: malformed ARPA section {line[:80]!r} "
-                                      f"(orders 1 to {MAX_ARPA_ORDER} are read)")
+                        raise LMError(
+                            f"{path}: malformed ARPA section {line[:80]!r} (orders 1 to {MAX_ARPA_ORDER} are read)"
+                        )
                     order = int(head)
                 continue
             if order == 0:

@@ -106,8 +106,10 @@ def _read_tsv(path: Path) -> list[tuple[str, Utterance]]:
         # transcripts hold quotes ("'em") that csv's default quoting would swallow
         reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         if reader.fieldnames is None:
-            raise ManifestError(f"{path}: empty file; a manifest starts with a header line naming its columns "
-                                f"({', '.join(TSV_COLUMNS)}, ...)")
+            raise ManifestError(
+                f"{path}: empty file; a manifest starts with a header line naming its columns "
+                f"({', '.join(TSV_COLUMNS)}, ...)"
+            )
         missing = [c for c in TSV_COLUMNS if c not in reader.fieldnames]
         if missing:
             raise ManifestError(f"{path}: header lacks column(s) {', '.join(missing)}")
@@ -147,8 +149,9 @@ def _read_jsonl(path: Path) -> list[tuple[str, Utterance]]:
             if not isinstance(entry, dict) or any(k not in entry for k in JSONL_KEYS):
                 raise ManifestError(f"{where}: needs keys {', '.join(JSONL_KEYS)}")
             utterance = Utterance(
-                audio_path=_audio_path(path.parent, _json_string(entry, "audio_filepath", where), where,
-                                       "audio_filepath"),
+                audio_path=_audio_path(
+                    path.parent, _json_string(entry, "audio_filepath", where), where, "audio_filepath"
+                ),
                 transcript=_json_string(entry, "text", where),
                 duration_s=_duration(entry.get("duration"), where),
                 speaker=_json_speaker(entry, where),
@@ -167,8 +170,9 @@ def _read_librispeech(root: Path) -> list[tuple[str, Utterance]]:
             utt_id, _, transcript = text.partition(" ")
             if not transcript:
                 raise ManifestError(f"{listing}:{line}: expected '<utterance-id> <transcript>'")
-            rows.append((f"{listing}:{line}",
-                         Utterance(listing.parent / f"{utt_id}.flac", transcript.strip(), None, speaker)))
+            rows.append(
+                (f"{listing}:{line}", Utterance(listing.parent / f"{utt_id}.flac", transcript.strip(), None, speaker))
+            )
     if not rows:
         raise ManifestError(f"{root}: a folder, but no LibriSpeech *.trans.txt files below it")
     return rows
@@ -183,8 +187,11 @@ def _warn_repeats(path: Path, rows: list[tuple[str, Utterance]]) -> None:
         return
     named = "; ".join(f"{audio} on lines {', '.join(at)}" for audio, at in repeated[:MAX_NAMED])
     more = f" (and {len(repeated) - MAX_NAMED} more)" if len(repeated) > MAX_NAMED else ""
-    warnings.warn(f"{path}: {len(repeated)} audio file(s) appear more than once and count once per line: "
-                  f"{named}{more}", ManifestWarning, stacklevel=3)
+    warnings.warn(
+        f"{path}: {len(repeated)} audio file(s) appear more than once and count once per line: {named}{more}",
+        ManifestWarning,
+        stacklevel=3,
+    )
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:

@@ -239,9 +239,7 @@ def align_words(reference: Sequence[str], hypothesis: Sequence[str]) -> tuple[Al
     return _aligned_words(chunks, ref, hyp)
 
 
-def score_corpus(
-    references: Sequence[str], hypotheses: Sequence[str], *, normalize: bool = True
-) -> CorpusScore:
+def score_corpus(references: Sequence[str], hypotheses: Sequence[str], *, normalize: bool = True) -> CorpusScore:
     """Score hypotheses against references, one pair per utterance.
 
     Parameters
@@ -257,9 +255,7 @@ def score_corpus(
     (0.3333333333333333, 1)
     """
     if len(references) != len(hypotheses):
-        raise ValueError(
-            f"{len(references)} references but {len(hypotheses)} hypotheses: they must pair up"
-        )
+        raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses: they must pair up")
     prepare = normalize_text if normalize else (lambda s: " ".join(s.split()))
     refs = [prepare(r) for r in references]
     hyps = [prepare(h) for h in hypotheses]
@@ -298,15 +294,10 @@ def score(reference: str, hypothesis: str, *, normalize: bool = True) -> Utteran
     return score_corpus([reference], [hypothesis], normalize=normalize).utterances[0]
 
 
-def confusion_pairs(
-    scores: Sequence[UtteranceScore], *, top: int | None = None
-) -> list[tuple[tuple[str, str], int]]:
+def confusion_pairs(scores: Sequence[UtteranceScore], *, top: int | None = None) -> list[tuple[tuple[str, str], int]]:
     """Most frequent (reference word, hypothesis word) substitutions, commonest first."""
     pairs = Counter(
-        (step.reference, step.hypothesis)
-        for s in scores
-        for step in s.alignment
-        if step.op == "substitute"
+        (step.reference, step.hypothesis) for s in scores for step in s.alignment if step.op == "substitute"
     )
     return pairs.most_common(top)
 

@@ -7,16 +7,15 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
-import asrkit._librosa  # noqa: F401  (sets NUMBA_CACHE_DIR before librosa loads numba)
 import librosa
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+import asrkit._librosa  # noqa: F401  (sets NUMBA_CACHE_DIR before librosa loads numba)
 from asrkit.audio import SAMPLE_RATE
 from asrkit.contracts import Span, Transcript
 from asrkit.features import FRAMES_PER_SECOND, FeatureConfig, log_mel
-
 
 # Frequencies marked on a spectrogram's axis, Hz (speech lives mostly between 100 Hz and 4 kHz).
 FREQUENCY_TICKS_HZ = (250, 500, 1000, 2000, 4000, 8000)
@@ -41,8 +40,9 @@ def mel_position(frequency_hz: float, *, config: FeatureConfig = FeatureConfig()
         round(mel_position(1000.0), 1), round(mel_position(8000.0), 1)  # 80 bands up to 8 kHz
         # (25.8, 79.0)
     """
-    centres = librosa.mel_frequencies(n_mels=config.n_mels + 2, fmin=config.fmin,
-                                      fmax=config.fmax or config.sample_rate / 2)[1:-1]
+    centres = librosa.mel_frequencies(
+        n_mels=config.n_mels + 2, fmin=config.fmin, fmax=config.fmax or config.sample_rate / 2
+    )[1:-1]
     return float(np.interp(frequency_hz, centres, np.arange(config.n_mels)))
 
 
@@ -73,9 +73,7 @@ def _word_labels(words: Sequence[Span], *, duration_s: float, seconds_per_pt: fl
     return kept
 
 
-def plot_spectrogram(
-    audio: np.ndarray, *, transcript: Transcript | None = None, ax: Axes | None = None
-) -> Axes:
+def plot_spectrogram(audio: np.ndarray, *, transcript: Transcript | None = None, ax: Axes | None = None) -> Axes:
     """Log-mel spectrogram of ``audio`` (shape (n_samples,), 16 kHz), with word times if given.
 
     Every word's time is shaded; its label is drawn where it does not overlap the one before (long audio
@@ -95,7 +93,10 @@ def plot_spectrogram(
     mel = log_mel(audio, config=config)
     duration = max(len(audio) / SAMPLE_RATE, 1e-3)
     ax.imshow(
-        mel.T, origin="lower", aspect="auto", cmap="magma",
+        mel.T,
+        origin="lower",
+        aspect="auto",
+        cmap="magma",
         extent=(0.0, len(mel) / FRAMES_PER_SECOND, -0.5, mel.shape[1] - 0.5),
     )
     ticks = [f for f in FREQUENCY_TICKS_HZ if f <= (config.fmax or config.sample_rate / 2)]
@@ -107,10 +108,19 @@ def plot_spectrogram(
         for word in transcript.words:
             ax.axvspan(word.start, word.end, color="white", alpha=0.12)
         for centre, text in _word_labels(transcript.words, duration_s=duration, seconds_per_pt=duration / width_pt):
-            ax.text(centre, mel.shape[1] * 0.92, text, color="white",
-                    ha="center", va="top", fontsize=WORD_FONT_PT, clip_on=True)
-        ax.set_title(_caption(transcript.text or "(nothing recognised)", width_pt=width_pt),
-                     fontsize=CAPTION_FONT_PT, loc="left")
+            ax.text(
+                centre,
+                mel.shape[1] * 0.92,
+                text,
+                color="white",
+                ha="center",
+                va="top",
+                fontsize=WORD_FONT_PT,
+                clip_on=True,
+            )
+        ax.set_title(
+            _caption(transcript.text or "(nothing recognised)", width_pt=width_pt), fontsize=CAPTION_FONT_PT, loc="left"
+        )
     return ax
 
 
@@ -151,15 +161,20 @@ def plot_stream_timeline(emissions, *, latencies: tuple[Sequence[float], Sequenc
     for e in emissions:
         seen = e.audio_s + e.lag_s
         for word in e.words:
-            timeline.barh(seen, word.end - word.start, left=word.start, height=0.08,
-                          color="#1f4e79" if e.committed else "#9ecae1")
+            timeline.barh(
+                seen, word.end - word.start, left=word.start, height=0.08, color="#1f4e79" if e.committed else "#9ecae1"
+            )
             timeline.text(word.start, seen, word.text, fontsize=7, va="center", clip_on=True)
-    timeline.set(xlabel="where the words are in the audio (s)", ylabel="when they were shown (s)",
-                 title="partials (pale) and commits (dark)")
+    timeline.set(
+        xlabel="where the words are in the audio (s)",
+        ylabel="when they were shown (s)",
+        title="partials (pale) and commits (dark)",
+    )
     shown, committed = latencies
     bins = np.linspace(0, max([*shown, *committed, 1.0]), 20)
-    histogram.hist([list(shown), list(committed)], bins=bins, label=["first shown", "committed"],
-                   color=["#9ecae1", "#1f4e79"])
+    histogram.hist(
+        [list(shown), list(committed)], bins=bins, label=["first shown", "committed"], color=["#9ecae1", "#1f4e79"]
+    )
     histogram.set(xlabel="seconds after the word ended", ylabel="words", title="latency per word")
     histogram.legend()
     return fig

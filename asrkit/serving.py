@@ -55,8 +55,9 @@ class CurrentProtocolWebsocketConnection(ZMQChannelsWebsocketConnection):
         offered = [protocol.strip() for protocol in header.split(",") if protocol.strip()]
         if KERNEL_WS_PROTOCOL not in offered:
             raise HTTPError(
-                400, f"kernel websocket protocol {offered or 'legacy (none offered)'} is not served: "
-                     f"this server speaks only {KERNEL_WS_PROTOCOL}",
+                400,
+                f"kernel websocket protocol {offered or 'legacy (none offered)'} is not served: "
+                f"this server speaks only {KERNEL_WS_PROTOCOL}",
             )
         await super().prepare()
 
@@ -72,9 +73,10 @@ class ClosedPageKernelManager(AsyncMappingKernelManager):
     """
 
     closed_page_timeout = Float(
-        45.0, config=True,
+        45.0,
+        config=True,
         help="Seconds a kernel may stay without any websocket after its last one closed before it is shut "
-             "down at the next culling pass (every cull_interval seconds). 0: never for that reason.",
+        "down at the next culling pass (every cull_interval seconds). 0: never for that reason.",
     )
 
     def __init__(self, **kwargs) -> None:
@@ -116,20 +118,23 @@ class BoundedKernelManager(ClosedPageKernelManager):
     """Jupyter Server's kernel manager with a ceiling on kernels and a memory budget per kernel."""
 
     max_kernels = Int(
-        8, config=True,
+        8,
+        config=True,
         help="Kernels running at once, preheated ones included; starting one more is refused with HTTP 503.",
     )
     kernel_memory_mb = Int(
-        1024, config=True,
+        1024,
+        config=True,
         help="Resident memory one kernel may hold, in MB, checked at every culling pass; a kernel above it "
-             "is shut down. 0: no budget.",
+        "is shut down. 0: no budget.",
     )
 
     async def start_kernel(self, *, kernel_id: str | None = None, path: str | None = None, **kwargs) -> str:
         if (kernel_id is None or kernel_id not in self) and len(self) >= self.max_kernels:
             raise HTTPError(
-                503, f"the server is full: {len(self)} kernels run, the most BoundedKernelManager.max_kernels allows; "
-                     "try again when an idle one has been culled",
+                503,
+                f"the server is full: {len(self)} kernels run, the most BoundedKernelManager.max_kernels allows; "
+                "try again when an idle one has been culled",
             )
         return await super().start_kernel(kernel_id=kernel_id, path=path, **kwargs)
 
@@ -146,8 +151,12 @@ class BoundedKernelManager(ClosedPageKernelManager):
         for kernel_id in self.list_kernel_ids():
             resident = self.kernel_resident_mb(kernel_id)
             if resident is not None and resident > self.kernel_memory_mb:
-                self.log.warning("Shutting down kernel %s: %.0f MB resident, over the %d MB budget per kernel",
-                                 kernel_id, resident, self.kernel_memory_mb)
+                self.log.warning(
+                    "Shutting down kernel %s: %.0f MB resident, over the %d MB budget per kernel",
+                    kernel_id,
+                    resident,
+                    self.kernel_memory_mb,
+                )
                 await self.shutdown_kernel(kernel_id, now=True)
                 shed.append(kernel_id)
         return shed

@@ -26,7 +26,6 @@ from asrkit.contracts import Span
 from asrkit.stream_worker import StreamWorker
 from asrkit.streaming import Emission, Session, Stream, StreamResult
 
-
 # Queued audio a real-time simulation lets the model fall behind by, seconds.
 REALTIME_BACKLOG_S = 10.0
 

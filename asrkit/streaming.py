@@ -35,8 +35,18 @@ from asrkit.contracts import ASRModel, Span, Stream, StreamResult
 from asrkit.vad import VAD_FRAME_S, VAD_NAMES, make_vad
 
 __all__ = [
-    "AudioIntake", "BufferedStream", "ChunkedStream", "CommitListener", "CommitRule", "Emission", "EndpointRule",
-    "PartialFilter", "Recognizer", "Session", "Stream", "StreamResult",
+    "AudioIntake",
+    "BufferedStream",
+    "ChunkedStream",
+    "CommitListener",
+    "CommitRule",
+    "Emission",
+    "EndpointRule",
+    "PartialFilter",
+    "Recognizer",
+    "Session",
+    "Stream",
+    "StreamResult",
 ]
 
 
@@ -202,21 +212,21 @@ def _joined(words: list[Span] | tuple[Span, ...]) -> str:
 class ChunkedStream:
     """A stream over an incremental :class:`Recognizer`, with stable partials and endpointing.
 
-    Each decoding step gives a hypothesis; a word is committed once ``commit.agreement`` consecutive
-    hypotheses agree on it (and it is not the newest one's last word). Committed words never change:
-    if a later hypothesis rewrites them (PocketSphinx revises its past), only the words that start
-    after the last committed word are taken from it. ``revisions`` counts the words shown as partial
-    that a later hypothesis changed or took back (flicker; a word growing as it is spelled out does not
-count), over the stream's whole life.
+        Each decoding step gives a hypothesis; a word is committed once ``commit.agreement`` consecutive
+        hypotheses agree on it (and it is not the newest one's last word). Committed words never change:
+        if a later hypothesis rewrites them (PocketSphinx revises its past), only the words that start
+        after the last committed word are taken from it. ``revisions`` counts the words shown as partial
+        that a later hypothesis changed or took back (flicker; a word growing as it is spelled out does not
+    count), over the stream's whole life.
 
-    Usage
-    -----
-    ::
+        Usage
+        -----
+        ::
 
-        stream = model.create_stream()
-        for chunk in chunks:
-            stream.accept_waveform(48000, chunk)
-            print(stream.result().committed, "|", stream.result().partial)
+            stream = model.create_stream()
+            for chunk in chunks:
+                stream.accept_waveform(48000, chunk)
+                print(stream.result().committed, "|", stream.result().partial)
     """
 
     def __init__(

@@ -20,19 +20,19 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
 import keras
 import numpy as np
 from tqdm.auto import tqdm
 
+import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
 from asrkit.audio import load_audio
 from asrkit.contracts import ModelCard
 from asrkit.data.augment import Augmenter
 from asrkit.data.dataset import MAX_BATCH_FRAMES, MAX_BATCH_SIZE, SHAPE_BUCKETS, FeatureCache, Source, batches
-from asrkit.manifest import read_manifest
 from asrkit.decoding import DecoderConfig, beam_search
 from asrkit.features import FRAMES_PER_SECOND
 from asrkit.lm import NGramLM
+from asrkit.manifest import read_manifest
 from asrkit.metrics import score_corpus
 from asrkit.models.ctc import CTCModelConfig
 from asrkit.models.keras_ctc import WEIGHTS_FILE, KerasCTCModel, build_network
@@ -153,7 +153,9 @@ def for_replicas(config: TrainConfig, replicas: int) -> TrainConfig:
     if replicas == 1:
         return config
     return dataclasses.replace(
-        config, peak_lr=config.peak_lr * replicas, max_batch_frames=config.max_batch_frames * replicas,
+        config,
+        peak_lr=config.peak_lr * replicas,
+        max_batch_frames=config.max_batch_frames * replicas,
         max_batch_size=config.max_batch_size * replicas,
     )
 
@@ -317,7 +319,9 @@ def train(
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
 
-    start = keras.saving.load_model(Path(init_from) / WEIGHTS_FILE, compile=False, safe_mode=True) if init_from else None
+    start = (
+        keras.saving.load_model(Path(init_from) / WEIGHTS_FILE, compile=False, safe_mode=True) if init_from else None
+    )
     if start is not None:
         normalize = start.get_layer("normalize").get_config()
         mean, std = np.asarray(normalize["mean"], np.float32), np.sqrt(np.asarray(normalize["variance"], np.float32))
@@ -328,7 +332,10 @@ def train(
     if trainable_layers is not None:
         unknown = set(trainable_layers) - {layer.name for layer in network.layers}
         if unknown:
-            raise ValueError(f"no layer named {', '.join(sorted(unknown))}; the network has {', '.join(l.name for l in network.layers)}")
+            raise ValueError(
+                f"no layer named {', '.join(sorted(unknown))}; "
+                f"the network has {', '.join(layer.name for layer in network.layers)}"
+            )
         for layer in network.layers:
             layer.trainable = layer.name in trainable_layers
     optimizer = keras.optimizers.AdamW(
@@ -379,11 +386,16 @@ def train(
         rng = np.random.default_rng(config.seed * 1000 + counters["epoch"])
         skipped = counters["epoch_batches"]
         epoch = batches(
-            cache, rng=rng, max_frames=config.max_batch_frames, max_size=config.max_batch_size, fill=fill,
-            buckets=buckets, start=skipped,
+            cache,
+            rng=rng,
+            max_frames=config.max_batch_frames,
+            max_size=config.max_batch_size,
+            fill=fill,
+            buckets=buckets,
+            start=skipped,
         )
         trained = step
-        for x, x_len, y, y_len in _prefetched(epoch):
+        for x, x_len, y, _y_len in _prefetched(epoch):
             out_len = np.array([model_config.output_length(n) for n in x_len], np.int32)
             losses.append(replicated_step(network, x, np.concatenate([out_len[:, None], y], axis=1)))
             audio_s += float(x_len.sum()) / FRAMES_PER_SECOND
@@ -395,8 +407,14 @@ def train(
             if step % config.log_every == 0:
                 speed = audio_s / (time.monotonic() - window_start)
                 lr = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
-                record = {"step": step, "epoch": counters["epoch"], "loss": float(np.mean(losses)),
-                          "lr": lr, "x_realtime": speed, "minutes": (time.monotonic() - started) / 60}
+                record = {
+                    "step": step,
+                    "epoch": counters["epoch"],
+                    "loss": float(np.mean(losses)),
+                    "lr": lr,
+                    "x_realtime": speed,
+                    "minutes": (time.monotonic() - started) / 60,
+                }
                 bar.set_postfix(loss=f"{record['loss']:.3f}", xRT=f"{speed:.0f}")
                 history.write(json.dumps(record) + "\n")
                 history.flush()
@@ -435,7 +453,12 @@ def train(
 
 
 def source_cache(
-    source: Source, cache_dir: Path, *, model_config: CTCModelConfig, noise_dir: Path | None, seed: int = 0,
+    source: Source,
+    cache_dir: Path,
+    *,
+    model_config: CTCModelConfig,
+    noise_dir: Path | None,
+    seed: int = 0,
     jobs: int = 1,
 ) -> FeatureCache:
     """One source's features: loaded from ``cache_dir/<source.key>`` or computed and saved there."""
@@ -462,8 +485,11 @@ def dev_set(
 
     Keep the set a model is finally judged on out of them: choosing checkpoints on it would tune to it.
     """
-    return [(load_audio(utt.audio_path), utt.transcript)
-            for manifest in manifests for utt in read_manifest(manifest)[:per_manifest]]
+    return [
+        (load_audio(utt.audio_path), utt.transcript)
+        for manifest in manifests
+        for utt in read_manifest(manifest)[:per_manifest]
+    ]
 
 
 def run(
@@ -495,25 +521,38 @@ def run(
     if not dev:
         raise ValueError("no dev manifest: give at least one to choose the best checkpoint on")
     run_dir = Path(run_dir)
-    cache = FeatureCache.concat([
-        source_cache(
-            source, Path(cache_dir) if cache_dir else run_dir / "features",
-            model_config=model_config, noise_dir=Path(noise_dir) if noise_dir is not None else None, seed=config.seed,
-            jobs=jobs,
-        )
-        for source in sources
-    ])
+    cache = FeatureCache.concat(
+        [
+            source_cache(
+                source,
+                Path(cache_dir) if cache_dir else run_dir / "features",
+                model_config=model_config,
+                noise_dir=Path(noise_dir) if noise_dir is not None else None,
+                seed=config.seed,
+                jobs=jobs,
+            )
+            for source in sources
+        ]
+    )
     described = "; ".join(
-        f"{s.manifest.parent.name}/{s.manifest.name}" + (" clean" if s.clean else "") + (f" + {s.copies} augmented" if s.copies else "")
+        f"{s.manifest.parent.name}/{s.manifest.name}"
+        + (" clean" if s.clean else "")
+        + (f" + {s.copies} augmented" if s.copies else "")
         for s in sources
     )
     augmentation = f"noise and RIRs from {Path(noise_dir).name}/" if noise_dir is not None else "no noise or RIRs"
     training_data = f"{described} ({cache.hours:.1f} h of features in all, {augmentation})"
     with distribution(strategy).scope():
         return train(
-            run_dir, cache=cache, dev=dev_set(dev, per_manifest=dev_per_manifest), model_config=model_config,
+            run_dir,
+            cache=cache,
+            dev=dev_set(dev, per_manifest=dev_per_manifest),
+            model_config=model_config,
             config=config,
-            name=name, training_data=training_data, max_minutes=max_minutes, init_from=init_from,
+            name=name,
+            training_data=training_data,
+            max_minutes=max_minutes,
+            init_from=init_from,
         )
 
 
@@ -538,12 +577,16 @@ def tune_decoder(
     refs = [text for _, text in dev]
     grid = [
         DecoderConfig(lm=LM_FILE, alpha=a, beta=b, beam_width=beam_width, closed_vocabulary=c)
-        for c in closed_vocabulary for a in alphas for b in betas
+        for c in closed_vocabulary
+        for a in alphas
+        for b in betas
     ]
     results = []
     for config in tqdm(grid, desc="tuning decoder", disable=not progress):
         hyps = [
-            beam_search(l, tokenizer=model.tokenizer, frame_duration_s=model.config.frame_duration_s, lm=lm, config=config)[0]
+            beam_search(
+                l, tokenizer=model.tokenizer, frame_duration_s=model.config.frame_duration_s, lm=lm, config=config
+            )[0]
             for l in logits
         ]
         results.append({"config": config, "wer": score_corpus(refs, hyps).wer})

@@ -37,11 +37,19 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared/data"
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
     # background pages would otherwise be throttled: each simulated user has a page of their own
-    "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
     "--disable-backgrounding-occluded-windows",
 ]
 READY = ".asrkit-mic-button:not([disabled])"
@@ -59,9 +67,18 @@ def voila(*extra: str):
     """The app served on a free port; yields (url with token, server process)."""
     port, token = free_port(), secrets.token_hex(16)
     server = subprocess.Popen(
-        [Path(sys.executable).parent / "voila", "notebooks/app.ipynb", f"--port={port}", "--Voila.ip=127.0.0.1",
-         "--no-browser", f"--token={token}", *extra],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            Path(sys.executable).parent / "voila",
+            "notebooks/app.ipynb",
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+            "--no-browser",
+            f"--token={token}",
+            *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60
@@ -78,8 +95,11 @@ def voila(*extra: str):
 
 def kernels(server: psutil.Process) -> dict[int, float]:
     """RSS in MB of each kernel process the server started, by pid."""
-    return {p.pid: p.memory_info().rss / 2**20 for p in server.children(recursive=True)
-            if "ipykernel_launcher" in " ".join(p.cmdline())}
+    return {
+        p.pid: p.memory_info().rss / 2**20
+        for p in server.children(recursive=True)
+        if "ipykernel_launcher" in " ".join(p.cmdline())
+    }
 
 
 def microphone_file(path: Path) -> Path:
@@ -94,7 +114,9 @@ def microphone_file(path: Path) -> Path:
     return path
 
 
-def load_times(browser, url: str, server: psutil.Process, loads: int, *, wait_between_s: float) -> tuple[list[float], list[float]]:
+def load_times(
+    browser, url: str, server: psutil.Process, loads: int, *, wait_between_s: float
+) -> tuple[list[float], list[float]]:
     """Seconds to interactive of ``loads`` fresh pages, and each new kernel's RSS (MB) once loaded."""
     times, rss = [], []
     for _ in range(loads):
@@ -112,8 +134,10 @@ def load_times(browser, url: str, server: psutil.Process, loads: int, *, wait_be
 
 def figures(page) -> dict[str, float]:
     status = page.locator(STATUS).first
-    return {k: float(status.get_attribute(f"data-{k}")) for k in
-            ("audio-s", "rtf", "latency-s", "max-backlog-s", "dropped-s", "transport-ms")}
+    return {
+        k: float(status.get_attribute(f"data-{k}"))
+        for k in ("audio-s", "rtf", "latency-s", "max-backlog-s", "dropped-s", "transport-ms")
+    }
 
 
 def stream_together(browser, url: str, server: psutil.Process, users: int, stream_s: float) -> list[dict[str, float]]:
@@ -164,20 +188,28 @@ def main() -> None:
             warm, _ = load_times(browser, url, server, args.loads, wait_between_s=45.0)
         browser.close()
 
-    print(f"machine: {psutil.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other jobs share it); "
-          f"fake microphone: {wav.name}, 200 ms chunks")
+    print(
+        f"machine: {psutil.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other jobs share it); "
+        f"fake microphone: {wav.name}, 200 ms chunks"
+    )
     print(f"page load to interactive, cold kernel  (s): {', '.join(f'{t:.1f}' for t in cold)}")
     print(f"page load to interactive, preheated    (s): {', '.join(f'{t:.1f}' for t in warm)}")
     print(f"kernel RSS after loading (MB): {', '.join(f'{r:.0f}' for r in cold_rss)}")
-    print(f"{'streaming':<22}{'user':>5}{'audio s':>9}{'RTF':>7}{'latency s':>11}{'max backlog s':>15}"
-          f"{'dropped s':>11}{'page→kernel ms':>16}{'RSS MB':>8}")
+    print(
+        f"{'streaming':<22}{'user':>5}{'audio s':>9}{'RTF':>7}{'latency s':>11}{'max backlog s':>15}"
+        f"{'dropped s':>11}{'page→kernel ms':>16}{'RSS MB':>8}"
+    )
     for label, rows in (("1 user alone", one), (f"{args.users} users at once", many)):
         for i, r in enumerate(rows, 1):
-            print(f"{label:<22}{i:>5}{r['audio-s']:>9.1f}{r['rtf']:>7.2f}{r['latency-s']:>11.2f}"
-                  f"{r['max-backlog-s']:>15.2f}{r['dropped-s']:>11.1f}{r['transport-ms']:>16.1f}{r['rss-mb']:>8.0f}")
+            print(
+                f"{label:<22}{i:>5}{r['audio-s']:>9.1f}{r['rtf']:>7.2f}{r['latency-s']:>11.2f}"
+                f"{r['max-backlog-s']:>15.2f}{r['dropped-s']:>11.1f}{r['transport-ms']:>16.1f}{r['rss-mb']:>8.0f}"
+            )
     kept_up = all(r["dropped-s"] == 0 and r["audio-s"] >= args.stream_s - 3 for r in many)
-    print(f"{args.users} users kept up (no audio dropped, all heard): {'yes' if kept_up else 'NO'}; "
-          f"median page→kernel chunk latency {statistics.median(r['transport-ms'] for r in many):.1f} ms")
+    print(
+        f"{args.users} users kept up (no audio dropped, all heard): {'yes' if kept_up else 'NO'}; "
+        f"median page→kernel chunk latency {statistics.median(r['transport-ms'] for r in many):.1f} ms"
+    )
 
 
 if __name__ == "__main__":

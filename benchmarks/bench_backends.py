@@ -84,10 +84,14 @@ def worker(folder: str, manifest: str) -> dict:
         stream.reset()
     streaming = time.perf_counter() - start
     return {
-        "startup_s": startup, "rss_mb": peak_rss_mb(),
-        "offline_rtf": offline / audio_s, "stream_rtf": streaming / audio_s,
-        "wer": score_corpus([u.transcript for u in utterances], texts).wer, "audio_s": audio_s,
-        "tensorflow": "tensorflow" in sys.modules, "clips": len(audios),
+        "startup_s": startup,
+        "rss_mb": peak_rss_mb(),
+        "offline_rtf": offline / audio_s,
+        "stream_rtf": streaming / audio_s,
+        "wer": score_corpus([u.transcript for u in utterances], texts).wer,
+        "audio_s": audio_s,
+        "tensorflow": "tensorflow" in sys.modules,
+        "clips": len(audios),
     }
 
 
@@ -96,7 +100,10 @@ def measure(folder: Path, manifest: Path) -> dict:
     env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(
         [sys.executable, __file__, "--worker", str(folder), "--manifest", str(manifest)],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -121,16 +128,26 @@ def main() -> None:
             ("pocketsphinx", measure(resolve_model("pocketsphinx"), args.manifest)),
         ]
     first = rows[0][1]
-    print(f"{first['clips']} clips, {first['audio_s']:.1f} s of audio from {args.manifest.name}; one thread per process; "
-          f"streams fed {CHUNK_S * 1000:.0f} ms chunks as fast as the model goes")
-    print(f"{'backend':<58} {'start s':>8} {'RSS MB':>7} {'offline RTF':>12} {'stream RTF':>11} {'WER %':>7} {'TF loaded':>10}")
+    print(
+        f"{first['clips']} clips, {first['audio_s']:.1f} s of audio from {args.manifest.name}; one thread per process; "
+        f"streams fed {CHUNK_S * 1000:.0f} ms chunks as fast as the model goes"
+    )
+    print(
+        f"{'backend':<58} {'start s':>8} {'RSS MB':>7} {'offline RTF':>12} {'stream RTF':>11} {'WER %':>7} "
+        f"{'TF loaded':>10}"
+    )
     for name, r in rows:
-        print(f"{name:<58} {r['startup_s']:>8.2f} {r['rss_mb']:>7.0f} {r['offline_rtf']:>12.4f} {r['stream_rtf']:>11.4f} "
-              f"{100 * r['wer']:>7.2f} {'yes' if r['tensorflow'] else 'no':>10}")
+        print(
+            f"{name:<58} {r['startup_s']:>8.2f} {r['rss_mb']:>7.0f} {r['offline_rtf']:>12.4f} {r['stream_rtf']:>11.4f} "
+            f"{100 * r['wer']:>7.2f} {'yes' if r['tensorflow'] else 'no':>10}"
+        )
     keras, lite = rows[0][1], rows[1][1]
-    print(f"LiteRT vs Keras: offline {keras['offline_rtf'] / lite['offline_rtf']:.1f}x faster, streaming "
-          f"{keras['stream_rtf'] / lite['stream_rtf']:.1f}x faster, {keras['rss_mb'] - lite['rss_mb']:.0f} MB less memory, "
-          f"start-up {keras['startup_s'] - lite['startup_s']:.1f} s shorter")
+    print(
+        f"LiteRT vs Keras: offline {keras['offline_rtf'] / lite['offline_rtf']:.1f}x faster, streaming "
+        f"{keras['stream_rtf'] / lite['stream_rtf']:.1f}x faster, "
+        f"{keras['rss_mb'] - lite['rss_mb']:.0f} MB less memory, "
+        f"start-up {keras['startup_s'] - lite['startup_s']:.1f} s shorter"
+    )
 
 
 if __name__ == "__main__":

@@ -42,17 +42,21 @@ def main() -> None:
         network_s += time.process_time() - began
         audio_s += sum(len(a) for a in audio) / SAMPLE_RATE
         splits[split] = (logits, [u.transcript for u in utterances], sum(len(a) for a in audio) / SAMPLE_RATE)
-    print(f"{model.name}: network {network_s / audio_s:.4f} CPU s per audio s over {audio_s / 60:.1f} min; "
-          f"decoder alpha {config.decoder.alpha}, beta {config.decoder.beta}, "
-          f"closed vocabulary {'yes' if config.decoder.closed_vocabulary else 'no'}")
+    print(
+        f"{model.name}: network {network_s / audio_s:.4f} CPU s per audio s over {audio_s / 60:.1f} min; "
+        f"decoder alpha {config.decoder.alpha}, beta {config.decoder.beta}, "
+        f"closed vocabulary {'yes' if config.decoder.closed_vocabulary else 'no'}"
+    )
     print(f"{'width':>5} " + " ".join(f"{s + ' WER':>17} {'CPU s/s':>8}" for s in splits))
     for width in args.widths:
         decoder = dataclasses.replace(config.decoder, beam_width=width)
         row = []
         for logits, references, seconds in splits.values():
             began = time.process_time()
-            hyps = [beam_search(x, tokenizer=model.tokenizer, frame_duration_s=frame, lm=model.lm, config=decoder)[0]
-                    for x in logits]
+            hyps = [
+                beam_search(x, tokenizer=model.tokenizer, frame_duration_s=frame, lm=model.lm, config=decoder)[0]
+                for x in logits
+            ]
             spent = time.process_time() - began
             row.append(f"{100 * score_corpus(references, hyps).wer:16.2f}% {spent / seconds:8.4f}")
         print(f"{width:5} " + " ".join(row), flush=True)

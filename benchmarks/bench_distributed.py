@@ -56,21 +56,32 @@ def main() -> None:
         for workers in (1, 2):
             with tempfile.TemporaryDirectory() as results:
                 began = time.perf_counter()
-                report, _ = evaluate_manifest(utterances, model=args.model, results=results, progress=False,
-                                              options=RayOptions(workers=workers, shard_size=args.shard_size))
-                rows.append((f"ray, {workers} worker" + "s" * (workers > 1), workers, time.perf_counter() - began, report))
+                report, _ = evaluate_manifest(
+                    utterances,
+                    model=args.model,
+                    results=results,
+                    progress=False,
+                    options=RayOptions(workers=workers, shard_size=args.shard_size),
+                )
+                rows.append(
+                    (f"ray, {workers} worker" + "s" * (workers > 1), workers, time.perf_counter() - began, report)
+                )
     finally:
         ray.shutdown()
 
     load = os.getloadavg()[0]
-    print(f"{len(utterances)} utterances, {audio_s:.1f} s of audio from {args.manifest.name}; model {args.model}; "
-          f"shards of {args.shard_size}; {os.cpu_count()} CPUs, load average {load:.1f} before the Ray runs ended; "
-          f"local Ray cluster start-up {startup:.1f} s (not in the table)")
+    print(
+        f"{len(utterances)} utterances, {audio_s:.1f} s of audio from {args.manifest.name}; model {args.model}; "
+        f"shards of {args.shard_size}; {os.cpu_count()} CPUs, load average {load:.1f} before the Ray runs ended; "
+        f"local Ray cluster start-up {startup:.1f} s (not in the table)"
+    )
     print(f"{'engine':<18} {'wall s':>7} {'audio s/s':>10} {'x single':>9} {'x ray-1':>8} {'WER %':>7}")
     single, ray_one = rows[0][2], rows[1][2]
     for name, _, wall, report in rows:
-        print(f"{name:<18} {wall:>7.1f} {audio_s / wall:>10.2f} {single / wall:>9.2f} {ray_one / wall:>8.2f} "
-              f"{100 * report.corpus.wer:>7.2f}")
+        print(
+            f"{name:<18} {wall:>7.1f} {audio_s / wall:>10.2f} {single / wall:>9.2f} {ray_one / wall:>8.2f} "
+            f"{100 * report.corpus.wer:>7.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -57,14 +57,21 @@ def main() -> None:
     page_ms = median_ms(lambda: ex._turn(1))
     rows = iter(range(100))
     click_ms = median_ms(lambda: setattr(ex.table, "index", next(rows) % len(ex.shown)))
-    print(f"model {report.model}, {len(report.rows)} utterances ({audio_s / 60:.1f} min of audio) from {args.manifest.name}; "
-          f"WER {100 * report.corpus.wer:.2f}%")
+    print(
+        f"model {report.model}, {len(report.rows)} utterances ({audio_s / 60:.1f} min of audio) "
+        f"from {args.manifest.name}; "
+        f"WER {100 * report.corpus.wer:.2f}%"
+    )
     print(f"{'step':<34} {'seconds':>9} {'x RT':>9}")
     print(f"{'evaluate, nothing cached':<34} {cold:>9.2f} {audio_s / cold:>9.1f}")
     print(f"{'evaluate again, all cached':<34} {warm:>9.2f} {audio_s / warm:>9.0f}")
     print(f"{'step':<34} {'ms':>9}")
-    for name, ms in (("explorer: build", build), ("explorer: change the WER filter", filter_ms),
-                     ("explorer: next page", page_ms), ("explorer: click a row (load + plot)", click_ms)):
+    for name, ms in (
+        ("explorer: build", build),
+        ("explorer: change the WER filter", filter_ms),
+        ("explorer: next page", page_ms),
+        ("explorer: click a row (load + plot)", click_ms),
+    ):
         print(f"{name:<34} {ms:>9.1f}")
 
 

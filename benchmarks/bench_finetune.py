@@ -27,6 +27,7 @@ from asrkit.models import load_model
 from asrkit.models.whisper.finetune import TRAINABLE, FinetuneOptions, encode_examples, finetune, save_finetuned
 from asrkit.models.whisper.model import WhisperModel
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="the shared data folder")
@@ -48,12 +49,27 @@ def main() -> None:
     general = read_manifest(splits / f"{args.general}.tsv")
 
     base = load_model(args.base)
-    rows = [("base", "", "", "", evaluate(base, dev, progress=False).corpus.wer,
-             evaluate(base, general, progress=False).corpus.wer)]
-    augmenter = Augmenter(args.data / "noise", config=AugmentConfig(reverb_prob=0.3, noise_prob=0.5, snr_db=(10.0, 30.0)))
+    rows = [
+        (
+            "base",
+            "",
+            "",
+            "",
+            evaluate(base, dev, progress=False).corpus.wer,
+            evaluate(base, general, progress=False).corpus.wer,
+        )
+    ]
+    augmenter = Augmenter(
+        args.data / "noise", config=AugmentConfig(reverb_prob=0.3, noise_prob=0.5, snr_db=(10.0, 30.0))
+    )
     began = time.monotonic()
-    train_set = encode_examples(base, [load_audio(u.audio_path) for u in train_utts], [u.transcript for u in train_utts],
-                                copies=args.copies, augmenter=augmenter)
+    train_set = encode_examples(
+        base,
+        [load_audio(u.audio_path) for u in train_utts],
+        [u.transcript for u in train_utts],
+        copies=args.copies,
+        augmenter=augmenter,
+    )
     held_set = encode_examples(base, [load_audio(u.audio_path) for u in held_utts], [u.transcript for u in held_utts])
     encode_s = time.monotonic() - began
     with tempfile.TemporaryDirectory() as scratch:
@@ -64,13 +80,26 @@ def main() -> None:
             folder = save_finetuned(model, result, folder=Path(scratch) / way, card=replace(model.card, name=way))
             tuned = WhisperModel.load(folder)
             best = next(e for e in result.evaluations if e.step == result.best_step)
-            rows.append((way, f"{result.best_step}/{result.steps}", f"{result.train_s:.0f}", f"{100 * best.wer:.2f}",
-                         evaluate(tuned, dev, progress=False).corpus.wer,
-                         evaluate(tuned, general, progress=False).corpus.wer))
+            rows.append(
+                (
+                    way,
+                    f"{result.best_step}/{result.steps}",
+                    f"{result.train_s:.0f}",
+                    f"{100 * best.wer:.2f}",
+                    evaluate(tuned, dev, progress=False).corpus.wer,
+                    evaluate(tuned, general, progress=False).corpus.wer,
+                )
+            )
             shutil.rmtree(folder)
-    print(f"learning from {len(train_utts)} clips of {args.train} (+{args.copies} augmented copies each; encoding took "
-          f"{encode_s:.0f} s), {len(held_utts)} held out; {len(dev)} clips of {args.dev}, all {len(general)} of {args.general}")
-    print(f"{'learns':<10}{'best/steps':>11}{'train s':>9}{'held-out %':>12}{args.dev + ' %':>16}{args.general + ' %':>16}")
+    print(
+        f"learning from {len(train_utts)} clips of {args.train} (+{args.copies} augmented copies each; encoding took "
+        f"{encode_s:.0f} s), {len(held_utts)} held out; {len(dev)} clips of {args.dev}, "
+        f"all {len(general)} of {args.general}"
+    )
+    print(
+        f"{'learns':<10}{'best/steps':>11}{'train s':>9}{'held-out %':>12}"
+        f"{args.dev + ' %':>16}{args.general + ' %':>16}"
+    )
     for way, steps, seconds, held, dev_wer, general_wer in rows:
         print(f"{way:<10}{steps:>11}{seconds:>9}{held:>12}{100 * dev_wer:>16.2f}{100 * general_wer:>16.2f}")
 

@@ -96,7 +96,13 @@ def main() -> None:
     rows.append(("log-mel streamed, 100 ms chunks", seconds / streamed_s, f"{streamed_s / offline:.2f}x offline"))
     rows.append((f"{model.name}: transcribe one clip", seconds / single, ""))
     rows.append((f"{model.name}: transcribe_batch of 8", 8 * seconds / batch, f"{8 * single / batch:.2f}x one by one"))
-    rows.append((f"{model.name}: BufferedStream, result() each second", seconds / streaming, f"{streaming / single:.2f}x offline"))
+    rows.append(
+        (
+            f"{model.name}: BufferedStream, result() each second",
+            seconds / streaming,
+            f"{streaming / single:.2f}x offline",
+        )
+    )
 
     print(f"clip: {args.clip} ({seconds:.2f} s)")
     print(f"{'what':<55} {'x RT':>9}  note")

@@ -51,8 +51,11 @@ def main() -> None:
             agree = sum(forward[p] == backward[p] for p in paths)
             wers = [score_corpus(references, [run[p] for p in paths]).wer for run in (forward, backward)]
             label = "reset" if reset else "as is"
-            print(f"{split:14} {label:8} {agree:3}/{len(paths):<3} {100 * wers[0]:12.2f}% {100 * wers[1]:12.2f}% "
-                  f"{time.monotonic() - began:5.0f}", flush=True)
+            print(
+                f"{split:14} {label:8} {agree:3}/{len(paths):<3} {100 * wers[0]:12.2f}% {100 * wers[1]:12.2f}% "
+                f"{time.monotonic() - began:5.0f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -75,8 +75,13 @@ def informative(transcript: str) -> bool:
 
 def vocabulary(utterances: list[Utterance]) -> set[str]:
     """The set's names, lower case: its capitalised words that do not start a sentence."""
-    return {bare(w).lower() for u in utterances if informative(u.transcript)
-            for w, first in capitalised(u.transcript) if not first}
+    return {
+        bare(w).lower()
+        for u in utterances
+        if informative(u.transcript)
+        for w, first in capitalised(u.transcript)
+        if not first
+    }
 
 
 def name_words(transcript: str, names: set[str]) -> list[str]:
@@ -172,8 +177,10 @@ def main() -> None:
         names = vocabulary(utterances)
         groups = groups_of(model, utterances, names)
         left_out = sum(not informative(u.transcript) for u in utterances)
-        print(f"{set_name}: {len(utterances)} utterances, {left_out} in one case throughout left out; "
-              f"{len(groups)} prompts of {', '.join(str(len(g.prompt.split(', '))) for g in groups)} names")
+        print(
+            f"{set_name}: {len(utterances)} utterances, {left_out} in one case throughout left out; "
+            f"{len(groups)} prompts of {', '.join(str(len(g.prompt.split(', '))) for g in groups)} names"
+        )
         kinds = {"with names": Measured([], [], [], [], []), "without names": Measured([], [], [], [], [])}
         for group in groups:
             prompted = model.with_prompt(group.prompt)
@@ -182,8 +189,9 @@ def main() -> None:
                     continue
                 m = kinds[kind]
                 m.references.extend(u.transcript for u in members)
-                m.names.extend({n for w in name_words(u.transcript, names) for n in normalize_text(w).split()}
-                               for u in members)
+                m.names.extend(
+                    {n for w in name_words(u.transcript, names) for n in normalize_text(w).split()} for u in members
+                )
                 m.plain.extend(transcribe(model, members))
                 m.prompted.extend(transcribe(prompted, members))
                 m.utterances.extend(members)
@@ -193,26 +201,46 @@ def main() -> None:
             wer_plain, wer_prompted = (score_corpus(m.references, h).wer for h in (m.plain, m.prompted))
             right_plain, right_prompted = names_right(m, m.plain), names_right(m, m.prompted)
             changed = sum(normalize_text(a) != normalize_text(b) for a, b in zip(m.plain, m.prompted))
-            rows.append((set_name, kind, len(m.references), sum(t for _, t in right_plain), wer_plain,
-                         wer_prompted, sum(r for r, _ in right_plain), sum(r for r, _ in right_prompted), changed))
-            changes += [(set_name, u, a, b, ra, rb) for u, a, b, (ra, _), (rb, _)
-                        in zip(m.utterances, m.plain, m.prompted, right_plain, right_prompted) if ra != rb]
+            rows.append(
+                (
+                    set_name,
+                    kind,
+                    len(m.references),
+                    sum(t for _, t in right_plain),
+                    wer_plain,
+                    wer_prompted,
+                    sum(r for r, _ in right_plain),
+                    sum(r for r, _ in right_prompted),
+                    changed,
+                )
+            )
+            changes += [
+                (set_name, u, a, b, ra, rb)
+                for u, a, b, (ra, _), (rb, _) in zip(m.utterances, m.plain, m.prompted, right_plain, right_prompted)
+                if ra != rb
+            ]
     elapsed = time.perf_counter() - began
 
     print(f"\nmodel {model.name}; prompts of at most {MAX_PROMPT_TOKENS} tokens; {elapsed:.0f} s in all\n")
-    header = (f"{'set':<14}{'utterances':<15}{'utts':>5}{'names':>6}   {'WER no prompt':>13}{'prompt':>8}"
-              f"   {'names right no prompt':>21}{'prompt':>8}   {'changed':>7}")
+    header = (
+        f"{'set':<14}{'utterances':<15}{'utts':>5}{'names':>6}   {'WER no prompt':>13}{'prompt':>8}"
+        f"   {'names right no prompt':>21}{'prompt':>8}   {'changed':>7}"
+    )
     print(header)
     print("-" * len(header))
     for set_name, kind, n, total, wer_a, wer_b, right_a, right_b, changed in rows:
-        share = (lambda r: f"{100 * r / total:.1f}%" if total else "-")
-        print(f"{set_name:<14}{kind:<15}{n:>5}{total:>6}   {100 * wer_a:>12.2f}%{100 * wer_b:>7.2f}%"
-              f"   {share(right_a):>21}{share(right_b):>8}   {changed:>7}")
+        share = lambda r: f"{100 * r / total:.1f}%" if total else "-"
+        print(
+            f"{set_name:<14}{kind:<15}{n:>5}{total:>6}   {100 * wer_a:>12.2f}%{100 * wer_b:>7.2f}%"
+            f"   {share(right_a):>21}{share(right_b):>8}   {changed:>7}"
+        )
     print("\nchanged: utterances whose words the prompt changed (after normalisation)")
     print(f"\nutterances whose name words the prompt fixed or broke ({len(changes)}):")
     for set_name, u, a, b, ra, rb in changes:
-        print(f"  {set_name} {u.audio_path.name}: {rb - ra:+d} name word{'s' if abs(rb - ra) > 1 else ''}\n"
-              f"    reference: {u.transcript}\n    no prompt: {a}\n    prompt:    {b}")
+        print(
+            f"  {set_name} {u.audio_path.name}: {rb - ra:+d} name word{'s' if abs(rb - ra) > 1 else ''}\n"
+            f"    reference: {u.transcript}\n    no prompt: {a}\n    prompt:    {b}"
+        )
 
 
 if __name__ == "__main__":

@@ -44,7 +44,9 @@ def load_clips(per_set: int):
     from asrkit.audio import load_audio
     from asrkit.manifest import read_manifest
 
-    rows = read_manifest(SHARED / "splits/fixtures_dev.tsv") + read_manifest(SHARED / "splits/kathleen_dev.tsv")[:per_set]
+    rows = (
+        read_manifest(SHARED / "splits/fixtures_dev.tsv") + read_manifest(SHARED / "splits/kathleen_dev.tsv")[:per_set]
+    )
     return [(load_audio(u.audio_path), u.transcript) for u in rows]
 
 
@@ -101,10 +103,15 @@ def run_clips(model, clips, *, chunk_s: float, realtime: bool) -> dict:
         words += m.n_words
         skipped += session.skipped_s
     return {
-        "rtf": compute / audio, "shown_p50": percentile(shown, 50), "shown_p90": percentile(shown, 90),
-        "commit_p50": percentile(committed, 50), "commit_p90": percentile(committed, 90),
-        "flicker": revisions / max(words, 1), "skipped_s": skipped,
-        "streamed_wer": score_corpus([t for _, t in clips], streamed).wer, "streamed": streamed,
+        "rtf": compute / audio,
+        "shown_p50": percentile(shown, 50),
+        "shown_p90": percentile(shown, 90),
+        "commit_p50": percentile(committed, 50),
+        "commit_p90": percentile(committed, 90),
+        "flicker": revisions / max(words, 1),
+        "skipped_s": skipped,
+        "streamed_wer": score_corpus([t for _, t in clips], streamed).wer,
+        "streamed": streamed,
     }
 
 
@@ -142,8 +149,11 @@ def long_session(model, clips, *, seconds: float, chunk_s: float) -> dict:
         if fed % (300 * 16000) < size:
             rss[fed // 16000] = current_rss_mb()
     session.finish()
-    out = {"session_s": seconds, "session_utterances": len(session.texts),
-           "session_rss_growth_mb": rss[max(rss)] - rss[min(rss)]}
+    out = {
+        "session_s": seconds,
+        "session_utterances": len(session.texts),
+        "session_rss_growth_mb": rss[max(rss)] - rss[min(rss)],
+    }
     for edge, (latencies, spent, heard) in edges.items():
         out[f"{edge}_rtf"] = spent / max(heard, 1e-9)
         out[f"{edge}_commit_p50"] = percentile(latencies, 50)
@@ -182,8 +192,10 @@ def windows(args) -> None:
 
     model = load_model(DEFAULT_MODEL)
     clips = load_clips(args.per_set)
-    print(f"{len(clips)} clips, {sum(len(a) for a, _ in clips) / 16000:.1f} s; greedy, one pass per clip in a window "
-          f"of at least 'shortest' seconds holding the clip and 'padding' seconds of silence (from 10, 15, 20, 30 s)")
+    print(
+        f"{len(clips)} clips, {sum(len(a) for a, _ in clips) / 16000:.1f} s; greedy, one pass per clip in a window "
+        f"of at least 'shortest' seconds holding the clip and 'padding' seconds of silence (from 10, 15, 20, 30 s)"
+    )
     print(f"{'shortest':>8} {'padding':>7} {'WER %':>6} {'loops':>5} {'to 30 s':>7} {'encoder+decoder s':>17}")
     for shortest, padding in ((30, 0), (10, 8), (10, 6), (10, 4), (10, 2), (5, 8), (0, 4), (0, 8)):
         lengths = tuple(x for x in (5.0, 10.0, 15.0, 20.0, 30.0) if x >= shortest)
@@ -209,9 +221,11 @@ def current_rss_mb() -> float:
 
 
 def row(label: str, r: dict, mode: dict, offline: dict | None) -> str:
-    text = (f"{label:<38} {mode['rtf']:>6.3f} {mode['shown_p50']:>6.2f}/{mode['shown_p90']:<5.2f} "
-            f"{mode['commit_p50']:>6.2f}/{mode['commit_p90']:<5.2f} {mode['flicker']:>7.2f} "
-            f"{100 * mode['streamed_wer']:>6.2f}")
+    text = (
+        f"{label:<38} {mode['rtf']:>6.3f} {mode['shown_p50']:>6.2f}/{mode['shown_p90']:<5.2f} "
+        f"{mode['commit_p50']:>6.2f}/{mode['commit_p90']:<5.2f} {mode['flicker']:>7.2f} "
+        f"{100 * mode['streamed_wer']:>6.2f}"
+    )
     if offline is not None:
         text += f" {100 * offline['offline_wer']:>6.2f} {100 * offline['streamed_vs_offline_wer']:>7.2f}"
     else:
@@ -238,26 +252,42 @@ def main() -> None:
     rows = []
     for kind in args.models.split(","):
         env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-        cmd = [sys.executable, __file__, "--worker", kind, "--per-set", str(args.per_set),
-               "--chunk-ms", str(args.chunk_ms), "--session-s", str(args.session_s)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--worker",
+            kind,
+            "--per-set",
+            str(args.per_set),
+            "--chunk-ms",
+            str(args.chunk_ms),
+            "--session-s",
+            str(args.session_s),
+        ]
         cmd += ["--realtime"] if args.realtime else []
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
     first = rows[0]
-    print(f"clips: all of fixtures_dev + first {args.per_set} of kathleen_dev: {first['clips']} clips, "
-          f"{first['audio_s']:.1f} s; {args.chunk_ms:g} ms chunks; one thread; latencies in seconds after the word's end")
-    print(f"{'model / feeding':<38} {'RTF':>6} {'shown p50/p90':>12} {'commit p50/p90':>12} {'flicker':>7} "
-          f"{'WER %':>6} {'offl %':>6} {'str~off':>7} {'lost s':>7} {'RSS MB':>6}")
+    print(
+        f"clips: all of fixtures_dev + first {args.per_set} of kathleen_dev: {first['clips']} clips, "
+        f"{first['audio_s']:.1f} s; {args.chunk_ms:g} ms chunks; one thread; latencies in seconds after the word's end"
+    )
+    print(
+        f"{'model / feeding':<38} {'RTF':>6} {'shown p50/p90':>12} {'commit p50/p90':>12} {'flicker':>7} "
+        f"{'WER %':>6} {'offl %':>6} {'str~off':>7} {'lost s':>7} {'RSS MB':>6}"
+    )
     for r in rows:
         print(row(f"{r['label']}, fast", r, r["fast"], r))
         if "realtime" in r:
             print(row(f"{r['label']}, real time", r, r["realtime"], None))
     for r in rows:
         if "session_s" in r:
-            print(f"{r['label']}: a {r['session_s'] / 3600:g} h session ({r['session_utterances']} utterances) grew RSS "
-                  f"by {r['session_rss_growth_mb']:.1f} MB after its first 5 minutes; first/last {EDGE_S / 60:g} min: "
-                  f"RTF {r['first_rtf']:.3f}/{r['last_rtf']:.3f}, commit latency p50 "
-                  f"{r['first_commit_p50']:.2f}/{r['last_commit_p50']:.2f} s")
+            print(
+                f"{r['label']}: a {r['session_s'] / 3600:g} h session ({r['session_utterances']} utterances) grew RSS "
+                f"by {r['session_rss_growth_mb']:.1f} MB after its first 5 minutes; first/last {EDGE_S / 60:g} min: "
+                f"RTF {r['first_rtf']:.3f}/{r['last_rtf']:.3f}, commit latency p50 "
+                f"{r['first_commit_p50']:.2f}/{r['last_commit_p50']:.2f} s"
+            )
 
 
 if __name__ == "__main__":

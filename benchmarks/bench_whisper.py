@@ -59,19 +59,30 @@ def worker(kind: str, folder: str, data: Path, threads: int) -> dict:
         texts = run(audios)
         seconds = time.perf_counter() - start
         audio_s = sum(len(a) for a in audios) / SAMPLE_RATE
-        result[name] = {"rtf": seconds / audio_s, "seconds": seconds, "audio_s": audio_s,
-                        "wer": score_corpus([u.transcript for u in utterances], texts).wer}
+        result[name] = {
+            "rtf": seconds / audio_s,
+            "seconds": seconds,
+            "audio_s": audio_s,
+            "wer": score_corpus([u.transcript for u in utterances], texts).wer,
+        }
     result["rss_mb"] = peak_rss_mb()
     return result
 
 
 def measure(kind: str, folder: Path, data: Path, threads: int) -> dict:
     n = str(threads)
-    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": n, "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": n,
-           "ASR_THREADS": n}
+    env = {
+        **os.environ,
+        "TF_NUM_INTRAOP_THREADS": n,
+        "TF_NUM_INTEROP_THREADS": "1",
+        "OMP_NUM_THREADS": n,
+        "ASR_THREADS": n,
+    }
     done = subprocess.run(
         [sys.executable, __file__, "--worker", kind, str(folder), "--data", str(data), "--threads", n],
-        capture_output=True, text=True, env=env,
+        capture_output=True,
+        text=True,
+        env=env,
     )
     if done.returncode:
         raise RuntimeError(f"{kind} failed:\n{done.stderr[-3000:]}")
@@ -88,8 +99,8 @@ def main() -> None:
     if args.worker:
         print(json.dumps(worker(args.worker[0], args.worker[1], args.data, args.threads[0])))
         return
-    from asrkit.models import resolve_model
     from asrkit.contracts import ModelCard
+    from asrkit.models import resolve_model
     from asrkit.models.whisper.model import weights_folder
 
     keras_dir = resolve_model("whisper-tiny.en")
@@ -97,11 +108,16 @@ def main() -> None:
     runtimes = [("Keras/TF Whisper (asrkit)", "asrkit", keras_dir)]
     if args.litert:
         runtimes.append(("LiteRT Whisper (asrkit)", "asrkit", args.litert))
-    runtimes += [("faster-whisper float32", "faster-whisper-float32", weights),
-                 ("faster-whisper int8", "faster-whisper-int8", weights),
-                 ("pocketsphinx", "asrkit", resolve_model("pocketsphinx"))]
-    rows = [(label, threads, measure(kind, folder, args.data, threads))
-            for threads in args.threads for label, kind, folder in runtimes]
+    runtimes += [
+        ("faster-whisper float32", "faster-whisper-float32", weights),
+        ("faster-whisper int8", "faster-whisper-int8", weights),
+        ("pocketsphinx", "asrkit", resolve_model("pocketsphinx")),
+    ]
+    rows = [
+        (label, threads, measure(kind, folder, args.data, threads))
+        for threads in args.threads
+        for label, kind, folder in runtimes
+    ]
     sets = " and ".join(f"{name}{f'[:{limit}]' if limit else ''}" for name, limit in SETS)
     print(f"offline transcription of {sets}; each runtime in its own process; Whisper: beam 5 with fallback")
     header = f"{'runtime':<28} {'thr':>3} {'start s':>8} {'RSS MB':>7}"

@@ -40,8 +40,17 @@ def train_argv(data: Path, run_dir: Path) -> list:
 
 def decoder_argv(data: Path, model: Path, out: Path) -> list:
     """``asrkit decoder``: an LM of text/ and the training transcripts, tuned on :data:`lab_data.DECODER_DEV`."""
-    argv = ["decoder", model, out, "--text", data / "text", "--exclude", data / lab_data.EXCLUDED,
-            "--dev", lab_data.split(data, lab_data.DECODER_DEV)]
+    argv = [
+        "decoder",
+        model,
+        out,
+        "--text",
+        data / "text",
+        "--exclude",
+        data / lab_data.EXCLUDED,
+        "--dev",
+        lab_data.split(data, lab_data.DECODER_DEV),
+    ]
     for name in lab_data.LM_TRANSCRIPTS:
         argv += ["--transcripts", lab_data.split(data, name)]
     return argv
@@ -58,8 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", type=Path, metavar="OUT_DIR")
     args, rest = parser.parse_known_args(argv)
     data = lab_data.check(args.data)
-    command = {"synth": lambda: synth_argv(data, args.out), "train": lambda: train_argv(data, args.run_dir),
-               "decoder": lambda: decoder_argv(data, args.model, args.out)}[args.step]()
+    command = {
+        "synth": lambda: synth_argv(data, args.out),
+        "train": lambda: train_argv(data, args.run_dir),
+        "decoder": lambda: decoder_argv(data, args.model, args.out),
+    }[args.step]()
     return lab_data.run_asrkit([*command, *rest])
 
 

@@ -29,9 +29,21 @@ RECIPES = {
 def finetune_argv(data: Path, recipe: str) -> list:
     """``asrkit finetune`` for ``recipe`` (a key of :data:`RECIPES`)."""
     train, dev, name, options = RECIPES[recipe]
-    return ["finetune", lab_data.split(data, train), "--name", name, *options, "--dev", lab_data.split(data, dev),
-            "--general", lab_data.split(data, lab_data.GENERAL), "--exclude", data / lab_data.EXCLUDED,
-            "--noise-dir", data / "noise"]
+    return [
+        "finetune",
+        lab_data.split(data, train),
+        "--name",
+        name,
+        *options,
+        "--dev",
+        lab_data.split(data, dev),
+        "--general",
+        lab_data.split(data, lab_data.GENERAL),
+        "--exclude",
+        data / lab_data.EXCLUDED,
+        "--noise-dir",
+        data / "noise",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

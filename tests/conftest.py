@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -19,6 +20,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
 SHARED_DATA = Path(os.environ.get("ASR_DATA_DIR", Path(__file__).resolve().parents[2] / "shared" / "data"))
 JFK = "speech/fixtures/wav/jfk.flac"
 FIXTURES_DEV = "splits/fixtures_dev.tsv"
+# Debian's chromium, which the browser tests drive through Playwright, with the flags a root container needs
+CHROMIUM = shutil.which("chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def shared_path(relative: str) -> Path:
@@ -34,16 +47,30 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     """A small untrained Keras CTC model saved to a temporary folder."""
     import numpy as np
 
-    from asrkit.features import FeatureConfig
     from asrkit.contracts import ModelCard
+    from asrkit.features import FeatureConfig
     from asrkit.models.ctc import CTCModelConfig
     from asrkit.models.keras_ctc import KerasCTCModel, build_network
 
     config = CTCModelConfig(conv_channels=8, rnn_layers=1, rnn_units=16)
     n = FeatureConfig().num_features
     network = build_network(config, feature_mean=np.full(n, -5.0), feature_std=np.full(n, 3.0))
-    card = ModelCard(name="tiny-test", description="tiny untrained test model", trained=False,
-                     config=config.to_dict())
+    card = ModelCard(name="tiny-test", description="tiny untrained test model", trained=False, config=config.to_dict())
     folder = tmp_path_factory.mktemp("models") / "tiny-test"
     KerasCTCModel(network, card).save(folder)
     return folder
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+    yield browser
+    browser.close()

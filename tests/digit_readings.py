@@ -32,8 +32,10 @@ def digit_readings(
         parts = []
         for word in prompt.split():
             if not clips.get(word):
-                raise ValueError(f"{manifest} has no {'more ' if word in clips else ''}recordings of {word!r}"
-                                 + (f" by {speaker}" if speaker else ""))
+                raise ValueError(
+                    f"{manifest} has no {'more ' if word in clips else ''}recordings of {word!r}"
+                    + (f" by {speaker}" if speaker else "")
+                )
             used.append(clips[word].popleft())
             parts += [load_audio(used[-1]), gap]
         readings.append(np.concatenate(parts[:-1]))

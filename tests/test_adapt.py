@@ -8,18 +8,28 @@ import threading
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import SHARED_DATA, shared_path
+from digit_readings import digit_readings
 
 from asrkit import models
 from asrkit.adapt import (
-    MIN_TAKES, AdaptData, AdaptOptions, AdaptSession, Take, TakeSplitter, adapt, check_take, delete_user_model,
-    make_prompts, split_takes, user_models,
+    MIN_TAKES,
+    AdaptData,
+    AdaptOptions,
+    AdaptSession,
+    Take,
+    TakeSplitter,
+    adapt,
+    check_take,
+    delete_user_model,
+    make_prompts,
+    split_takes,
+    user_models,
 )
 from asrkit.audio import SAMPLE_RATE
 from asrkit.config import Config
 from asrkit.data.synth import spoken_form
 from asrkit.text import normalize_text
-from conftest import SHARED_DATA, shared_path
-from digit_readings import digit_readings
 
 FSDD_DEV = "splits/fsdd_dev.tsv"
 EXCLUDED = "splits/eval_texts_to_exclude_from_training.txt"
@@ -48,8 +58,11 @@ def test_prompts_are_seeded_digit_strings():
     prompts = make_prompts(kind="digits", count=20, seed=3)
     assert prompts == make_prompts(kind="digits", count=20, seed=3) != make_prompts(kind="digits", count=20, seed=4)
     assert len(set(prompts)) == 20
-    assert all(3 <= len(p.split()) <= 5 and set(p.split()) <= {"zero", "one", "two", "three", "four", "five",
-                                                               "six", "seven", "eight", "nine"} for p in prompts)
+    assert all(
+        3 <= len(p.split()) <= 5
+        and set(p.split()) <= {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
+        for p in prompts
+    )
 
 
 def test_prompts_never_hold_an_excluded_sentence(tmp_path):
@@ -59,10 +72,17 @@ def test_prompts_never_hold_an_excluded_sentence(tmp_path):
     assert drawn[0] not in kept and drawn[3] not in kept and len(kept) == 10
 
     shared_path(EXCLUDED)
-    excluded = {normalize_text(form(line)) for line in (SHARED_DATA / EXCLUDED).read_text().splitlines()
-                for form in (str, spoken_form)}
-    sentences = make_prompts(kind="sentences", count=500, seed=0,
-                             data=AdaptData(text_dir=SHARED_DATA / "text", exclude_file=SHARED_DATA / EXCLUDED))
+    excluded = {
+        normalize_text(form(line))
+        for line in (SHARED_DATA / EXCLUDED).read_text().splitlines()
+        for form in (str, spoken_form)
+    }
+    sentences = make_prompts(
+        kind="sentences",
+        count=500,
+        seed=0,
+        data=AdaptData(text_dir=SHARED_DATA / "text", exclude_file=SHARED_DATA / EXCLUDED),
+    )
     assert len(sentences) == 500 and not {normalize_text(s) for s in sentences} & excluded
     assert all(len(normalize_text(s).split()) <= 12 for s in sentences)
 
@@ -77,14 +97,17 @@ def test_sentence_prompts_without_the_shared_text_say_what_is_missing(tmp_path):
 # --- checking takes ---
 
 
-@pytest.mark.parametrize("audio, problem", [
-    (silence(2.0), "silence"),
-    (tone(2.0, amplitude=0.004), "too quiet"),
-    (np.clip(tone(2.0, amplitude=2.0), -1, 1), "clipping"),
-    (tone(0.3), "too short"),
-    (np.concatenate([silence(1.5), tone(0.1)]), "too short: only"),
-    (tone(25.0), "too long"),
-])
+@pytest.mark.parametrize(
+    "audio, problem",
+    [
+        (silence(2.0), "silence"),
+        (tone(2.0, amplitude=0.004), "too quiet"),
+        (np.clip(tone(2.0, amplitude=2.0), -1, 1), "clipping"),
+        (tone(0.3), "too short"),
+        (np.concatenate([silence(1.5), tone(0.1)]), "too short: only"),
+        (tone(25.0), "too long"),
+    ],
+)
 def test_bad_takes_are_flagged_with_a_reason(audio, problem):
     quality = check_take(audio)
     assert not quality.ok and any(p.startswith(problem) for p in quality.problems), quality.problems
@@ -99,12 +122,20 @@ def test_a_real_reading_passes():
 
 
 def test_hands_free_cuts_takes_at_pauses_however_the_audio_arrives():
-    recording = np.concatenate([
-        silence(1.0), tone(0.5), silence(0.3), tone(0.6),  # one prompt: a short pause inside
-        silence(1.5), tone(0.8),  # the next
-        silence(1.5), tone(0.05),  # a click, not a take
-        silence(1.0), tone(0.7),  # cut off by the end of the recording
-    ])
+    recording = np.concatenate(
+        [
+            silence(1.0),
+            tone(0.5),
+            silence(0.3),
+            tone(0.6),  # one prompt: a short pause inside
+            silence(1.5),
+            tone(0.8),  # the next
+            silence(1.5),
+            tone(0.05),  # a click, not a take
+            silence(1.0),
+            tone(0.7),  # cut off by the end of the recording
+        ]
+    )
     whole = TakeSplitter()
     takes = whole.push(recording)
     last = whole.flush()
@@ -178,14 +209,20 @@ def adapted(recorded, tmp_path_factory):
     """The default model adapted to the recorded session with a few steps: (result, models folder, progress)."""
     models_dir = tmp_path_factory.mktemp("models")
     seen = []
-    result = adapt(recorded, options=AdaptOptions(steps=6, copies=1), name="tiny-ana", models_dir=models_dir,
-                   on_progress=seen.append)
+    result = adapt(
+        recorded,
+        options=AdaptOptions(steps=6, copies=1),
+        name="tiny-ana",
+        models_dir=models_dir,
+        on_progress=seen.append,
+    )
     return result, models_dir, seen
 
 
 @pytest.mark.timeout(600)
 def test_adapting_the_default_model_saves_one_that_loads_by_name_and_does_no_worse_on_held_out_takes(
-        adapted, recorded, monkeypatch):
+    adapted, recorded, monkeypatch
+):
     result, models_dir, seen = adapted
     monkeypatch.setenv("ASR_USER_MODELS_DIR", str(models_dir))
     shipped = sorted(p.name for p in models.SHIPPED_DIR.iterdir())
@@ -320,8 +357,9 @@ def test_hands_free_takes_one_prompt_per_pause_adapts_in_the_background_and_dele
     from asrkit.widgets.adapt import STAGES, AdaptView
 
     _, audio = readings(6)
-    view = AdaptView(options=AdaptOptions(prompts=6, steps=2, copies=0), user="bo", root=tmp_path,
-                     models_dir=tmp_path / "models")
+    view = AdaptView(
+        options=AdaptOptions(prompts=6, steps=2, copies=0), user="bo", root=tmp_path, models_dir=tmp_path / "models"
+    )
     saved, deleted, shown = [], [], []
     view.on_adapted(saved.append)
     view.on_deleted(deleted.append)
@@ -365,7 +403,7 @@ def test_cli_adapts_the_takes_recorded_under_a_name(adapted, recorded, tmp_path,
     monkeypatch.setenv("ASR_USER_DIR", str(recorded.folder.parents[1]))
     monkeypatch.setattr(asrkit.adapt, "adapt", fake_adapt)
     assert main(["adapt", "ana", "--steps", "2", "--name", "mine"]) == 0
-    (user, kwargs), = calls
+    ((user, kwargs),) = calls
     assert user == "ana" and kwargs["name"] == "mine" and kwargs["options"].steps == 2
     assert "held-out WER (2 takes of ana)" in capsys.readouterr().out
     monkeypatch.undo()

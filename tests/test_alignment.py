@@ -66,7 +66,11 @@ def test_words_jiwer_counts_right_stay_right():
     # "trail" is right here; the words after it are re-paired by similarity
     alignment = align_words(["trail", "philip", "steels"], ["trailed", "trail", "philips", "deals", "that's"])
     assert [(a.reference, a.hypothesis) for a in alignment] == [
-        (None, "trailed"), ("trail", "trail"), ("philip", "philips"), ("steels", "deals"), (None, "that's"),
+        (None, "trailed"),
+        ("trail", "trail"),
+        ("philip", "philips"),
+        ("steels", "deals"),
+        (None, "that's"),
     ]
 
 

@@ -8,21 +8,21 @@ import time
 
 import numpy as np
 import pytest
+from conftest import shared_path
 
+import asrkit.models as registry
 from asrkit.audio import SAMPLE_RATE, AudioLimits, load_audio, wav_bytes
+from asrkit.config import Config
 from asrkit.contracts import Span, Transcript
 from asrkit.metrics import score
-import asrkit.models as registry
 from asrkit.models import load_model
+from asrkit.streaming import ChunkedStream
 from asrkit.widgets.file_mode import FileTranscriber, download_links
 from asrkit.widgets.live import LiveOptions, LiveTranscriber
 from asrkit.widgets.microphone import ChunkError, decode_chunk
 from asrkit.widgets.picker import ModelPicker
 from asrkit.widgets.read_aloud import ReadAloud
 from asrkit.widgets.spectrogram import LiveSpectrogram
-from asrkit.config import Config
-from asrkit.streaming import ChunkedStream
-from conftest import shared_path
 
 GOFORWARD = "speech/fixtures/wav/ps_goforward.flac"
 
@@ -31,8 +31,9 @@ def chunk_message(seq: int, samples: np.ndarray, rate: int = SAMPLE_RATE) -> tup
     return {"type": "chunk", "rate": rate, "seq": seq, "sent_ms": time.time() * 1000}, [samples.astype("<i2").tobytes()]
 
 
-def speak(view: LiveTranscriber, audio: np.ndarray, *, chunk_s: float = 0.2, pace_s: float = 0.0,
-          start: bool = True) -> None:
+def speak(
+    view: LiveTranscriber, audio: np.ndarray, *, chunk_s: float = 0.2, pace_s: float = 0.0, start: bool = True
+) -> None:
     """Send ``audio`` (float, 16 kHz) to the view's microphone as the page would."""
     mic = view.microphone
     if start:
@@ -52,16 +53,19 @@ def stop(view: LiveTranscriber, finished: list) -> None:
     assert finished, "the recording never finished"
 
 
-@pytest.mark.parametrize("content, buffers, problem", [
-    ("chunk", [b"\0\0"], "not an object"),
-    ({"rate": 16000.5}, [b"\0\0"], "whole number of Hz"),
-    ({"rate": 100}, [b"\0\0"], "whole number of Hz"),
-    ({"rate": 16000, "seq": "x"}, [b"\0\0"], "not an integer"),
-    ({"rate": 16000}, [], "0 binary buffers"),
-    ({"rate": 16000}, [b""], "no samples"),
-    ({"rate": 16000}, [b"\0\0\0"], "even number"),
-    ({"rate": 16000}, [bytes(2 * 16000 * 3)], "longer than"),
-])
+@pytest.mark.parametrize(
+    "content, buffers, problem",
+    [
+        ("chunk", [b"\0\0"], "not an object"),
+        ({"rate": 16000.5}, [b"\0\0"], "whole number of Hz"),
+        ({"rate": 100}, [b"\0\0"], "whole number of Hz"),
+        ({"rate": 16000, "seq": "x"}, [b"\0\0"], "not an integer"),
+        ({"rate": 16000}, [], "0 binary buffers"),
+        ({"rate": 16000}, [b""], "no samples"),
+        ({"rate": 16000}, [b"\0\0\0"], "even number"),
+        ({"rate": 16000}, [bytes(2 * 16000 * 3)], "longer than"),
+    ],
+)
 def test_malformed_chunks_are_refused_with_a_reason(content, buffers, problem):
     with pytest.raises(ChunkError, match=problem):
         decode_chunk(content, buffers, received=0.0)
@@ -73,8 +77,11 @@ def test_a_malformed_message_is_reported_and_the_stream_carries_on():
     view.on_finished(finished.append)
     mic = view.microphone
     speak(view, np.zeros(SAMPLE_RATE, np.float32))
-    for content, buffers in (({"type": "chunk", "rate": 16000, "seq": 9}, [b"abc"]), ("junk", []),
-                             ({"type": "chunk", "rate": 16000, "seq": 10}, [np.full(100, np.iinfo(np.int16).max, "<i2").tobytes() + b"\0"])):
+    for content, buffers in (
+        ({"type": "chunk", "rate": 16000, "seq": 9}, [b"abc"]),
+        ("junk", []),
+        ({"type": "chunk", "rate": 16000, "seq": 10}, [np.full(100, np.iinfo(np.int16).max, "<i2").tobytes() + b"\0"]),
+    ):
         mic._receive(mic, content, buffers)
     assert mic.malformed == 3 and "malformed" in mic.message
     # a chunk at another rate mid-stream is well-formed but unusable: said in the status, not raised
@@ -196,11 +203,20 @@ def _card(folder, **fields) -> None:
 
 def test_picker_orders_by_measured_wer_hides_poor_models_and_reports_broken_cards(tmp_path, monkeypatch):
     shipped, user = tmp_path / "shipped", tmp_path / "user"
-    _card(shipped / "pocketsphinx", name="pocketsphinx", config={"backend": "pocketsphinx"},
-          metrics={"fixtures_dev": {"wer": 0.31, "rtf": 0.37, "general": True},
-                   "kathleen_dev": {"wer": 0.25, "rtf": 0.36, "general": True}})
-    _card(shipped / "poor", name="poor", metrics={"fixtures_dev": {"wer": 0.71, "general": True},
-                                                  "kathleen_dev": {"wer": 0.58, "general": True}})
+    _card(
+        shipped / "pocketsphinx",
+        name="pocketsphinx",
+        config={"backend": "pocketsphinx"},
+        metrics={
+            "fixtures_dev": {"wer": 0.31, "rtf": 0.37, "general": True},
+            "kathleen_dev": {"wer": 0.25, "rtf": 0.36, "general": True},
+        },
+    )
+    _card(
+        shipped / "poor",
+        name="poor",
+        metrics={"fixtures_dev": {"wer": 0.71, "general": True}, "kathleen_dev": {"wer": 0.58, "general": True}},
+    )
     _card(shipped / "random", name="random", trained=False)
     _card(shipped / "digits", name="digits", metrics={"fsdd_dev": {"wer": 0.26, "utterances": 500}, "steps": 9})
     # the user's own: adapted (its held-out takes), fine-tuned (its own dev set) and not measured at all
@@ -231,8 +247,12 @@ def test_picker_orders_by_measured_wer_hides_poor_models_and_reports_broken_card
 
 def test_picker_refresh_keeps_the_choice_and_leaves_a_deleted_model(tmp_path, monkeypatch):
     shipped, user = tmp_path / "shipped", tmp_path / "user"
-    _card(shipped / "pocketsphinx", name="pocketsphinx", config={"backend": "pocketsphinx"},
-          metrics={"fixtures_dev": {"wer": 0.31, "general": True}})
+    _card(
+        shipped / "pocketsphinx",
+        name="pocketsphinx",
+        config={"backend": "pocketsphinx"},
+        metrics={"fixtures_dev": {"wer": 0.31, "general": True}},
+    )
     monkeypatch.setenv("ASR_MODELS_DIR", str(shipped))
     monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path / "none")
     monkeypatch.setenv("ASR_USER_MODELS_DIR", str(user))
@@ -258,14 +278,20 @@ def test_picker_labels_size_and_keeps_a_slower_twin_behind_show_all(tmp_path, mo
     shipped = tmp_path / "shipped"
     network = {"features": {"n_mels": 80}, "rnn_units": 224}
     measured = {"fixtures_dev": {"wer": 0.3, "rtf": 0.05, "general": True}}
-    _card(shipped / "pocketsphinx", name="pocketsphinx", config={"backend": "pocketsphinx"},
-          metrics={"fixtures_dev": {"wer": 0.31, "rtf": 0.37, "general": True}})
+    _card(
+        shipped / "pocketsphinx",
+        name="pocketsphinx",
+        config={"backend": "pocketsphinx"},
+        metrics={"fixtures_dev": {"wer": 0.31, "rtf": 0.37, "general": True}},
+    )
     _card(shipped / "ctc", name="ctc", config={"backend": "keras-ctc", **network}, metrics=measured)
     _card(shipped / "ctc-lite", name="ctc-lite", config={"backend": "litert-ctc", **network}, metrics=measured)
     (shipped / "ctc" / "model.keras").write_bytes(bytes(2_500_000))
     (shipped / "ctc-lite" / "model.tflite").write_bytes(bytes(2_400_000))
     # another network with the same score is no twin
-    _card(shipped / "other", name="other", config={"backend": "keras-ctc", **network, "rnn_units": 64}, metrics=measured)
+    _card(
+        shipped / "other", name="other", config={"backend": "keras-ctc", **network, "rnn_units": 64}, metrics=measured
+    )
     monkeypatch.setenv("ASR_MODELS_DIR", str(shipped))
     monkeypatch.setattr(registry, "SHIPPED_DIR", tmp_path / "none")
     monkeypatch.setenv("ASR_USER_MODELS_DIR", str(tmp_path / "user"))
@@ -280,7 +306,9 @@ def test_picker_labels_size_and_keeps_a_slower_twin_behind_show_all(tmp_path, mo
     assert "1 more model" in picker.note.value and "slower twin" in picker.note.value
     picker.show_all.value = True
     labels = {name: label for label, name in picker.dropdown.options}
-    assert labels["ctc"] == "ctc — WER 30.0% on fixtures_dev, RTF 0.05, 2.5 MB (same words as ctc-lite, slower to start)"
+    assert (
+        labels["ctc"] == "ctc — WER 30.0% on fixtures_dev, RTF 0.05, 2.5 MB (same words as ctc-lite, slower to start)"
+    )
 
 
 def test_spectrogram_word_labels_never_overlap_and_the_caption_stays_in_the_figure():
@@ -336,7 +364,7 @@ def test_file_mode_transcribes_long_audio_in_pieces_cut_at_silence_and_shows_tim
     view._transcribe("talk.wav", audio, model)
     assert len(model.pieces) == len(bounds) == 3 and seen[-1] == 1.0 and len(set(seen)) >= 3
     assert "transcribed by counting" in view.status.value
-    lines = re.findall(r'\[(\d+:\d\d)\]</span>([^<]+)', view.transcript.value)
+    lines = re.findall(r"\[(\d+:\d\d)\]</span>([^<]+)", view.transcript.value)
     starts = [(a + b) / 2 / SAMPLE_RATE for a, b in bounds]
     assert [text for _, text in lines] == ["piece1.", "piece2.", "piece3."]
     assert [t for t, _ in lines] == [f"{int(s) // 60}:{int(s) % 60:02d}" for s in starts]
@@ -347,8 +375,10 @@ def test_file_mode_transcribes_long_audio_in_pieces_cut_at_silence_and_shows_tim
 def test_file_mode_says_plainly_what_is_wrong_with_a_file_and_hides_the_picture_and_player():
     view = FileTranscriber(_Counting(), limits=AudioLimits(max_duration_s=1.0))
     assert view.picture.layout.display == "none" and view.player.layout.display == "none"
-    for data, said in ((b"not audio at all", "notes.txt is not audio"),
-                       (wav_bytes(np.zeros(2 * SAMPLE_RATE, np.float32)), "notes.txt is longer than the")):
+    for data, said in (
+        (b"not audio at all", "notes.txt is not audio"),
+        (wav_bytes(np.zeros(2 * SAMPLE_RATE, np.float32)), "notes.txt is longer than the"),
+    ):
         view._transcribe("notes.txt", data, view.model)
         assert said in view.status.value and "&lt;bytes&gt;" not in view.status.value.split("title=")[0]
         assert view.picture.layout.display == "none" and view.player.layout.display == "none"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,16 +14,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import CHROMIUM, CHROMIUM_FLAGS, JFK, shared_path
 
 from asrkit.models import load_model
-from conftest import JFK, shared_path
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium")
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 ARTIFACTS = ROOT / "test-artifacts"
 # the app's Voila template, which voila.json names (make sets the same JUPYTER_PATH)
 TEMPLATES = ROOT / "share" / "jupyter"
@@ -43,9 +37,18 @@ def voila(notebook: str, **env: str):
     """A Voila server of one notebook on a free local port; yields (url, token)."""
     port, token = free_port(), secrets.token_hex(16)
     server = subprocess.Popen(
-        [Path(sys.executable).parent / "voila", notebook, f"--port={port}",
-         "--Voila.ip=127.0.0.1", "--no-browser", f"--token={token}"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "JUPYTER_PATH": str(TEMPLATES), **env},
+        [
+            Path(sys.executable).parent / "voila",
+            notebook,
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+            "--no-browser",
+            f"--token={token}",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "JUPYTER_PATH": str(TEMPLATES), **env},
     )
     try:
         deadline = time.monotonic() + 60
@@ -65,8 +68,12 @@ def watch(page, url: str) -> tuple[list[str], list[str]]:
     """Record the page's requests that leave its server, and its console errors: (requests, errors)."""
     outside, errors = [], []
     own = url.rstrip("/")
-    page.on("request", lambda r: None if r.url.startswith((own, own.replace("http", "ws", 1), "data:", "blob:"))
-            else outside.append(r.url))
+    page.on(
+        "request",
+        lambda r: (
+            None if r.url.startswith((own, own.replace("http", "ws", 1), "data:", "blob:")) else outside.append(r.url)
+        ),
+    )
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     return outside, errors
 
@@ -77,26 +84,12 @@ def app_url():
         yield served
 
 
-@pytest.fixture(scope="module")
-def playwright():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture(scope="module")
-def browser(playwright):
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
-    yield browser
-    browser.close()
-
-
 def test_app_refuses_requests_without_the_token(app_url):
     url, _ = app_url
     request = urllib.request.Request(url)
-    opener = urllib.request.build_opener(type("NoRedirect", (urllib.request.HTTPRedirectHandler,),
-                                              {"redirect_request": lambda *a, **k: None}))
+    opener = urllib.request.build_opener(
+        type("NoRedirect", (urllib.request.HTTPRedirectHandler,), {"redirect_request": lambda *a, **k: None})
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         opener.open(request, timeout=30)
     assert refused.value.code in (302, 403)
@@ -220,7 +213,9 @@ def test_live_tab_transcribes_the_microphone_and_scrolls_the_spectrogram(served_
         page.wait_for_function(
             "() => { const t = document.querySelector('.asrkit-live-transcript');"
             " return t && t.querySelector('.asrkit-partial').textContent === ''"
-            " && t.querySelector('.asrkit-committed').textContent.length > 0; }", timeout=60_000)
+            " && t.querySelector('.asrkit-committed').textContent.length > 0; }",
+            timeout=60_000,
+        )
         page.wait_for_timeout(1500)
         heard = page.inner_text(".asrkit-live-transcript .asrkit-committed")
         status = page.locator(".asrkit-live-status .asrkit-status").first
@@ -244,8 +239,11 @@ READ_REFERENCE = "Author of the danger that's trailed, Philips deals etc."
 def test_read_aloud_tab_scores_the_reading_and_pairs_similar_words(served_app, playwright, tmp_path):
     from asrkit.manifest import read_manifest
 
-    utterance = next(u for u in read_manifest(shared_path("splits/kathleen_train.tsv"))
-                     if u.audio_path.name.startswith("arctic_a0001_"))
+    utterance = next(
+        u
+        for u in read_manifest(shared_path("splits/kathleen_train.tsv"))
+        if u.audio_path.name.startswith("arctic_a0001_")
+    )
     wav, seconds = microphone_file(tmp_path, [utterance.audio_path])
     ARTIFACTS.mkdir(exist_ok=True)
     with app_page(playwright, *served_app, microphone=wav) as page:

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import SHARED_DATA, shared_path
+from digit_readings import digit_readings
+from test_browser import ARTIFACTS, CHROMIUM, app_page, voila
 
 from asrkit import models
 from asrkit.adapt import AdaptData, AdaptOptions, make_prompts
 from asrkit.audio import SAMPLE_RATE
-from conftest import SHARED_DATA, shared_path
-from digit_readings import digit_readings
-from test_browser import ARTIFACTS, CHROMIUM, app_page, playwright, voila  # noqa: F401 (playwright is a fixture)
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
 
@@ -74,31 +74,42 @@ def test_adapt_tab_records_20_prompts_hands_free_and_adapts_the_default_model(pl
             page.wait_for_selector(".asrkit-adapt-progress:has-text('about')", timeout=120_000)
             page.screenshot(path=ARTIFACTS / "adapt_training.png", full_page=True)
             result = page.wait_for_selector(".asrkit-adapt-result[data-wer-after]", timeout=300_000)
-            before, after = float(result.get_attribute("data-wer-before")), float(result.get_attribute("data-wer-after"))
+            before, after = (
+                float(result.get_attribute("data-wer-before")),
+                float(result.get_attribute("data-wer-after")),
+            )
             text = result.inner_text()
             page.screenshot(path=ARTIFACTS / "adapt_result.png", full_page=True)
             picker = page.locator(".widget-dropdown select").first
             name = f"{models.DEFAULT_MODEL}-me"
             # the model menu lists the new model at once
-            page.wait_for_function(f"s => s.textContent.includes('{name}')", arg=picker.element_handle(),
-                                   timeout=30_000)
+            page.wait_for_function(
+                f"s => s.textContent.includes('{name}')", arg=picker.element_handle(), timeout=30_000
+            )
             # the adapted model on disk, read before the page deletes it
             monkeypatch.setenv("ASR_USER_MODELS_DIR", str(user_dir / "models"))
             adapted = models.load_model(name)
             # back to the default model (waiting for the menu to take a choice), then Delete, pressed twice,
             # takes the adapted one out of its folder and out of the model menu
             # (the menu shows spaces as no-break spaces)
-            picker.select_option(label=next(o for o in picker.locator("option").all_inner_texts()
-                                            if o.replace("\xa0", " ").startswith(f"{models.DEFAULT_MODEL} ")))
-            page.wait_for_selector(".asrkit-model-note:has-text('OpenAI Whisper tiny.en'):not(:has-text('adapted to'))",
-                                   timeout=120_000)
+            picker.select_option(
+                label=next(
+                    o
+                    for o in picker.locator("option").all_inner_texts()
+                    if o.replace("\xa0", " ").startswith(f"{models.DEFAULT_MODEL} ")
+                )
+            )
+            page.wait_for_selector(
+                ".asrkit-model-note:has-text('OpenAI Whisper tiny.en'):not(:has-text('adapted to'))", timeout=120_000
+            )
             assert tab.locator(".asrkit-adapt-mine select").input_value() == name
             tab.locator(".asrkit-adapt-delete").click()
             page.wait_for_selector(".asrkit-adapt-delete:has-text('Confirm delete')", timeout=30_000)
             tab.locator(".asrkit-adapt-delete").click()
             page.wait_for_selector(f".asrkit-adapt-delete-note:has-text('Deleted {name}')", timeout=30_000)
-            page.wait_for_function(f"s => !s.textContent.includes('{name}')", arg=picker.element_handle(),
-                                   timeout=30_000)
+            page.wait_for_function(
+                f"s => !s.textContent.includes('{name}')", arg=picker.element_handle(), timeout=30_000
+            )
             page.screenshot(path=ARTIFACTS / "adapt_deleted.png", full_page=True)
     print(f"held-out WER {before:.3f} -> {after:.3f}; {time.monotonic() - began:.0f} s in all")
     assert "All prompts done" in recorded

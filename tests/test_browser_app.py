@@ -11,11 +11,11 @@ import base64
 import re
 
 import pytest
+from conftest import FIXTURES_DEV, shared_path
+from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, microphone_file, record, voila, watch
 
 from asrkit.manifest import read_manifest
 from asrkit.metrics import score
-from conftest import FIXTURES_DEV, shared_path
-from test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_FLAGS, microphone_file, record, voila, watch
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (apt-get install chromium)")
 
@@ -45,8 +45,11 @@ def page(tmp_path_factory):
     utterance = read_manifest(shared_path("splits/kathleen_dev.tsv"))[0]
     wav, seconds = microphone_file(tmp_path_factory.mktemp("microphone"), [utterance.audio_path])
     ARTIFACTS.mkdir(exist_ok=True)
-    flags = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-             f"--use-file-for-fake-audio-capture={wav}"]
+    flags = [
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}",
+    ]
     with voila("notebooks/app.ipynb") as (url, token), sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS + flags)
         context = browser.new_context(viewport={"width": WIDE, "height": HEIGHTS[WIDE]})
@@ -106,8 +109,7 @@ def test_the_file_tab_shows_an_upload_in_timed_segments_with_its_player_and_spec
     links = panel.locator("a.asrkit-download")
     names = [links.nth(i).get_attribute("download") for i in range(links.count())]
     srt = base64.b64decode(links.nth(1).get_attribute("href").split(",", 1)[1]).decode()
-    page.wait_for_function("() => document.querySelector('img.asrkit-file-plot').naturalWidth > 300",
-                           timeout=60_000)
+    page.wait_for_function("() => document.querySelector('img.asrkit-file-plot').naturalWidth > 300", timeout=60_000)
     player = panel.locator(".asrkit-file-player")
     page.screenshot(path=ARTIFACTS / "app_file_result.png", full_page=True)
     assert lines and all(SEGMENT.match(line) for line in lines), lines
@@ -130,8 +132,7 @@ def test_the_file_tab_records_with_a_running_clock_and_transcribes_the_recording
     clock = panel.locator(".asrkit-mic-clock").inner_text()
     page.wait_for_timeout(page.recording_s * 1000)
     button.click()
-    page.wait_for_selector(".asrkit-file-status:has-text('recording.wav'):has-text('transcribed by')",
-                           timeout=120_000)
+    page.wait_for_selector(".asrkit-file-status:has-text('recording.wav'):has-text('transcribed by')", timeout=120_000)
     lines = panel.locator(".asrkit-segment").all_inner_texts()
     assert re.fullmatch(r"0:0[1-3]", clock), clock
     assert lines and SEGMENT.match(lines[0]), lines
@@ -145,7 +146,9 @@ def test_the_live_tab_copies_saves_and_clears_its_transcript(page):
     page.wait_for_function(
         "() => { const t = document.querySelector('.asrkit-live-transcript');"
         " return t.querySelector('.asrkit-partial').textContent === ''"
-        " && t.querySelector('.asrkit-committed').textContent.trim().length > 0; }", timeout=60_000)
+        " && t.querySelector('.asrkit-committed').textContent.trim().length > 0; }",
+        timeout=60_000,
+    )
     heard = panel.locator(".asrkit-live-transcript .asrkit-committed").inner_text().strip()
     copy = panel.locator("button.asrkit-copy")
     page.wait_for_function("b => !b.disabled", arg=copy.element_handle(), timeout=30_000)
@@ -158,8 +161,9 @@ def test_the_live_tab_copies_saves_and_clears_its_transcript(page):
     line, tip = status.inner_text(), status.get_attribute("title")
     page.screenshot(path=ARTIFACTS / "app_live_transcript.png", full_page=True)
     panel.locator("button.asrkit-clear").click()
-    page.wait_for_function("() => document.querySelector('.asrkit-live-transcript').innerText.trim() === ''",
-                           timeout=30_000)
+    page.wait_for_function(
+        "() => document.querySelector('.asrkit-live-transcript').innerText.trim() === ''", timeout=30_000
+    )
     page.wait_for_function("b => b.disabled", arg=copy.element_handle(), timeout=30_000)
     assert panel.locator("a.asrkit-download").count() == 0
 
@@ -186,7 +190,9 @@ def test_every_tab_fits_a_desktop_and_a_phone(page):
             wide = panel.evaluate(
                 "(p, w) => [...p.querySelectorAll('select, textarea, input, button, img, .asrkit-transcript')]"
                 ".filter(e => e.offsetParent !== null && e.getBoundingClientRect().right > w + 1)"
-                ".map(e => e.tagName + '.' + e.className)", width)
+                ".map(e => e.tagName + '.' + e.className)",
+                width,
+            )
             picker = page.locator(".widget-dropdown select").first.evaluate("e => e.getBoundingClientRect().right")
             if title in FLOWING and (wide or picker > width + 1):
                 overflowing[(title, width)] = (wide, picker)

@@ -18,16 +18,25 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import shared_path
+from test_browser import ARTIFACTS, CHROMIUM, ROOT, free_port, voila, watch
 
 from asrkit.audio import SAMPLE_RATE
 from asrkit.contracts import Transcript
 from asrkit.models import DEFAULT_MODEL
 from asrkit.widgets.explorer import NO_COMPARISON, ErrorAnalysis
-from conftest import shared_path
-from test_browser import ARTIFACTS, CHROMIUM, ROOT, browser, free_port, playwright, voila, watch  # noqa: F401 (fixtures)
 
-SENTENCES = ["the cat sat", "a dog ran away", "birds sing at dawn", "rain falls softly", "the end is near",
-             "open the door", "close the window", "seven green apples", "time flies fast"]
+SENTENCES = [
+    "the cat sat",
+    "a dog ran away",
+    "birds sing at dawn",
+    "rain falls softly",
+    "the end is near",
+    "open the door",
+    "close the window",
+    "seven green apples",
+    "time flies fast",
+]
 
 
 class ScriptedModel:
@@ -66,8 +75,14 @@ def test_the_page_shows_at_once_and_fills_in_as_batches_are_scored(tmp_path):
     manifest, heard = write_set(tmp_path, 6)
     gate = threading.Event()
     model = ScriptedModel("scripted", heard, gate)
-    page = ErrorAnalysis(sets={"generated": manifest}, models=[DEFAULT_MODEL], cache_dir=tmp_path / "cache",
-                         loader=lambda name: model, batch_size=2, redraw_s=0.0)
+    page = ErrorAnalysis(
+        sets={"generated": manifest},
+        models=[DEFAULT_MODEL],
+        cache_dir=tmp_path / "cache",
+        loader=lambda name: model,
+        batch_size=2,
+        redraw_s=0.0,
+    )
     # the controls are there before anything is scored; the run waits on the model
     assert page.set_choice.value == "generated" and page.comparison_choice.value == NO_COMPARISON
     explorer = page.explorers[0]
@@ -81,8 +96,12 @@ def test_the_page_shows_at_once_and_fills_in_as_batches_are_scored(tmp_path):
     assert f"{100 * reports[0].corpus.wer:.2f}%" in page.status.value and "bob" in page.summary.value
 
     # a second page on the same cache: every hypothesis comes from it, the model is never loaded
-    again = ErrorAnalysis(sets={"generated": manifest}, models=[DEFAULT_MODEL], cache_dir=tmp_path / "cache",
-                          loader=lambda name: pytest.fail("a cached set loaded the model"))
+    again = ErrorAnalysis(
+        sets={"generated": manifest},
+        models=[DEFAULT_MODEL],
+        cache_dir=tmp_path / "cache",
+        loader=lambda name: pytest.fail("a cached set loaded the model"),
+    )
     cached = again.wait(timeout=60)
     assert cached[0].cached == 6 and [r.hypothesis for r in cached[0].rows] == [r.hypothesis for r in reports[0].rows]
     assert "6 from the cache" in again.status.value
@@ -94,8 +113,9 @@ def test_choosing_another_set_cancels_the_run_and_only_the_new_one_shows(tmp_pat
     second, heard_b = write_set(tmp_path / "b", 3)
     gate = threading.Event()
     model = ScriptedModel("scripted", {**heard_a, **heard_b}, gate)
-    page = ErrorAnalysis(sets={"a": first, "b": second}, models=[DEFAULT_MODEL], cache_dir=None,
-                         loader=lambda name: model, batch_size=2)
+    page = ErrorAnalysis(
+        sets={"a": first, "b": second}, models=[DEFAULT_MODEL], cache_dir=None, loader=lambda name: model, batch_size=2
+    )
     old = page._thread
     assert model.entered.wait(30)
     page.set_choice.value = "b"  # while the first run is held in its first batch
@@ -112,8 +132,9 @@ def test_two_models_get_a_tab_each_and_a_comparison(tmp_path):
     lengths = sorted(heard)  # the clips in manifest order
     perfect = {k: SENTENCES[i % len(SENTENCES)] for i, k in enumerate(lengths)}
     models = {"m1": ScriptedModel("m1", heard), "m2": ScriptedModel("m2", perfect)}
-    page = ErrorAnalysis(sets={"generated": manifest}, models=["m1", "m2"], comparison="m2", cache_dir=None,
-                         loader=models.__getitem__)
+    page = ErrorAnalysis(
+        sets={"generated": manifest}, models=["m1", "m2"], comparison="m2", cache_dir=None, loader=models.__getitem__
+    )
     reports = page.wait(timeout=60)
     assert [r.model for r in reports] == ["m1", "m2"] and reports[0].corpus.wer > reports[1].corpus.wer
     assert [page.views.get_title(i) for i in range(2)] == ["m1", "m2"]
@@ -121,8 +142,12 @@ def test_two_models_get_a_tab_each_and_a_comparison(tmp_path):
 
 
 def test_a_missing_set_is_said_on_the_page(tmp_path):
-    page = ErrorAnalysis(sets={"gone": tmp_path / "gone.tsv"}, models=[DEFAULT_MODEL], cache_dir=None,
-                         loader=lambda name: pytest.fail("loaded a model for a missing set"))
+    page = ErrorAnalysis(
+        sets={"gone": tmp_path / "gone.tsv"},
+        models=[DEFAULT_MODEL],
+        cache_dir=None,
+        loader=lambda name: pytest.fail("loaded a model for a missing set"),
+    )
     page.wait(timeout=30)
     assert "could not score gone.tsv" in page.status.value and "gone.tsv" in page.status.value
 
@@ -140,8 +165,9 @@ BROWSER_LIMIT = 3
 def error_analysis(tmp_path_factory):
     shared_path("splits/kathleen_dev.tsv")
     cache = tmp_path_factory.mktemp("hypotheses")  # a fresh cache: every utterance is scored in the page
-    with voila("notebooks/03_error_analysis.ipynb", ASR_CACHE_DIR=str(cache),
-                       ASR_EVAL_LIMIT=str(BROWSER_LIMIT)) as served:
+    with voila(
+        "notebooks/03_error_analysis.ipynb", ASR_CACHE_DIR=str(cache), ASR_EVAL_LIMIT=str(BROWSER_LIMIT)
+    ) as served:
         yield served
 
 
@@ -159,8 +185,9 @@ def test_error_analysis_page_shows_at_once_and_fills_in_offline(error_analysis, 
     shown_s = time.monotonic() - loaded
     page.screenshot(path=ARTIFACTS / "error_analysis_opening.png", full_page=True)
     page.wait_for_selector(".asrkit-explorer-table option", timeout=300_000)  # the first scored row
-    page.wait_for_selector(f".asrkit-explorer-status:has-text('{BROWSER_LIMIT}/{BROWSER_LIMIT} scored')",
-                           timeout=300_000)
+    page.wait_for_selector(
+        f".asrkit-explorer-status:has-text('{BROWSER_LIMIT}/{BROWSER_LIMIT} scored')", timeout=300_000
+    )
     rows = page.locator(".asrkit-explorer-table option").count()
     status = page.inner_text(".asrkit-explorer-status")
     page.wait_for_selector(".asrkit-explorer-summary h4", timeout=60_000)
@@ -173,8 +200,11 @@ def test_error_analysis_page_shows_at_once_and_fills_in_offline(error_analysis, 
     shown = page.locator(".asrkit-explorer-table option").nth(1).get_attribute("value")
     table.select_option(value=shown)
     page.wait_for_selector(f".widget-html:has-text('{clicked}') .asrkit-alignment", timeout=60_000)
-    page.wait_for_function("([el, old]) => el.src !== old && el.naturalWidth > 300",
-                           arg=[plot.element_handle(), first_plot], timeout=60_000)
+    page.wait_for_function(
+        "([el, old]) => el.src !== old && el.naturalWidth > 300",
+        arg=[plot.element_handle(), first_plot],
+        timeout=60_000,
+    )
     page.screenshot(path=ARTIFACTS / "error_analysis_scored_1280.png", full_page=True)
     page.set_viewport_size({"width": 420, "height": 1400})
     page.wait_for_timeout(500)
@@ -210,9 +240,19 @@ def test_saving_the_app_notebook_through_jupyter_changes_no_byte(tmp_path):
     port, token = free_port(), secrets.token_hex(16)
     root = ["--allow-root"] if os.geteuid() == 0 else []
     server = subprocess.Popen(
-        [Path(sys.executable).parent / "jupyter", "server", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-         f"--ServerApp.root_dir={tmp_path}", f"--IdentityProvider.token={token}", "--no-browser", *root],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            Path(sys.executable).parent / "jupyter",
+            "server",
+            f"--port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.root_dir={tmp_path}",
+            f"--IdentityProvider.token={token}",
+            "--no-browser",
+            *root,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     api = f"http://127.0.0.1:{port}/api/contents/app.ipynb"
     headers = {"Authorization": f"token {token}", "Content-Type": "application/json"}
     try:

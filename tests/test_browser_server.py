@@ -20,8 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from test_browser import CHROMIUM, TEMPLATES, browser, free_port, playwright  # noqa: F401 (fixtures)
+from test_browser import CHROMIUM, TEMPLATES, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MULTIUSER = ROOT / "deploy" / "multiuser"
@@ -39,18 +38,28 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromiu
 def server(tmp_path_factory):
     """Voila with the shipped voila.json and short timeouts, serving a one-widget notebook; yields (url, token)."""
     folder = tmp_path_factory.mktemp("pages")
-    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                 "language": "python"}})
+    notebook = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
     notebook.cells = [nbformat.v4.new_code_cell("import ipywidgets\nipywidgets.Button(description='still here')")]
     nbformat.write(notebook, folder / "page.ipynb")
     port, token = free_port(), secrets.token_hex(16)
     process = subprocess.Popen(
-        [Path(sys.executable).parent / "voila", "page.ipynb", f"--port={port}", "--Voila.ip=127.0.0.1",
-         "--no-browser", f"--token={token}", f"--Voila.config_file_paths={ROOT}",
-         f"--ClosedPageKernelManager.closed_page_timeout={CLOSED_S}",
-         f"--MappingKernelManager.cull_idle_timeout={IDLE_S}",
-         f"--MappingKernelManager.cull_interval={CULL_INTERVAL_S}"],
-        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            Path(sys.executable).parent / "voila",
+            "page.ipynb",
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+            "--no-browser",
+            f"--token={token}",
+            f"--Voila.config_file_paths={ROOT}",
+            f"--ClosedPageKernelManager.closed_page_timeout={CLOSED_S}",
+            f"--MappingKernelManager.cull_idle_timeout={IDLE_S}",
+            f"--MappingKernelManager.cull_interval={CULL_INTERVAL_S}",
+        ],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "JUPYTER_PATH": str(TEMPLATES)},
     )
     try:

@@ -5,19 +5,21 @@ import sys
 
 import jiwer
 import pytest
+from conftest import FIXTURES_DEV, JFK, shared_path
 
 from asrkit.cli import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
 from asrkit.metrics import score
 from asrkit.models import DEFAULT_MODEL
 from asrkit.text import normalize_text
-from conftest import FIXTURES_DEV, JFK, shared_path
 
 
 def test_console_script_transcribes_a_real_clip_with_the_default_model():
     clip = shared_path("speech/fixtures/wav/ps_goforward.flac")
     done = subprocess.run(
         [os.path.join(os.path.dirname(sys.executable), "asrkit"), "transcribe", str(clip)],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == EXIT_OK, done.stderr
     # "go forward ten meters": the default model must get most of it
@@ -38,10 +40,20 @@ def test_subtitle_and_json_formats(tiny_model_dir, capsys, fmt, start):
 
 def test_bad_files_are_reported_and_the_rest_still_transcribed(tiny_model_dir, tmp_path, capsys):
     (tmp_path / "notes.wav").write_text("not audio at all")
-    code = main([
-        "transcribe", str(tmp_path / "notes.wav"), str(shared_path(JFK)), str(tmp_path / "missing.flac"),
-        "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "out"), "--format", "json",
-    ])
+    code = main(
+        [
+            "transcribe",
+            str(tmp_path / "notes.wav"),
+            str(shared_path(JFK)),
+            str(tmp_path / "missing.flac"),
+            "--model",
+            str(tiny_model_dir),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--format",
+            "json",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == EXIT_PARTIAL
     assert "notes.wav" in err and "missing.flac" in err
@@ -134,8 +146,22 @@ def test_eval_writes_reports_that_agree_with_jiwer_and_reruns_from_the_cache(tmp
 
     manifest = shared_path("splits/kathleen_dev.tsv")
     out = {k: tmp_path / f"r.{k}" for k in ("json", "csv", "html")}
-    argv = ["eval", str(manifest), "--model", "default", "--limit", "6", "--cache-dir", str(tmp_path / "cache"),
-            "--json", str(out["json"]), "--csv", str(out["csv"]), "--report", str(out["html"])]
+    argv = [
+        "eval",
+        str(manifest),
+        "--model",
+        "default",
+        "--limit",
+        "6",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--json",
+        str(out["json"]),
+        "--csv",
+        str(out["csv"]),
+        "--report",
+        str(out["html"]),
+    ]
     began = time.perf_counter()
     assert main(argv) == EXIT_OK
     first_s = time.perf_counter() - began
@@ -162,8 +188,16 @@ def test_eval_writes_reports_that_agree_with_jiwer_and_reruns_from_the_cache(tmp
 
 
 def test_compare_two_models_on_one_manifest(tiny_model_dir, tmp_path, capsys):
-    argv = ["compare", str(shared_path(FIXTURES_DEV)), "--models", "default", str(tiny_model_dir), "--limit", "3",
-            "--no-cache"]
+    argv = [
+        "compare",
+        str(shared_path(FIXTURES_DEV)),
+        "--models",
+        "default",
+        str(tiny_model_dir),
+        "--limit",
+        "3",
+        "--no-cache",
+    ]
     assert main(argv) == EXIT_OK
     out = capsys.readouterr().out
     assert "of 3 utterances transcribed differently" in out and "95% paired bootstrap" in out
@@ -185,12 +219,14 @@ def test_training_commands_are_given_their_data_and_name_what_is_missing(tiny_mo
     assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists() and not (tmp_path / "m").exists()
 
 
-@pytest.mark.parametrize("spec, manifest, copies", [("a/train.tsv:3", "a/train.tsv", 3), ("train.tsv", "train.tsv", 0),
-                                                    ("odd:name.tsv", "odd:name.tsv", 0)])
+@pytest.mark.parametrize(
+    "spec, manifest, copies",
+    [("a/train.tsv:3", "a/train.tsv", 3), ("train.tsv", "train.tsv", 0), ("odd:name.tsv", "odd:name.tsv", 0)],
+)
 def test_train_sources_are_a_manifest_and_its_augmented_copies(spec, manifest, copies):
     from pathlib import Path
 
     from asrkit.cli import build_parser
 
-    source, = build_parser().parse_args(["train", "run", "--dev", "d.tsv", "--train", spec]).train
+    (source,) = build_parser().parse_args(["train", "run", "--dev", "d.tsv", "--train", spec]).train
     assert (source.manifest, source.clean, source.copies) == (Path(manifest), True, copies)

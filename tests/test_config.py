@@ -45,9 +45,12 @@ def test_every_variable_sets_its_own_field_and_no_other():
         group, name, _ = VARIABLES[var]
         config = Config.from_env({var: raw})
         assert getattr(getattr(config, group), name) == expected, var
-        changed = {(g, f.name) for g in ("model", "limits", "adapt", "paths")
-                   for f in dataclasses.fields(getattr(config, g))
-                   if getattr(getattr(config, g), f.name) != getattr(getattr(default, g), f.name)}
+        changed = {
+            (g, f.name)
+            for g in ("model", "limits", "adapt", "paths")
+            for f in dataclasses.fields(getattr(config, g))
+            if getattr(getattr(config, g), f.name) != getattr(getattr(default, g), f.name)
+        }
         # the user's models folder follows the user folder unless set itself
         follows = {("paths", "user_models_dir")} if var == "ASR_USER_DIR" else set()
         assert changed == {(group, name)} | follows, var
@@ -79,11 +82,14 @@ def test_settings_are_read_when_asked_not_at_import(monkeypatch, tmp_path):
 def test_importing_asrkit_leaves_the_environment_alone():
     # the variables asrkit once set on import, absent from the child's start
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "KERAS_BACKEND", "TF_CPP_MIN_LOG_LEVEL")}
-    code = ("import json, os; before = dict(os.environ); "
-            "import asrkit, asrkit.config, asrkit.models, asrkit.cli; asrkit.config.Config.from_env(); "
-            "print(json.dumps(sorted(k for k in {*before, *os.environ} if before.get(k) != os.environ.get(k))))")
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
-                          check=True)
+    code = (
+        "import json, os; before = dict(os.environ); "
+        "import asrkit, asrkit.config, asrkit.models, asrkit.cli; asrkit.config.Config.from_env(); "
+        "print(json.dumps(sorted(k for k in {*before, *os.environ} if before.get(k) != os.environ.get(k))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
     assert json.loads(done.stdout) == []
 
 

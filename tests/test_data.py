@@ -3,6 +3,7 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import SHARED_DATA, shared_path
 
 from asrkit.data.augment import AugmentConfig, Augmenter, add_noise, reverberate, spec_augment, speed_perturb
 from asrkit.data.dataset import FeatureCache, Source, batches, ctc_feasible
@@ -10,7 +11,6 @@ from asrkit.data.synth import allowed_sentences, build_corpus, plan, read_senten
 from asrkit.manifest import read_manifest
 from asrkit.models.ctc import CTCModelConfig
 from asrkit.text import CharTokenizer, normalize_text
-from conftest import SHARED_DATA, shared_path
 
 RNG = np.random.default_rng(0)
 TONE = (0.5 * np.sin(2 * np.pi * 300 * np.arange(16000) / 16000)).astype(np.float32)
@@ -51,7 +51,9 @@ def test_augmenter_output_is_bounded_with_shared_noise():
 
 
 def test_augmenter_without_noise_only_changes_speed_and_gain():
-    augment = Augmenter(None, config=AugmentConfig(speeds=(1.0,), reverb_prob=1.0, noise_prob=1.0, gain_db=(-6.0, -6.0)))
+    augment = Augmenter(
+        None, config=AugmentConfig(speeds=(1.0,), reverb_prob=1.0, noise_prob=1.0, gain_db=(-6.0, -6.0))
+    )
     out = augment(TONE, np.random.default_rng(0))
     # no reverberation or noise: the same tone, peak-normalised to -6 dBFS
     np.testing.assert_allclose(out, TONE / np.max(np.abs(TONE)) * 10 ** (-6 / 20), atol=1e-6)
@@ -68,13 +70,17 @@ def test_spec_augment_masks_with_the_fill_and_leaves_the_input_alone():
     assert masked.all(axis=1).sum() <= 5 * 25  # five seconds, one span of up to 25 frames each
 
 
-@pytest.mark.parametrize("n_out, labels, ok", [(3, [1, 2, 3], True), (3, [1, 1, 2], False), (4, [1, 1, 2], True), (5, [], False)])
+@pytest.mark.parametrize(
+    "n_out, labels, ok", [(3, [1, 2, 3], True), (3, [1, 1, 2], False), (4, [1, 1, 2], True), (5, [], False)]
+)
 def test_ctc_feasibility(n_out, labels, ok):
     assert ctc_feasible(n_out, np.array(labels)) == ok
 
 
 def test_exclusion_works_as_written_and_as_spoken():
-    kept = allowed_sentences(["Mr. Smith sat.", "A new one.", "Dr. Who ran", "a new ONE"], ["Mister Smith sat", "dr who ran"])
+    kept = allowed_sentences(
+        ["Mr. Smith sat.", "A new one.", "Dr. Who ran", "a new ONE"], ["Mister Smith sat", "dr who ran"]
+    )
     assert kept == ["A new one."]
     assert spoken_form("Mrs. Dr. St. Mr.") == "Missus Doctor Saint Mister"
 
@@ -84,7 +90,11 @@ def test_no_allowed_sentence_is_an_evaluation_text():
     excluded = (SHARED_DATA / "splits/eval_texts_to_exclude_from_training.txt").read_text().splitlines()
     allowed = allowed_sentences(read_sentences(SHARED_DATA / "text"), excluded)
     banned = {normalize_text(e) for e in excluded}
-    eval_refs = {normalize_text(u.transcript) for split in ("kathleen_dev", "fixtures_dev") for u in read_manifest(SHARED_DATA / f"splits/{split}.tsv")}
+    eval_refs = {
+        normalize_text(u.transcript)
+        for split in ("kathleen_dev", "fixtures_dev")
+        for u in read_manifest(SHARED_DATA / f"splits/{split}.tsv")
+    }
     spoken = {normalize_text(item.text) for item in plan(allowed)}
     assert len(allowed) > 10_000
     assert not spoken & banned and not spoken & eval_refs
@@ -97,16 +107,26 @@ def test_plan_is_reproducible_and_varied():
     assert engines == {"flite", "festival", "espeak-ng"}
 
 
-@pytest.mark.skipif(shutil.which("flite") is None or shutil.which("espeak-ng") is None or shutil.which("text2wave") is None,
-                    reason="needs Debian's flite, festival and espeak-ng")
+@pytest.mark.skipif(
+    shutil.which("flite") is None or shutil.which("espeak-ng") is None or shutil.which("text2wave") is None,
+    reason="needs Debian's flite, festival and espeak-ng",
+)
 def test_build_corpus_writes_audio_and_a_manifest_and_resumes(tmp_path):
     items = plan(["Mr. Brown reads a book.", "The birch canoe slid on the smooth planks.", "Hello there."], seed=5)
     manifest = build_corpus(items, tmp_path, jobs=1)
     utts = read_manifest(manifest)
-    assert [u.transcript for u in utts] == ["Mister Brown reads a book.", "The birch canoe slid on the smooth planks.", "Hello there."]
+    assert [u.transcript for u in utts] == [
+        "Mister Brown reads a book.",
+        "The birch canoe slid on the smooth planks.",
+        "Hello there.",
+    ]
     for u in utts:
         info = sf.info(u.audio_path)
-        assert info.samplerate == 16000 and 0.5 < info.duration < 6 and u.duration_s == pytest.approx(info.duration, abs=1e-3)
+        assert (
+            info.samplerate == 16000
+            and 0.5 < info.duration < 6
+            and u.duration_s == pytest.approx(info.duration, abs=1e-3)
+        )
     first = utts[0].audio_path.stat().st_mtime_ns
     build_corpus(items, tmp_path, jobs=1)
     assert utts[0].audio_path.stat().st_mtime_ns == first  # kept, not synthesised again
@@ -126,8 +146,12 @@ def fake_manifest(tmp_path, n=6):
 def test_feature_cache_build_save_load_and_batches(tmp_path):
     config = CTCModelConfig()
     cache = FeatureCache.build(
-        [Source(fake_manifest(tmp_path), clean=True, copies=2)], features=config.features,
-        tokenizer=CharTokenizer(), output_length=config.output_length, augment=lambda a, rng: a[::2].copy(), progress=False,
+        [Source(fake_manifest(tmp_path), clean=True, copies=2)],
+        features=config.features,
+        tokenizer=CharTokenizer(),
+        output_length=config.output_length,
+        augment=lambda a, rng: a[::2].copy(),
+        progress=False,
     )
     assert len(cache) == 18  # 6 readable utterances, clean + 2 copies; the missing file is skipped
     cache.save(tmp_path / "cache")
@@ -162,7 +186,9 @@ def test_feature_cache_build_save_load_and_batches(tmp_path):
 
 def test_concatenated_caches_hold_every_example_in_order(tmp_path):
     config = CTCModelConfig()
-    kwargs = dict(features=config.features, tokenizer=CharTokenizer(), output_length=config.output_length, progress=False)
+    kwargs = dict(
+        features=config.features, tokenizer=CharTokenizer(), output_length=config.output_length, progress=False
+    )
     a = FeatureCache.build([Source(fake_manifest(tmp_path, n=3))], **kwargs)
     b = FeatureCache.build([Source(fake_manifest(tmp_path, n=5))], **kwargs)
     both = FeatureCache.concat([a, b])
@@ -181,8 +207,12 @@ def test_plan_can_keep_to_some_engines():
 def test_feature_cache_is_the_same_with_parallel_jobs(tmp_path):
     config = CTCModelConfig()
     kwargs = dict(
-        features=config.features, tokenizer=CharTokenizer(), output_length=config.output_length, progress=False,
-        augment=lambda a, rng: (a * rng.uniform(0.1, 1.0)).astype(np.float32), seed=5,
+        features=config.features,
+        tokenizer=CharTokenizer(),
+        output_length=config.output_length,
+        progress=False,
+        augment=lambda a, rng: (a * rng.uniform(0.1, 1.0)).astype(np.float32),
+        seed=5,
     )
     sources = [Source(fake_manifest(tmp_path), clean=False, copies=2)]
     one, two = FeatureCache.build(sources, jobs=1, **kwargs), FeatureCache.build(sources, jobs=2, **kwargs)

@@ -12,14 +12,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import shared_path
+from ray_faults import FAULT_ENV
 
 from asrkit.cli import EXIT_OK, EXIT_USAGE, main
 from asrkit.distributed import DistributedError, RayOptions, ResultStore, evaluate_manifest, run_header
 from asrkit.evaluate import evaluate
 from asrkit.manifest import read_manifest
 from asrkit.models import load_model
-from conftest import shared_path
-from ray_faults import FAULT_ENV
 
 # The shipped LiteRT model: trained, loads in seconds without TensorFlow, and its transcript of a clip
 # depends on that clip alone.
@@ -35,7 +35,10 @@ def cluster(tmp_path_factory):
     ray = pytest.importorskip("ray", reason="needs Ray, the optional extra: pip install 'asrkit[ray]'")
     fault = tmp_path_factory.mktemp("fault") / "kill-next-worker"
     path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
-    runtime_env = {"env_vars": {FAULT_ENV: str(fault), "PYTHONPATH": path}, "worker_process_setup_hook": "ray_faults.install"}
+    runtime_env = {
+        "env_vars": {FAULT_ENV: str(fault), "PYTHONPATH": path},
+        "worker_process_setup_hook": "ray_faults.install",
+    }
     for attempt in (1, 2):
         try:
             ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, runtime_env=runtime_env)
@@ -61,6 +64,7 @@ def local_report(clips):
 
 def assert_same_results(report, expected) -> None:
     """Everything but the measured seconds: rows, hypotheses, alignments, corpus figures."""
+
     def content(r):
         return [(row.utterance, row.hypothesis, row.score, row.duration_s, row.error, row.words) for row in r.rows]
 
@@ -92,8 +96,9 @@ def test_ray_gives_the_local_report_and_a_resumed_run_skips_finished_shards(clus
 
 def test_a_worker_killed_mid_run_is_replaced_and_the_result_is_complete(cluster, clips, local_report, tmp_path):
     cluster.touch()  # the next worker to start a shard kills its own process
-    report, run = evaluate_manifest(clips, model=MODEL, results=tmp_path, options=RayOptions(shard_size=2, max_retries=1),
-                                    progress=False)
+    report, run = evaluate_manifest(
+        clips, model=MODEL, results=tmp_path, options=RayOptions(shard_size=2, max_retries=1), progress=False
+    )
     assert not cluster.exists(), "no worker died: the fault was not injected"
     assert (run.shards, run.computed, run.retries) == (5, 5, 1)
     assert_same_results(report, local_report)
@@ -102,15 +107,22 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_result_is_complete(cluster,
 def test_a_shard_out_of_retries_stops_the_run(cluster, clips, tmp_path):
     cluster.touch()
     with pytest.raises(DistributedError, match=r"shard 0 failed 1 time"):
-        evaluate_manifest(clips, model=MODEL, results=tmp_path, options=RayOptions(shard_size=2, workers=1, max_retries=0),
-                          progress=False)
+        evaluate_manifest(
+            clips,
+            model=MODEL,
+            results=tmp_path,
+            options=RayOptions(shard_size=2, workers=1, max_retries=0),
+            progress=False,
+        )
     assert not list((tmp_path / "shards").glob("*.jsonl"))
 
 
 def test_cli_transcribe_and_eval_on_ray_print_what_the_local_engine_prints(cluster, clips, tmp_path, capsys):
     manifest = tmp_path / "clips.tsv"
-    manifest.write_text("path\tduration_s\ttranscript\tspeaker\n" + "".join(
-        f"{u.audio_path.resolve()}\t{u.duration_s}\t{u.transcript}\t{u.speaker}\n" for u in clips))
+    manifest.write_text(
+        "path\tduration_s\ttranscript\tspeaker\n"
+        + "".join(f"{u.audio_path.resolve()}\t{u.duration_s}\t{u.transcript}\t{u.speaker}\n" for u in clips)
+    )
     ray_args = ["--engine", "ray", "--results", str(tmp_path / "run"), "--shard-size", "4"]
 
     assert main(["transcribe", "--manifest", str(manifest), "--model", MODEL]) == EXIT_OK
@@ -121,7 +133,9 @@ def test_cli_transcribe_and_eval_on_ray_print_what_the_local_engine_prints(clust
     assert "3 shards (0 resumed, 3 run now" in err
 
     # eval on the same results folder finds every shard transcribed already
-    assert main(["eval", str(manifest), "--model", MODEL, "--no-cache", "--json", str(tmp_path / "local.json")]) == EXIT_OK
+    assert (
+        main(["eval", str(manifest), "--model", MODEL, "--no-cache", "--json", str(tmp_path / "local.json")]) == EXIT_OK
+    )
     assert main(["eval", str(manifest), "--model", MODEL, "--json", str(tmp_path / "ray.json"), *ray_args]) == EXIT_OK
     assert "3 shards (3 resumed, 0 run now" in capsys.readouterr().err
 
@@ -147,7 +161,10 @@ def test_without_ray_the_engine_names_the_extra(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where it is not installed
     manifest = tmp_path / "m.tsv"
     manifest.write_text("path\ttranscript\na.flac\thello\n")
-    assert main(["eval", str(manifest), "--model", MODEL, "--engine", "ray", "--results", str(tmp_path / "r")]) == EXIT_USAGE
+    assert (
+        main(["eval", str(manifest), "--model", MODEL, "--engine", "ray", "--results", str(tmp_path / "r")])
+        == EXIT_USAGE
+    )
     assert "pip install 'asrkit[ray]'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # nothing written for a run that cannot start
 
@@ -210,8 +227,9 @@ MIRRORED = textwrap.dedent("""
 def test_mirrored_strategy_splits_each_batch_over_two_devices_and_scales_the_learning_rate(tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run([sys.executable, "-c", MIRRORED, str(run_dir)], capture_output=True, text=True, env=env,
-                          timeout=220)
+    done = subprocess.run(
+        [sys.executable, "-c", MIRRORED, str(run_dir)], capture_output=True, text=True, env=env, timeout=220
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["replicas"] == 2
@@ -225,6 +243,7 @@ def test_mirrored_strategy_splits_each_batch_over_two_devices_and_scales_the_lea
     # each replica keeps the single-device batch; the global batch and peak rate double
     saved = json.loads((run_dir / "train_config.json").read_text())
     assert (saved["peak_lr"], saved["max_batch_size"], saved["max_batch_frames"]) == (2e-3, 4, 8000)
-    assert [json.loads(line)["step"] for line in (run_dir / "history.jsonl").read_text().splitlines()
-            if "loss" in line] == [2, 4]
+    assert [
+        json.loads(line)["step"] for line in (run_dir / "history.jsonl").read_text().splitlines() if "loss" in line
+    ] == [2, 4]
     assert load_model(run_dir / "last").card.metrics["step"] == 4

@@ -1,8 +1,9 @@
+from conftest import FIXTURES_DEV, shared_path
+from test_analysis import PAIRS, report_of
+
 from asrkit.evaluate import evaluate
 from asrkit.manifest import read_manifest
 from asrkit.widgets.explorer import ALL_SPEAKERS, Explorer, error_words
-from conftest import FIXTURES_DEV, shared_path
-from test_analysis import PAIRS, report_of
 
 
 def test_filters_sort_and_page_only_what_matches():

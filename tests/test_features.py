@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import JFK, shared_path
 
 from asrkit.features import (
     FRAMES_PER_SECOND,
@@ -19,7 +20,6 @@ from asrkit.features import (
     mfcc,
     normalize,
 )
-from conftest import JFK, shared_path
 
 KINDS = ["log_mel", "mfcc"]
 
@@ -169,7 +169,7 @@ def test_global_cmvn_and_stats_match_numpy():
 
 def test_stats_and_global_cmvn_reject_bad_input():
     with pytest.raises(ValueError, match="no frames"):
-        FeatureStats(num_features=2).mean
+        _ = FeatureStats(num_features=2).mean
     with pytest.raises(ValueError, match="expected shape"):
         FeatureStats(num_features=2).update(np.zeros((4, 3)))
     with pytest.raises(ValueError, match="both mean and std"):

@@ -55,7 +55,9 @@ def encoded(base):
 
 def _fresh():
     # every training test changes its model's weights: each starts from a newly loaded base
-    return WhisperModel.load(Path(__file__).resolve().parents[1] / "asrkit/models/shipped/whisper-tiny.en", warm_up=False)
+    return WhisperModel.load(
+        Path(__file__).resolve().parents[1] / "asrkit/models/shipped/whisper-tiny.en", warm_up=False
+    )
 
 
 def _logits(model, encoded):
@@ -71,7 +73,10 @@ def _logits(model, encoded):
 def test_written_form_keeps_whispers_style():
     assert written_form("zero") == "Zero."
     assert written_form("the  cat sat") == "The cat sat."
-    assert written_form("Author of the danger trail, Philip Steels, etc.") == "Author of the danger trail, Philip Steels, etc."
+    assert (
+        written_form("Author of the danger trail, Philip Steels, etc.")
+        == "Author of the danger trail, Philip Steels, etc."
+    )
 
 
 def test_targets_with_and_without_timestamps(base):
@@ -94,8 +99,9 @@ def test_options_refuse_nonsense():
 @pytest.mark.parametrize(("trainable", "lr"), [("decoder", 1e-4), ("lora", 3e-3)])
 def test_training_lowers_the_loss(encoded, tmp_path, trainable, lr):
     model = _fresh()
-    options = FinetuneOptions(trainable=trainable, peak_lr=lr, steps=4, batch_size=4, warmup_steps=1, eval_every=4,
-                              timestamp_fraction=0.0)
+    options = FinetuneOptions(
+        trainable=trainable, peak_lr=lr, steps=4, batch_size=4, warmup_steps=1, eval_every=4, timestamp_fraction=0.0
+    )
     result = finetune(model, encoded, encoded, run_dir=tmp_path, options=options)
     first, last = result.evaluations[0], result.evaluations[-1]
     assert (first.step, last.step) == (0, 4)
@@ -120,8 +126,7 @@ def test_saved_model_reloads_to_the_same_logits(encoded, tmp_path, trainable):
 
 
 def test_resumed_run_continues_where_it_stopped(encoded, tmp_path):
-    options = FinetuneOptions(trainable="lora", peak_lr=3e-3, steps=4, batch_size=2, warmup_steps=1,
-                              checkpoint_every=2)
+    options = FinetuneOptions(trainable="lora", peak_lr=3e-3, steps=4, batch_size=2, warmup_steps=1, checkpoint_every=2)
     whole = _fresh()
     finetune(whole, encoded, None, run_dir=tmp_path / "whole", options=options)
 
@@ -136,8 +141,14 @@ def test_resumed_run_continues_where_it_stopped(encoded, tmp_path):
     assert cut.cancelled and cut.steps == 2
     resumed_model = _fresh()
     seen = []
-    resumed = finetune(resumed_model, encoded, None, run_dir=tmp_path / "cut", options=options,
-                       on_progress=lambda p: seen.append(p.done) if p.stage == "training" else None)
+    resumed = finetune(
+        resumed_model,
+        encoded,
+        None,
+        run_dir=tmp_path / "cut",
+        options=options,
+        on_progress=lambda p: seen.append(p.done) if p.stage == "training" else None,
+    )
     assert seen[0] == 2 and resumed.steps == 4 and not resumed.cancelled
     np.testing.assert_allclose(_logits(resumed_model, encoded), _logits(whole, encoded), atol=1e-4)
     with pytest.raises(ValueError, match="other options"):
@@ -149,7 +160,9 @@ def test_cancel_leaves_nothing_half_written(base, encoded, tmp_path):
     stop.set()
     assert encode_examples(base, _clips(2), ["a", "b"], path=tmp_path / "features.npy", cancel=stop) is None
     assert list(tmp_path.iterdir()) == []
-    result = finetune(_fresh(), encoded, encoded, run_dir=tmp_path / "run", options=FinetuneOptions(steps=3), cancel=stop)
+    result = finetune(
+        _fresh(), encoded, encoded, run_dir=tmp_path / "run", options=FinetuneOptions(steps=3), cancel=stop
+    )
     assert result.cancelled and result.steps == 0
     assert not [p for p in (tmp_path / "run").rglob("*") if "partial" in p.name]
     assert not (tmp_path / "run" / CHECKPOINT_FILE).exists()
@@ -171,8 +184,9 @@ def test_stored_features_are_reused_only_for_the_same_clips(base, tmp_path):
 
 def test_early_stopping_keeps_the_best_weights(encoded, tmp_path):
     # a learning rate this high wrecks the decoder: the base (step 0) stays the best
-    options = FinetuneOptions(trainable="decoder", peak_lr=0.05, steps=20, batch_size=4, warmup_steps=1, eval_every=2,
-                              patience=2)
+    options = FinetuneOptions(
+        trainable="decoder", peak_lr=0.05, steps=20, batch_size=4, warmup_steps=1, eval_every=2, patience=2
+    )
     model = _fresh()
     before = _logits(model, encoded)
     result = finetune(model, encoded, encoded, run_dir=tmp_path, options=options)
@@ -183,8 +197,9 @@ def test_early_stopping_keeps_the_best_weights(encoded, tmp_path):
 
 def test_a_tampered_or_foreign_learned_file_is_refused(encoded, tmp_path):
     model = _fresh()
-    result = finetune(model, encoded, None, run_dir=tmp_path / "run",
-                      options=FinetuneOptions(trainable="lora", steps=1, batch_size=4))
+    result = finetune(
+        model, encoded, None, run_dir=tmp_path / "run", options=FinetuneOptions(trainable="lora", steps=1, batch_size=4)
+    )
     folder = save_finetuned(model, result, folder=tmp_path / "tuned", card=model.card)
     with open(folder / FINETUNED_FILE, "r+b") as f:
         f.seek(-4, 2)
@@ -194,14 +209,19 @@ def test_a_tampered_or_foreign_learned_file_is_refused(encoded, tmp_path):
     from asrkit.models.whisper.finetune import apply_learned
 
     with pytest.raises(CheckpointError, match="does not fit"):
-        apply_learned({"decoder/ln_post/gamma": np.ones(384, np.float32)},
-                      {"decoder/ln_post/gamma": np.ones(3, np.float32)}, source=folder)
+        apply_learned(
+            {"decoder/ln_post/gamma": np.ones(384, np.float32)},
+            {"decoder/ln_post/gamma": np.ones(3, np.float32)},
+            source=folder,
+        )
 
 
 def test_forgetting_check_flags_a_regression():
     def report(general_after: float) -> FinetuneReport:
-        sets = (SetComparison("digits_dev", Path("d.tsv"), 50, 0.43, 0.02, "dev"),
-                SetComparison("strangers", Path("s.tsv"), 23, 0.0625, general_after, "general"))
+        sets = (
+            SetComparison("digits_dev", Path("d.tsv"), 50, 0.43, 0.02, "dev"),
+            SetComparison("strangers", Path("s.tsv"), 23, 0.0625, general_after, "general"),
+        )
         result = FinetuneResult(10, 10, (), (), 1.0, False, "steps")
         return FinetuneReport("x", Path("x"), "base", Path("run"), result, sets, 9, 1, 0, 1.0, 1.0, 2.0, 100.0)
 
@@ -213,8 +233,10 @@ def test_forgetting_check_flags_a_regression():
 
 
 def test_clip_selection_excludes_eval_texts_and_holds_out():
-    utts = [Utterance(Path(f"{i}.flac"), text, 1.0) for i, text in
-            enumerate(["Hello, there.", "zero", "one", "two", "three", "four", "long one"])]
+    utts = [
+        Utterance(Path(f"{i}.flac"), text, 1.0)
+        for i, text in enumerate(["Hello, there.", "zero", "one", "two", "three", "four", "long one"])
+    ]
     utts[-1] = replace(utts[-1], duration_s=31.0)
     kept, left_out = select_clips(utts, exclude=["hello there"])
     assert [u.transcript for u in kept] == ["zero", "one", "two", "three", "four"] and left_out == 2
@@ -232,9 +254,32 @@ def test_cli_finetunes_and_reports(tmp_path, capsys):
     manifest.write_text("\n".join(lines) + "\n")
     general = tmp_path / "general.tsv"
     general.write_text("\n".join(lines[:3]) + "\n")
-    code = main(["finetune", str(manifest), "--name", "tuned-test", "--base", "whisper-tiny.en", "--general",
-                 str(general), "--trainable", "lora", "--steps", "2", "--lr", "1e-3", "--batch-size", "2",
-                 "--copies", "0", "--held-out", "0.25", "--models-dir", str(tmp_path / "models")])
+    code = main(
+        [
+            "finetune",
+            str(manifest),
+            "--name",
+            "tuned-test",
+            "--base",
+            "whisper-tiny.en",
+            "--general",
+            str(general),
+            "--trainable",
+            "lora",
+            "--steps",
+            "2",
+            "--lr",
+            "1e-3",
+            "--batch-size",
+            "2",
+            "--copies",
+            "0",
+            "--held-out",
+            "0.25",
+            "--models-dir",
+            str(tmp_path / "models"),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "general" in out and "-> " in out

@@ -9,30 +9,45 @@ import pytest
 transformers = pytest.importorskip("transformers", reason="needs the 'hf' extra (transformers<5 and tf-keras)")
 
 import tensorflow as tf  # noqa: E402
+from conftest import JFK, shared_path  # noqa: E402
 
 from asrkit.audio import load_audio  # noqa: E402
 from asrkit.models import load_model  # noqa: E402
 from asrkit.models.hf import ModelUnavailableError, StridedRecognizer, Wav2Vec2Model, WhisperModel  # noqa: E402
-from conftest import JFK, shared_path  # noqa: E402
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ'"
 
 
 @pytest.fixture(scope="module")
 def wav2vec2_dir(tmp_path_factory):
-    from transformers import (TFWav2Vec2ForCTC, Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor,
-                              Wav2Vec2Processor)
+    from transformers import (
+        TFWav2Vec2ForCTC,
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Processor,
+    )
 
     folder = tmp_path_factory.mktemp("hf") / "tiny-wav2vec2"
     folder.mkdir()
     vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: 5 + i for i, c in enumerate(LETTERS)}}
     (folder / "vocab.json").write_text(json.dumps(vocab))
-    tokenizer = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|")
+    tokenizer = Wav2Vec2CTCTokenizer(
+        str(folder / "vocab.json"), unk_token="<unk>", pad_token="<pad>", word_delimiter_token="|"
+    )
     features = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True)
     Wav2Vec2Processor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(folder)
-    config = Wav2Vec2Config(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                            intermediate_size=32, conv_dim=(16,) * 7, num_conv_pos_embeddings=16,
-                            num_conv_pos_embedding_groups=2, pad_token_id=0)
+    config = Wav2Vec2Config(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        pad_token_id=0,
+    )
     tf.random.set_seed(0)
     network = TFWav2Vec2ForCTC(config)
     network(np.zeros((1, 16000), np.float32))
@@ -66,36 +81,70 @@ def test_wav2vec2_loads_offline_transcribes_and_streams(wav2vec2_dir, monkeypatc
 def test_a_hub_model_that_is_not_cached_says_how_to_get_it(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))
-    with pytest.raises(ModelUnavailableError, match="does not download at run time.*huggingface-cli download facebook/wav2vec2-base-960h"):
+    with pytest.raises(
+        ModelUnavailableError,
+        match="does not download at run time.*huggingface-cli download facebook/wav2vec2-base-960h",
+    ):
         load_model("hf:facebook/wav2vec2-base-960h")
 
 
 @pytest.fixture(scope="module")
 def whisper(tmp_path_factory):
     """A tiny Whisper saved to a folder, and the tokens the network it was saved from generates."""
-    from transformers import (TFWhisperForConditionalGeneration, WhisperConfig, WhisperFeatureExtractor,
-                              WhisperProcessor, WhisperTokenizer)
+    from transformers import (
+        TFWhisperForConditionalGeneration,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperProcessor,
+        WhisperTokenizer,
+    )
     from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
 
     folder = tmp_path_factory.mktemp("hf") / "tiny-whisper"
     folder.mkdir()
     vocab = {c: i for i, c in enumerate(bytes_to_unicode().values())}  # bytes only: no merges
-    specials = ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|translate|>", "<|transcribe|>",
-                "<|startoflm|>", "<|startofprev|>", "<|nocaptions|>", "<|notimestamps|>"]
+    specials = [
+        "<|endoftext|>",
+        "<|startoftranscript|>",
+        "<|en|>",
+        "<|translate|>",
+        "<|transcribe|>",
+        "<|startoflm|>",
+        "<|startofprev|>",
+        "<|nocaptions|>",
+        "<|notimestamps|>",
+    ]
     vocab |= {t: len(vocab) + i for i, t in enumerate(specials)}
     (folder / "vocab.json").write_text(json.dumps(vocab))
     (folder / "merges.txt").write_text("#version: 0.2\n")
     end = "<|endoftext|>"
-    tokenizer = WhisperTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), unk_token=end,
-                                 bos_token=end, eos_token=end, pad_token=end)
+    tokenizer = WhisperTokenizer(
+        str(folder / "vocab.json"),
+        str(folder / "merges.txt"),
+        unk_token=end,
+        bos_token=end,
+        eos_token=end,
+        pad_token=end,
+    )
     tokenizer.add_special_tokens({"additional_special_tokens": specials[1:]})
     features = WhisperFeatureExtractor(feature_size=80)
     WhisperProcessor(feature_extractor=features, tokenizer=tokenizer).save_pretrained(folder)
     config = WhisperConfig(
-        vocab_size=len(vocab), num_mel_bins=80, d_model=16, encoder_layers=1, decoder_layers=1,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-        max_source_positions=1500, max_target_positions=32, pad_token_id=vocab[end], bos_token_id=vocab[end],
-        eos_token_id=vocab[end], decoder_start_token_id=vocab["<|startoftranscript|>"],
+        vocab_size=len(vocab),
+        num_mel_bins=80,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_source_positions=1500,
+        max_target_positions=32,
+        pad_token_id=vocab[end],
+        bos_token_id=vocab[end],
+        eos_token_id=vocab[end],
+        decoder_start_token_id=vocab["<|startoftranscript|>"],
     )
     tf.random.set_seed(0)  # random weights, the same in every run
     network = TFWhisperForConditionalGeneration(config)

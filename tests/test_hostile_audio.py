@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
+from conftest import JFK, shared_path
+from test_audio import encode_pyav, encode_soundfile, tone
 
 from asrkit.audio import (
     SAMPLE_RATE,
@@ -29,8 +31,6 @@ from asrkit.audio import (
 )
 from asrkit.stream_worker import StreamWorker
 from asrkit.streaming import ChunkedStream
-from conftest import JFK, shared_path
-from test_audio import encode_pyav, encode_soundfile, tone
 
 SOURCE_RATE = 48000
 MB = 2**20
@@ -106,8 +106,13 @@ needs_proc = pytest.mark.skipif(
 def decode_in_subprocess(path: Path, max_duration_s: float) -> tuple[int | str, float]:
     """load_audio(path) in a fresh interpreter: its result length or error name, and how far its peak
     resident memory rose above its size after imports, in MiB."""
-    done = subprocess.run([sys.executable, "-c", _MEASURE, str(path), str(max_duration_s)],
-                          capture_output=True, text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(path), str(max_duration_s)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     report = json.loads(done.stdout)
     return report["outcome"], report["grown_mb"]
 
@@ -126,8 +131,9 @@ def live_stereo_webm(seconds: int) -> bytes:
 
 
 @needs_proc
-@pytest.mark.parametrize("build", [six_channel_adts, live_stereo_webm, eight_channel_flac],
-                         ids=["aac-6ch", "live-webm-stereo", "flac-8ch"])
+@pytest.mark.parametrize(
+    "build", [six_channel_adts, live_stereo_webm, eight_channel_flac], ids=["aac-6ch", "live-webm-stereo", "flac-8ch"]
+)
 def test_accepted_upload_costs_a_small_multiple_of_its_16k_mono_size(build, tmp_path):
     # measured: 8 to 13 MiB here, the old decoder 31 (WebM) to 89 MiB (FLAC)
     path = tmp_path / "upload"
@@ -210,8 +216,10 @@ def test_ogg_with_a_page_cut_out_is_corrupt(ogg):
     pages = ogg_pages(ogg)
     middle = len(pages) // 2
     cut = ogg[: pages[middle]] + ogg[pages[middle + 1] :]
-    with pytest.raises(CorruptAudioError, match=f"Ogg page {middle + 1} at byte {pages[middle]} follows page "
-                                                f"{middle - 1}; pages are missing"):
+    with pytest.raises(
+        CorruptAudioError,
+        match=f"Ogg page {middle + 1} at byte {pages[middle]} follows page {middle - 1}; pages are missing",
+    ):
         load_audio(cut)
 
 
@@ -230,9 +238,11 @@ def test_one_sample_that_resamples_to_none_is_empty():
         load_audio(np.array([0.5], np.float32), sample_rate=44100)
 
 
-@pytest.mark.parametrize("samples", [np.array([1000, -1000] * 800), [1000, -1000] * 800,
-                                     np.array([1000, 2000] * 800, np.uint64)],
-                         ids=["int64", "list-of-ints", "uint64"])
+@pytest.mark.parametrize(
+    "samples",
+    [np.array([1000, -1000] * 800), [1000, -1000] * 800, np.array([1000, 2000] * 800, np.uint64)],
+    ids=["int64", "list-of-ints", "uint64"],
+)
 def test_64_bit_integers_are_refused_not_scaled_to_silence(samples):
     with pytest.raises(InvalidSamplesError, match="int64|uint64.*no PCM full scale"):
         to_mono(samples, sample_rate=SAMPLE_RATE)
@@ -305,8 +315,9 @@ def test_speech_is_untouched_by_the_silence_rules(whisper):
     audio = load_audio(shared_path(JFK))
     transcriber = whisper.transcriber
     without_rules = replace(transcriber.options, no_speech_threshold=None, silence_peak=None)
-    heard, unfiltered = (transcriber.transcribe_batch([audio], options=options)[0]
-                         for options in (transcriber.options, without_rules))
+    heard, unfiltered = (
+        transcriber.transcribe_batch([audio], options=options)[0] for options in (transcriber.options, without_rules)
+    )
     assert len("".join(s.text for s in heard).split()) > 10
     assert [s.text for s in heard] == [s.text for s in unfiltered]
 

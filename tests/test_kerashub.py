@@ -9,6 +9,7 @@ keras_hub = pytest.importorskip("keras_hub", reason="needs the 'keras-hub' extra
 
 import keras  # noqa: E402
 import sentencepiece  # noqa: E402
+from conftest import JFK, shared_path  # noqa: E402
 
 from asrkit.audio import load_audio  # noqa: E402
 from asrkit.evaluate import HypothesisCache, evaluate  # noqa: E402
@@ -16,28 +17,44 @@ from asrkit.manifest import Utterance  # noqa: E402
 from asrkit.models import load_model, resolve_model  # noqa: E402
 from asrkit.models.hf import ModelUnavailableError  # noqa: E402
 from asrkit.models.kerashub import MoonshineModel  # noqa: E402
-from conftest import JFK, shared_path  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def moonshine(tmp_path_factory):
     """A tiny Moonshine saved as a preset folder, a clip, and what the saved network generates for it."""
     from keras_hub.layers import MoonshineAudioConverter
-    from keras_hub.models import (MoonshineAudioToText, MoonshineAudioToTextPreprocessor, MoonshineBackbone,
-                                  MoonshineTokenizer)
+    from keras_hub.models import (
+        MoonshineAudioToText,
+        MoonshineAudioToTextPreprocessor,
+        MoonshineBackbone,
+        MoonshineTokenizer,
+    )
 
     proto = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(["and so my fellow americans ask not what your country can do for you"] * 10),
-        model_writer=proto, vocab_size=24, model_type="char", pad_id=-1, unk_id=0, bos_id=1, eos_id=2,
+        model_writer=proto,
+        vocab_size=24,
+        model_type="char",
+        pad_id=-1,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
         minloglevel=2,
     )
     tokenizer = MoonshineTokenizer(proto=proto.getvalue())
     preprocessor = MoonshineAudioToTextPreprocessor(audio_converter=MoonshineAudioConverter(), tokenizer=tokenizer)
     keras.utils.set_random_seed(0)  # random weights, the same in every run
-    backbone = MoonshineBackbone(vocabulary_size=tokenizer.vocabulary_size(), filter_dim=16, encoder_num_layers=1,
-                                 decoder_num_layers=1, hidden_dim=16, intermediate_dim=32, encoder_num_heads=2,
-                                 decoder_num_heads=2)
+    backbone = MoonshineBackbone(
+        vocabulary_size=tokenizer.vocabulary_size(),
+        filter_dim=16,
+        encoder_num_layers=1,
+        decoder_num_layers=1,
+        hidden_dim=16,
+        intermediate_dim=32,
+        encoder_num_heads=2,
+        decoder_num_heads=2,
+    )
     network = MoonshineAudioToText(backbone=backbone, preprocessor=preprocessor)
     network.compile(sampler="greedy")
     audio = load_audio(shared_path(JFK))[: 16000 * 2]

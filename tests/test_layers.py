@@ -20,8 +20,17 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "asrkit"
 # Modules that the model registry, the backends and TensorFlow must stay out of: the values and contracts,
 # and what formats, scores and streams transcripts.
-LOW_MODULES = ("asrkit.contracts", "asrkit.formats", "asrkit.metrics", "asrkit.streaming", "asrkit.stream_worker",
-               "asrkit.stream_metrics", "asrkit.vad", "asrkit.decoding", "asrkit.evaluate")
+LOW_MODULES = (
+    "asrkit.contracts",
+    "asrkit.formats",
+    "asrkit.metrics",
+    "asrkit.streaming",
+    "asrkit.stream_worker",
+    "asrkit.stream_metrics",
+    "asrkit.vad",
+    "asrkit.decoding",
+    "asrkit.evaluate",
+)
 # A few of them imported for real, each in a fresh interpreter, to catch what the static graph cannot see
 # (an import hidden in a third-party package, a name looked up through importlib).
 IMPORTED_FOR_REAL = ("asrkit.contracts", "asrkit.formats", "asrkit.metrics", "asrkit.streaming")
@@ -43,7 +52,8 @@ MODULES = package_modules(PACKAGE)
 
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def import_time_statements(body: list[ast.stmt], *, typing: bool = False) -> Iterator[ast.stmt]:
@@ -109,7 +119,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         on_path.add(node)
         for nxt in sorted(graph[node]):
             if nxt in on_path:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in done:
                 cycle = visit(nxt)
                 if cycle:
@@ -153,10 +163,12 @@ def test_the_graph_holds_what_runs_at_import_time(tmp_path: Path) -> None:
         "formats.py": "from asrkit.models.base import Span\n",
         "models/__init__.py": "from asrkit.contracts import Span\n",
         "models/base.py": "import asrkit.contracts\n",
-        "models/ctc.py": ("from typing import TYPE_CHECKING\nfrom . import base\nfrom ..contracts import Span\n"
-                          "if TYPE_CHECKING:\n    from asrkit.formats import render\n"
-                          "def load():\n    import asrkit.cli\n"
-                          "class Model:\n    from asrkit import cli\n"),
+        "models/ctc.py": (
+            "from typing import TYPE_CHECKING\nfrom . import base\nfrom ..contracts import Span\n"
+            "if TYPE_CHECKING:\n    from asrkit.formats import render\n"
+            "def load():\n    import asrkit.cli\n"
+            "class Model:\n    from asrkit import cli\n"
+        ),
     }
     for name, text in sources.items():
         (tmp_path / "asrkit" / name).parent.mkdir(parents=True, exist_ok=True)
@@ -164,8 +176,13 @@ def test_the_graph_holds_what_runs_at_import_time(tmp_path: Path) -> None:
     modules = package_modules(tmp_path / "asrkit")
     graph = {name: imports_of(name, modules) for name in modules}
     # relative imports resolved; a class body runs at import, a function body and TYPE_CHECKING do not
-    assert graph["asrkit.models.ctc"] == {"asrkit", "asrkit.models", "asrkit.models.base", "asrkit.contracts",
-                                          "asrkit.cli"}
+    assert graph["asrkit.models.ctc"] == {
+        "asrkit",
+        "asrkit.models",
+        "asrkit.models.base",
+        "asrkit.contracts",
+        "asrkit.cli",
+    }
     assert imports_of("asrkit.models.ctc", modules, typing=True) == graph["asrkit.models.ctc"] | {"asrkit.formats"}
     # importing asrkit.models.base runs asrkit/models/__init__.py first
     assert graph["asrkit.formats"] == {"asrkit.models", "asrkit.models.base"}
@@ -198,10 +215,13 @@ def test_contracts_import_only_errors() -> None:
 
 @pytest.mark.parametrize("module", IMPORTED_FOR_REAL)
 def test_importing_a_low_module_leaves_the_models_unloaded(module: str) -> None:
-    code = ("import sys, importlib; importlib.import_module(sys.argv[1]); "
-            "print(' '.join(m for m in sys.modules if m == 'asrkit.models' or m.startswith('asrkit.models.') "
-            "or m.split('.')[0] in ('tensorflow', 'keras')))")
-    run = subprocess.run([sys.executable, "-c", code, module], capture_output=True, text=True, timeout=120,
-                         cwd=PACKAGE.parent)
+    code = (
+        "import sys, importlib; importlib.import_module(sys.argv[1]); "
+        "print(' '.join(m for m in sys.modules if m == 'asrkit.models' or m.startswith('asrkit.models.') "
+        "or m.split('.')[0] in ('tensorflow', 'keras')))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, module], capture_output=True, text=True, timeout=120, cwd=PACKAGE.parent
+    )
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == [], f"importing {module} loaded {run.stdout.strip()}"

@@ -6,12 +6,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import JFK, shared_path
 
 from asrkit.audio import load_audio
 from asrkit.cli import EXIT_OK, EXIT_USAGE, main
 from asrkit.models import load_model
 from asrkit.models.litert_ctc import LiteRTCTCModel
-from conftest import JFK, shared_path
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,9 @@ def test_logits_and_transcripts_match_keras(tiny_model_dir, exported):
     for k, l in zip(keras_model.logits(feats), lite.logits(feats)):
         assert k.shape == l.shape
         np.testing.assert_allclose(l, k, atol=1e-4)
-    assert [t.text for t in lite.transcribe_batch([audio, audio[:7777]])] == \
-           [t.text for t in keras_model.transcribe_batch([audio, audio[:7777]])]
+    assert [t.text for t in lite.transcribe_batch([audio, audio[:7777]])] == [
+        t.text for t in keras_model.transcribe_batch([audio, audio[:7777]])
+    ]
 
 
 @pytest.mark.parametrize("chunk", [1600, 4001])
@@ -59,7 +60,8 @@ def test_transcribing_with_litert_imports_neither_tensorflow_nor_keras(exported)
         "import sys, numpy as np\n"
         "from asrkit.models import load_model\n"
         f"m = load_model({str(exported)!r})\n"
-        "m.transcribe(np.zeros(16000, np.float32)); s = m.create_stream(); s.accept_waveform(16000, np.zeros(8000, np.float32)); s.finish()\n"
+        "m.transcribe(np.zeros(16000, np.float32)); s = m.create_stream()\n"
+        "s.accept_waveform(16000, np.zeros(8000, np.float32)); s.finish()\n"
         "print(sorted(k for k in ('tensorflow', 'keras') if k in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -3,13 +3,13 @@ import math
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA, shared_path
+from lab_data import lm_sentences
 
 from asrkit.decoding import DecoderConfig, beam_search, greedy_decode
 from asrkit.lm import BOS, NGramLM
 from asrkit.manifest import read_manifest
 from asrkit.text import BLANK_ID, CharTokenizer, normalize_text
-from conftest import SHARED_DATA, shared_path
-from lab_data import lm_sentences
 
 TOK = CharTokenizer()
 SENTENCES = ["the cat sat on the mat", "the cat ran to the dog", "a dog sat on a cat", "the mat is red"]
@@ -75,19 +75,46 @@ def test_beam_search_without_lm_matches_greedy_on_clear_input():
 
 def test_language_model_settles_an_acoustically_ambiguous_word(lm):
     # "the c?t sat": the vowel is slightly more "o" than "a" acoustically
-    frames = [{"t": 1}, {"h": 1}, {"e": 1}, {" ": 1}, {"c": 1}, {"o": 0.52, "a": 0.48}, {"t": 1}, {" ": 1},
-              {"s": 1}, {"a": 1}, {"t": 1}]
+    frames = [
+        {"t": 1},
+        {"h": 1},
+        {"e": 1},
+        {" ": 1},
+        {"c": 1},
+        {"o": 0.52, "a": 0.48},
+        {"t": 1},
+        {" ": 1},
+        {"s": 1},
+        {"a": 1},
+        {"t": 1},
+    ]
     logits = spell(frames)
     assert greedy_decode(logits, tokenizer=TOK, frame_duration_s=0.04)[0] == "the cot sat"
-    with_lm = beam_search(logits, tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=DecoderConfig(alpha=0.5, beta=1.0))
+    with_lm = beam_search(
+        logits, tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=DecoderConfig(alpha=0.5, beta=1.0)
+    )
     assert with_lm[0] == "the cat sat"
 
 
 def test_closed_vocabulary_snaps_a_misspelling_to_a_known_word(lm):
     # "the mxt is red": acoustically "mit", which the LM has never seen; its only m-word is "mat".
     # With no weight on the LM's probabilities, only the vocabulary can decide.
-    frames = [{"t": 1}, {"h": 1}, {"e": 1}, {" ": 1}, {"m": 1}, {"i": 0.7, "a": 0.3}, {"t": 1}, {" ": 1},
-              {"i": 1}, {"s": 1}, {" ": 1}, {"r": 1}, {"e": 1}, {"d": 1}]
+    frames = [
+        {"t": 1},
+        {"h": 1},
+        {"e": 1},
+        {" ": 1},
+        {"m": 1},
+        {"i": 0.7, "a": 0.3},
+        {"t": 1},
+        {" ": 1},
+        {"i": 1},
+        {"s": 1},
+        {" ": 1},
+        {"r": 1},
+        {"e": 1},
+        {"d": 1},
+    ]
     logits = spell(frames)
     config = DecoderConfig(alpha=0.0, beta=1.0)
     assert beam_search(logits, tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=config)[0] == "the mit is red"
@@ -99,8 +126,22 @@ def test_closed_vocabulary_keeps_repeated_letters_and_ends_on_a_whole_word():
     lm = NGramLM.build(["all is well", "a ball"], order=2)
     closed = DecoderConfig(alpha=0.0, beta=1.0, closed_vocabulary=True)
     # double letters need a blank between them, and repeated frames of one letter merge
-    frames = [{"a": 1}, {"l": 1}, {"l": 1}, {"_": 1}, {"l": 1}, {" ": 1}, {"i": 1}, {"s": 1}, {" ": 1},
-              {"w": 1}, {"e": 1}, {"l": 1}, {"_": 1}, {"l": 1}]
+    frames = [
+        {"a": 1},
+        {"l": 1},
+        {"l": 1},
+        {"_": 1},
+        {"l": 1},
+        {" ": 1},
+        {"i": 1},
+        {"s": 1},
+        {" ": 1},
+        {"w": 1},
+        {"e": 1},
+        {"l": 1},
+        {"_": 1},
+        {"l": 1},
+    ]
     assert beam_search(spell(frames), tokenizer=TOK, frame_duration_s=0.04, lm=lm, config=closed)[0] == "all is well"
     # the second l of "ball" is the weaker reading of the last frame: the utterance may not end on "bal"
     frames = [{"a": 1}, {" ": 1}, {"b": 1}, {"a": 1}, {"l": 1}, {"_": 1}, {"l": 0.4, "_": 0.6}]
@@ -135,9 +176,14 @@ def test_language_model_text_leaves_out_every_evaluation_sentence():
     shared_path("splits")
     sentences = {normalize_text(s) for s in lm_sentences(SHARED_DATA)}
     excluded = (SHARED_DATA / "splits/eval_texts_to_exclude_from_training.txt").read_text().splitlines()
-    evaluation = {normalize_text(u.transcript) for split in ("kathleen_dev", "fixtures_dev", "fsdd_dev")
-                  for u in read_manifest(SHARED_DATA / f"splits/{split}.tsv")}
+    evaluation = {
+        normalize_text(u.transcript)
+        for split in ("kathleen_dev", "fixtures_dev", "fsdd_dev")
+        for u in read_manifest(SHARED_DATA / f"splits/{split}.tsv")
+    }
     assert len(sentences) > 10_000
     assert not sentences & {normalize_text(e) for e in excluded}
     # fsdd_dev's single digit words are also training transcripts (another speaker said them)
-    assert not (sentences & evaluation) - {normalize_text(u.transcript) for u in read_manifest(SHARED_DATA / "splits/fsdd_train.tsv")}
+    assert not (sentences & evaluation) - {
+        normalize_text(u.transcript) for u in read_manifest(SHARED_DATA / "splits/fsdd_train.tsv")
+    }

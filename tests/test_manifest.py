@@ -1,7 +1,7 @@
 import pytest
+from conftest import FIXTURES_DEV, shared_path
 
 from asrkit.manifest import ManifestError, read_manifest
-from conftest import FIXTURES_DEV, shared_path
 
 
 def test_shared_tsv_paths_resolve_relative_to_manifest():
@@ -56,7 +56,9 @@ def test_missing_and_binary_manifests(tmp_path):
 def test_librispeech_layout(tmp_path):
     chapter = tmp_path / "1089" / "134686"
     chapter.mkdir(parents=True)
-    (chapter / "1089-134686.trans.txt").write_text("1089-134686-0000 HE HOPED THERE WOULD BE STEW\n1089-134686-0001 STUFF IT INTO YOU\n")
+    (chapter / "1089-134686.trans.txt").write_text(
+        "1089-134686-0000 HE HOPED THERE WOULD BE STEW\n1089-134686-0001 STUFF IT INTO YOU\n"
+    )
     utts = read_manifest(tmp_path)
     assert [u.id for u in utts] == ["1089-134686-0000", "1089-134686-0001"]
     assert utts[0].audio_path == chapter / "1089-134686-0000.flac" and utts[0].speaker == "1089"

@@ -3,17 +3,24 @@ import json
 import keras
 import numpy as np
 import pytest
+from conftest import JFK, shared_path
 
 import asrkit.models as registry
 from asrkit.audio import load_audio
 from asrkit.config import Config
 from asrkit.contracts import CardError
 from asrkit.models import (
-    ASRModel, Headline, ModelCard, UnknownModelError, available_models, headline_metric, list_models, load_model,
+    ASRModel,
+    Headline,
+    ModelCard,
+    UnknownModelError,
+    available_models,
+    headline_metric,
+    list_models,
+    load_model,
 )
 from asrkit.models.ctc import CTCModelConfig
 from asrkit.models.keras_ctc import KerasCTCModel, select_device
-from conftest import JFK, shared_path
 
 
 @pytest.fixture(scope="module")
@@ -88,14 +95,30 @@ def test_registry_lists_names_and_explains_unknown_ones(tmp_path, tiny_model_dir
 
 
 def test_a_cards_headline_is_its_first_general_set_else_its_largest_set():
-    card = ModelCard("m", "", True, metrics={
-        "digits": {"wer": 0.47, "utterances": 500, "rtf": 3.2},
-        "strangers": {"wer": 0.0625, "utterances": 23, "rtf": 0.24, "general": True},
-        "read": {"wer": 0.046, "utterances": 300, "general": True}, "training_steps": 6364,
-        "truthy": {"wer": 0.01, "utterances": 900, "general": "yes"}})
+    card = ModelCard(
+        "m",
+        "",
+        True,
+        metrics={
+            "digits": {"wer": 0.47, "utterances": 500, "rtf": 3.2},
+            "strangers": {"wer": 0.0625, "utterances": 23, "rtf": 0.24, "general": True},
+            "read": {"wer": 0.046, "utterances": 300, "general": True},
+            "training_steps": 6364,
+            "truthy": {"wer": 0.01, "utterances": 900, "general": "yes"},
+        },
+    )
     assert headline_metric(card) == Headline("strangers", 0.0625, 23, 0.24, general=True)
-    own = ModelCard("m", "", True, metrics={"a_dev": {"wer": 0.1, "utterances": 20}, "notes": "x",
-                                            "b_dev": {"wer": 0.3, "utterances": 90}, "bad": {"wer": "low"}})
+    own = ModelCard(
+        "m",
+        "",
+        True,
+        metrics={
+            "a_dev": {"wer": 0.1, "utterances": 20},
+            "notes": "x",
+            "b_dev": {"wer": 0.3, "utterances": 90},
+            "bad": {"wer": "low"},
+        },
+    )
     assert headline_metric(own) == Headline("b_dev", 0.3, 90, None, general=False)
     assert headline_metric(ModelCard("m", "", True, metrics={"steps": 3})) is None
 
@@ -108,8 +131,11 @@ def test_listing_models_passes_over_unreadable_cards_and_names_them(tmp_path, mo
         (tmp_path / name / "card.json").write_text(text)
     listing = list_models(tmp_path)
     assert [e.name for e in listing.entries] == ["good"]
-    assert [(b.name, type(b.error)) for b in listing.broken] == [("broken", CardError), ("odd", CardError),
-                                                                ("short", CardError)]
+    assert [(b.name, type(b.error)) for b in listing.broken] == [
+        ("broken", CardError),
+        ("odd", CardError),
+        ("short", CardError),
+    ]
     assert "lacks the fields: name, description, trained" in str(listing.broken[2].error)
     with pytest.raises(ValueError, match="not valid JSON"):
         available_models(tmp_path)

@@ -4,13 +4,17 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import JFK, SHARED_DATA
 from nbclient import NotebookClient
 
-from conftest import JFK, SHARED_DATA
-
 # what each notebook prints when the shared data is there
-EXPECTED = {"01_quickstart.ipynb": "WER", "02_live_streaming.ipynb": "WER", "03_error_analysis.ipynb": "corpus WER",
-            "04_training.ipynb": "the toy model hears", "05_adapt_to_my_voice.ipynb": "your adapted models"}
+EXPECTED = {
+    "01_quickstart.ipynb": "WER",
+    "02_live_streaming.ipynb": "WER",
+    "03_error_analysis.ipynb": "corpus WER",
+    "04_training.ipynb": "the toy model hears",
+    "05_adapt_to_my_voice.ipynb": "your adapted models",
+}
 # notebooks that draw no figure: the adaptation one shows its view, which waits for a microphone
 NO_FIGURE = {"05_adapt_to_my_voice.ipynb"}
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
@@ -31,7 +35,9 @@ def test_notebook_runs_top_to_bottom(path, monkeypatch, tmp_path):
         outputs = [o for c in nb.cells for o in c.get("outputs", [])]
         if path.name not in NO_FIGURE:
             assert any("image/png" in o.get("data", {}) for o in outputs), "no figure was drawn"
-        assert any(EXPECTED[path.name] in o.get("text", "") for o in outputs), f"{EXPECTED[path.name]!r} was not printed"
+        assert any(EXPECTED[path.name] in o.get("text", "") for o in outputs), (
+            f"{EXPECTED[path.name]!r} was not printed"
+        )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import shared_path
 
 from asrkit.audio import SAMPLE_RATE, load_audio
 from asrkit.cli import EXIT_OK, EXIT_USAGE, main
@@ -19,7 +20,6 @@ from asrkit.models.whisper.transcribe import TranscribeOptions
 from asrkit.stream_metrics import stream_audio
 from asrkit.widgets.file_mode import FileTranscriber
 from asrkit.widgets.live import LiveOptions, LiveTranscriber
-from conftest import shared_path
 
 # CMU ARCTIC speaker aew: "Not at this particular case, Tom, apologized Whittemore." tiny.en writes
 # "Whitmore" without a prompt, in the file transcript and the live stream alike
@@ -53,8 +53,7 @@ def test_a_streamed_transcript_uses_the_prompt(model, clip):
     # a pass every second of audio whatever it costs: the same passes however busy the machine is
     steady = StreamingOptions(catch_up=0.0)
     plain = stream_audio(model.create_stream(options=steady), audio, chunk_s=0.2, realtime=False)
-    prompted = stream_audio(model.with_prompt(PROMPT).create_stream(options=steady), audio, chunk_s=0.2,
-                            realtime=False)
+    prompted = stream_audio(model.with_prompt(PROMPT).create_stream(options=steady), audio, chunk_s=0.2, realtime=False)
     assert "Whitmore" in plain.result().committed and "Whittemore" in prompted.result().committed
 
 
@@ -137,8 +136,11 @@ def test_the_live_tab_streams_with_the_expected_words(model, clip):
     pcm = (np.concatenate([clip, np.zeros(SAMPLE_RATE, np.float32)]) * 32767).astype("<i2")
     size = SAMPLE_RATE // 5
     for seq, begin in enumerate(range(0, len(pcm), size)):
-        mic._receive(mic, {"type": "chunk", "rate": SAMPLE_RATE, "seq": seq, "sent_ms": time.time() * 1000},
-                     [pcm[begin : begin + size].tobytes()])
+        mic._receive(
+            mic,
+            {"type": "chunk", "rate": SAMPLE_RATE, "seq": seq, "sent_ms": time.time() * 1000},
+            [pcm[begin : begin + size].tobytes()],
+        )
     mic._receive(mic, {"type": "stopped"}, [])
     _wait_for(lambda: finished, "the end of the recording")
     assert "Whittemore" in finished[0] and 'data-dropped-s="0.0"' in view.status.value, finished

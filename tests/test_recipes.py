@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import ctc_en
+import pytest
 import whisper_finetune
+
 from asrkit.cli import build_parser
 from asrkit.data.dataset import Source
 
@@ -20,8 +20,10 @@ def parsed(argv: list) -> object:
 
 def test_the_ctc_recipe_trains_on_the_real_speech_and_stops_early_on_the_dev_sets():
     args = parsed([*ctc_en.train_argv(DATA, Path("runs/r")), "--synthetic", "runs/synth0"])
-    assert args.train == [Source(DATA / "splits/kathleen_train.tsv", clean=True, copies=3),
-                          Source(DATA / "splits/fsdd_train.tsv", clean=True, copies=2)]
+    assert args.train == [
+        Source(DATA / "splits/kathleen_train.tsv", clean=True, copies=3),
+        Source(DATA / "splits/fsdd_train.tsv", clean=True, copies=2),
+    ]
     assert args.dev == [DATA / "splits/kathleen_dev.tsv", DATA / "splits/fsdd_dev.tsv"]
     assert args.noise_dir == DATA / "noise" and args.synthetic == [Path("runs/synth0")]
 

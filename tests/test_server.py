@@ -52,10 +52,14 @@ SERVER_START_S = 60
 @pytest.fixture(scope="module")
 def widget_notebook(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("widgets")
-    notebook = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                                 "language": "python"}})
-    notebook.cells = [nbformat.v4.new_code_cell(
-        f"import ipywidgets\nipywidgets.Image(value=bytes(range(256)) * {len(IMAGE_BYTES) // 256}, format='png')")]
+    notebook = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
+    notebook.cells = [
+        nbformat.v4.new_code_cell(
+            f"import ipywidgets\nipywidgets.Image(value=bytes(range(256)) * {len(IMAGE_BYTES) // 256}, format='png')"
+        )
+    ]
     path = folder / "widgets.ipynb"
     nbformat.write(notebook, path)
     return path
@@ -72,9 +76,18 @@ def served(notebook: Path, *, config_dir: Path):
     """Voila serving ``notebook`` with the config files of ``config_dir``; yields (server, port, token, kernel id)."""
     port, token = free_port(), secrets.token_hex(16)
     server = subprocess.Popen(
-        [Path(sys.executable).parent / "voila", notebook.name, f"--port={port}", "--Voila.ip=127.0.0.1",
-         "--no-browser", f"--token={token}", f"--Voila.config_file_paths={config_dir}"],
-        cwd=notebook.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            Path(sys.executable).parent / "voila",
+            notebook.name,
+            f"--port={port}",
+            "--Voila.ip=127.0.0.1",
+            "--no-browser",
+            f"--token={token}",
+            f"--Voila.config_file_paths={config_dir}",
+        ],
+        cwd=notebook.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "JUPYTER_PATH": str(TEMPLATES)},
     )
     try:
@@ -95,14 +108,21 @@ def served(notebook: Path, *, config_dir: Path):
 
 
 def message(msg_type: str, content: dict, *, metadata: dict | None = None) -> dict:
-    header = {"msg_id": uuid.uuid4().hex, "session": "test", "username": "test", "msg_type": msg_type,
-              "version": "5.3", "date": "2026-01-01T00:00:00Z"}
+    header = {
+        "msg_id": uuid.uuid4().hex,
+        "session": "test",
+        "username": "test",
+        "msg_type": msg_type,
+        "version": "5.3",
+        "date": "2026-01-01T00:00:00Z",
+    }
     return {"header": header, "parent_header": {}, "metadata": metadata or {}, "content": content}
 
 
 def frame_v1(channel: str, msg: dict) -> bytes:
-    parts = [channel.encode()] + [json.dumps(msg[k]).encode() for k in ("header", "parent_header", "metadata",
-                                                                         "content")]
+    parts = [channel.encode()] + [
+        json.dumps(msg[k]).encode() for k in ("header", "parent_header", "metadata", "content")
+    ]
     offsets = [8 * (len(parts) + 2)]
     for part in parts:
         offsets.append(offsets[-1] + len(part))
@@ -115,11 +135,11 @@ def unframe(data: bytes | str, *, v1: bool) -> tuple[dict, list[bytes]]:
         return json.loads(data), []
     if v1:
         count = int.from_bytes(data[:8], "little")
-        offsets = [int.from_bytes(data[8 * i:8 * i + 8], "little") for i in range(1, count + 1)]
+        offsets = [int.from_bytes(data[8 * i : 8 * i + 8], "little") for i in range(1, count + 1)]
         parts = [data[a:b] for a, b in itertools.pairwise(offsets)]  # channel, header, parent, metadata, content
         return {"header": json.loads(parts[1]), "content": json.loads(parts[4])}, parts[5:]
     count = struct.unpack("!I", data[:4])[0]
-    offsets = list(struct.unpack(f"!{count}I", data[4:4 * (count + 1)])) + [len(data)]
+    offsets = list(struct.unpack(f"!{count}I", data[4 : 4 * (count + 1)])) + [len(data)]
     parts = [data[a:b] for a, b in itertools.pairwise(offsets)]
     return json.loads(parts[0]), parts[1:]
 
@@ -137,10 +157,15 @@ def ask_for_widget_state(server: subprocess.Popen, port: int, token: str, kernel
         return "refused", refused.status_code
     baseline = resident_mb(server.pid)
     comm_id = uuid.uuid4().hex
-    requests = [message("comm_info_request", {"target_name": "jupyter.widget"}),
-                message("comm_open", {"comm_id": comm_id, "target_name": "jupyter.widget.control", "data": {}},
-                        metadata={"version": "1.0.0"}),  # ipywidgets' control protocol
-                message("comm_msg", {"comm_id": comm_id, "data": {"method": "request_states"}})]
+    requests = [
+        message("comm_info_request", {"target_name": "jupyter.widget"}),
+        message(
+            "comm_open",
+            {"comm_id": comm_id, "target_name": "jupyter.widget.control", "data": {}},
+            metadata={"version": "1.0.0"},
+        ),  # ipywidgets' control protocol
+        message("comm_msg", {"comm_id": comm_id, "data": {"method": "request_states"}}),
+    ]
     try:
         for request in requests:
             if v1:

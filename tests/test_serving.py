@@ -36,7 +36,9 @@ def test_voila_reads_the_multiuser_config_into_a_bounded_preheating_kernel_manag
         pool = manager.kernel_pools_config["default"]["pool_size"]
         # the pool leaves most kernels to visitors; every kernel at its budget fits the reference host
         assert 1 <= pool <= manager.max_kernels // 2
-        assert TF_KERNEL_MB < manager.kernel_memory_mb and manager.max_kernels * manager.kernel_memory_mb <= 0.8 * HOST_MB
+        assert (
+            TF_KERNEL_MB < manager.kernel_memory_mb and manager.max_kernels * manager.kernel_memory_mb <= 0.8 * HOST_MB
+        )
         assert 60 <= manager.cull_idle_timeout <= 3600 and manager.cull_interval <= manager.cull_idle_timeout / 10
         assert manager.cull_connected  # an idle page left open must not hold a kernel for ever
         assert app.identity_provider.token  # generated, though the command line gave no --token
@@ -67,7 +69,9 @@ def test_the_multiuser_config_keeps_the_single_user_settings_and_jupyters_protec
 
 def test_kernels_beyond_the_bound_are_refused_and_a_kernel_over_its_memory_budget_is_shut_down():
     async def scenario():
-        manager = BoundedKernelManager(config=Config({"BoundedKernelManager": {"max_kernels": 1, "kernel_memory_mb": 1}}))
+        manager = BoundedKernelManager(
+            config=Config({"BoundedKernelManager": {"max_kernels": 1, "kernel_memory_mb": 1}})
+        )
         kernel = await manager.start_kernel()
         try:
             with pytest.raises(HTTPError) as refused:

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import soxr
+from conftest import JFK, shared_path
 
 from asrkit.audio import (
     AudioError,
@@ -34,7 +35,6 @@ from asrkit.streaming import (
     Stream,
     StreamResult,
 )
-from conftest import JFK, shared_path
 
 
 @pytest.fixture(scope="module")

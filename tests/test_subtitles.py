@@ -64,8 +64,19 @@ def test_cues_of_real_transcripts_follow_the_rules(path):
 
 def test_cues_follow_the_rules_on_random_speech():
     rng = random.Random(0)
-    vocabulary = ["a", "the", "of", "cat", "window", "extraordinary", "said", "Dashwood,", "home.", "why?",
-                  "ill-disposed"]
+    vocabulary = [
+        "a",
+        "the",
+        "of",
+        "cat",
+        "window",
+        "extraordinary",
+        "said",
+        "Dashwood,",
+        "home.",
+        "why?",
+        "ill-disposed",
+    ]
     for _ in range(200):
         words, clock = [], rng.uniform(0, 2)
         for _ in range(rng.randint(1, 60)):
@@ -99,15 +110,19 @@ def test_long_sentences_are_cut_at_clauses_into_balanced_lines():
 
 
 def test_slow_speech_is_cut_at_seven_seconds():
-    result = check_cues(timed(*steady("one two three four five six seven eight nine ten eleven twelve",
-                                      seconds_per_word=0.9)))
+    result = check_cues(
+        timed(*steady("one two three four five six seven eight nine ten eleven twelve", seconds_per_word=0.9))
+    )
     assert len(result) == 2 and all(c.end - c.start <= MAX_CUE_SECONDS for c in result)
 
 
 def test_a_word_stretched_over_a_silence_counts_as_a_pause():
     # Whisper's times for JFK: "what" runs over the silence after "ask not"
-    result = check_cues(timed(("ask", 2.26, 3.88), ("not", 3.88, 4.52), ("what", 4.52, 5.7), ("your", 5.7, 6.02),
-                              ("country", 6.02, 6.36)))
+    result = check_cues(
+        timed(
+            ("ask", 2.26, 3.88), ("not", 3.88, 4.52), ("what", 4.52, 5.7), ("your", 5.7, 6.02), ("country", 6.02, 6.36)
+        )
+    )
     assert [c.text for c in result] == ["ask not", "what your country"]
 
 

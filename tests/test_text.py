@@ -1,12 +1,12 @@
 import csv
-from collections import Counter
 import json
 import re
+from collections import Counter
 
 import pytest
+from conftest import SHARED_DATA, shared_path
 
 from asrkit.text import _SPOKEN_WORDS, BLANK_ID, DEFAULT_ALPHABET, CharTokenizer, normalize_text
-from conftest import SHARED_DATA, shared_path
 
 EXAMPLES = [
     # case, punctuation and whitespace

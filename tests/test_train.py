@@ -5,10 +5,10 @@ import threading
 import numpy as np
 import pytest
 
+from asrkit.cli import EXIT_USAGE, main
 from asrkit.data.dataset import FeatureCache
 from asrkit.models import load_model
 from asrkit.models.ctc import CTCModelConfig
-from asrkit.cli import EXIT_USAGE, main
 from asrkit.train import LearningRate, TrainConfig, average_snapshots, train
 
 MODEL = CTCModelConfig(conv_channels=16, rnn_layers=1, rnn_units=32, lookahead_frames=2)
@@ -50,8 +50,15 @@ def test_training_lowers_the_loss_saves_a_loadable_model_and_resumes(tmp_path):
     assert "dev_wer_greedy" in model.card.metrics
 
     # interrupting and running again continues from the last checkpoint, not from scratch
-    train(tmp_path, cache=cache, dev=dev, model_config=MODEL, config=TrainConfig(**{**config.__dict__, "steps": 60}),
-          name="t", progress=False)
+    train(
+        tmp_path,
+        cache=cache,
+        dev=dev,
+        model_config=MODEL,
+        config=TrainConfig(**{**config.__dict__, "steps": 60}),
+        name="t",
+        progress=False,
+    )
     steps = [r["step"] for r in history(tmp_path) if "loss" in r]
     assert steps == [10, 20, 30, 40, 50, 60]
     assert load_model(tmp_path / "last").card.metrics["step"] == 60
@@ -70,8 +77,15 @@ def test_training_lowers_the_loss_saves_a_loadable_model_and_resumes(tmp_path):
 
     # a fresh run can start from a saved model's weights instead of from random ones
     warm = tmp_path / "warm"
-    train(warm, cache=cache, dev=dev, model_config=MODEL, init_from=tmp_path / "last", progress=False,
-          config=TrainConfig(**{**config.__dict__, "steps": 10, "warmup_steps": 1000}))
+    train(
+        warm,
+        cache=cache,
+        dev=dev,
+        model_config=MODEL,
+        init_from=tmp_path / "last",
+        progress=False,
+        config=TrainConfig(**{**config.__dict__, "steps": 10, "warmup_steps": 1000}),
+    )
     assert history(warm)[0]["loss"] < 0.7 * losses[0]
 
 
@@ -80,14 +94,24 @@ def test_a_run_interrupted_mid_pass_ends_where_an_uninterrupted_one_does(tmp_pat
     # without dropout, the same batches in the same order give the same weights
     model_config = dataclasses.replace(MODEL, dropout=0.0)
     dev = [(np.zeros(8000, np.float32), "a")]
-    config = TrainConfig(steps=12, warmup_steps=2, max_batch_size=2, log_every=100, eval_every=100, checkpoint_every=100)
+    config = TrainConfig(
+        steps=12, warmup_steps=2, max_batch_size=2, log_every=100, eval_every=100, checkpoint_every=100
+    )
     train(tmp_path / "straight", cache=tiny_cache(), dev=dev, model_config=model_config, config=config, progress=False)
 
     cancel = threading.Event()
     stop_at_6 = lambda step, loss: step == 6 and cancel.set()  # noqa: E731 - the second of a pass's 4 batches
     for run in range(2):
-        train(tmp_path / "resumed", cache=tiny_cache(), dev=dev, model_config=model_config, config=config,
-              on_step=stop_at_6 if run == 0 else None, cancel=cancel if run == 0 else None, progress=False)
+        train(
+            tmp_path / "resumed",
+            cache=tiny_cache(),
+            dev=dev,
+            model_config=model_config,
+            config=config,
+            on_step=stop_at_6 if run == 0 else None,
+            cancel=cancel if run == 0 else None,
+            progress=False,
+        )
     assert load_model(tmp_path / "resumed" / "last").card.metrics["step"] == 12
     straight = load_model(tmp_path / "straight" / "last").network.get_weights()
     resumed = load_model(tmp_path / "resumed" / "last").network.get_weights()
@@ -127,7 +151,9 @@ def test_tune_decoder_and_save_with_a_language_model(tmp_path, tiny_model_dir):
     with_decoder(model, lm, decoder, name="tiny-lm").save(tmp_path / "tiny-lm")
     loaded = load_model(tmp_path / "tiny-lm")
     assert loaded.name == "tiny-lm" and loaded.lm is not None and loaded.config.decoder == decoder
-    assert loaded.transcribe(dev[0][0]).text == with_decoder(model, lm, decoder, name="tiny-lm").transcribe(dev[0][0]).text
+    assert (
+        loaded.transcribe(dev[0][0]).text == with_decoder(model, lm, decoder, name="tiny-lm").transcribe(dev[0][0]).text
+    )
     # the untrained network spells noise; a closed vocabulary lets only the LM's words through
     closed = dataclasses.replace(decoder, closed_vocabulary=True)
     with_decoder(model, lm, closed, name="tiny-closed").save(tmp_path / "tiny-closed")
@@ -138,12 +164,18 @@ def test_tune_decoder_and_save_with_a_language_model(tmp_path, tiny_model_dir):
 def test_training_curves_keep_the_last_record_of_a_step_logged_twice(tmp_path):
     from asrkit.plotting import plot_training
 
-    lines = [{"step": 10, "loss": 3.0}, {"step": 20, "loss": 2.0}, {"step": 20, "dev_wer": 0.9},
-             # resumed from the checkpoint at step 10: step 20 again
-             {"step": 20, "loss": 2.5}, {"step": 20, "dev_wer": 0.8}, {"step": 30, "loss": 1.5}]
+    lines = [
+        {"step": 10, "loss": 3.0},
+        {"step": 20, "loss": 2.0},
+        {"step": 20, "dev_wer": 0.9},
+        # resumed from the checkpoint at step 10: step 20 again
+        {"step": 20, "loss": 2.5},
+        {"step": 20, "dev_wer": 0.8},
+        {"step": 30, "loss": 1.5},
+    ]
     (tmp_path / "history.jsonl").write_text("\n".join(json.dumps(r) for r in lines) + "\n")
     ax = plot_training(tmp_path / "history.jsonl")
-    loss_line, = ax.get_lines()
+    (loss_line,) = ax.get_lines()
     assert list(loss_line.get_xdata()) == [10, 20, 30] and list(loss_line.get_ydata()) == [3.0, 2.5, 1.5]
-    wer_line, = ax.figure.axes[1].get_lines()
+    (wer_line,) = ax.figure.axes[1].get_lines()
     assert list(wer_line.get_xdata()) == [20] and list(wer_line.get_ydata()) == [80.0]

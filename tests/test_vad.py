@@ -2,12 +2,12 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import shared_path
 
 from asrkit.audio import DEFAULT_LIMITS, load_audio
 from asrkit.contracts import ModelUnavailableError
 from asrkit.streaming import AudioIntake, EndpointRule
 from asrkit.vad import VAD_NAMES, SileroVAD, VADUnavailableError, WebRtcVAD, make_vad
-from conftest import shared_path
 
 # a window of the coarsest detector (Silero's 32 ms), in 10 ms frames, rounded up
 WINDOW_FRAMES = 4

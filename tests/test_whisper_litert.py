@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from conftest import FIXTURES_DEV, JFK, shared_path
 
 from asrkit.audio import load_audio
 from asrkit.cli import EXIT_OK, main
@@ -16,10 +17,13 @@ from asrkit.models import ModelUnavailableError, load_model
 from asrkit.models.whisper.checkpoint import CheckpointError, sha256_file
 from asrkit.models.whisper.frontend import log_mel_spectrogram, pad_or_trim
 from asrkit.models.whisper.litert import (
-    BACKEND, DECODER_FILE, ENCODER_FILE, WhisperLiteRTInference, WhisperLiteRTModel,
+    BACKEND,
+    DECODER_FILE,
+    ENCODER_FILE,
+    WhisperLiteRTInference,
+    WhisperLiteRTModel,
 )
 from asrkit.models.whisper.transcribe import MEL_PADDING, TranscribeOptions
-from conftest import FIXTURES_DEV, JFK, shared_path
 
 GREEDY = TranscribeOptions(beam_size=1, without_timestamps=True, condition_on_previous_text=False)
 # fixtures_dev clips whose greedy transcripts end where the speech does (no hallucinated tail, where
@@ -132,8 +136,9 @@ def test_default_decoding_with_word_times_equals_the_keras_model(keras_model, li
     expected, got = keras_model.transcribe(jfk), lite.transcribe(jfk)
     assert got.text == expected.text
     assert [w.text for w in got.words] == [w.text for w in expected.words]
-    np.testing.assert_allclose([(w.start, w.end) for w in got.words], [(w.start, w.end) for w in expected.words],
-                               atol=0.021)
+    np.testing.assert_allclose(
+        [(w.start, w.end) for w in got.words], [(w.start, w.end) for w in expected.words], atol=0.021
+    )
 
 
 def test_litert_streams_in_whole_windows_as_the_keras_model_does(keras_model, lite, jfk):

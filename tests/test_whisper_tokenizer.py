@@ -31,8 +31,18 @@ SENTENCES = [
     "",
 ]
 # attributes that WhisperTokenizer and faster-whisper's Tokenizer both have
-SHARED_NAMES = ("eot", "sot", "sot_prev", "no_timestamps", "timestamp_begin", "transcribe", "translate",
-                "no_speech", "sot_sequence", "non_speech_tokens")
+SHARED_NAMES = (
+    "eot",
+    "sot",
+    "sot_prev",
+    "no_timestamps",
+    "timestamp_begin",
+    "transcribe",
+    "translate",
+    "no_speech",
+    "sot_sequence",
+    "non_speech_tokens",
+)
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +73,16 @@ def test_special_ids_match_faster_whisper_and_the_vocabulary(tokenizer, referenc
         assert getattr(tokenizer, name) == getattr(reference, name), name
     # tiny.en's own numbering, as vocabulary.txt (one token a line, by id) lists it
     vocabulary = (MODEL_DIR / "vocabulary.txt").read_text(encoding="utf-8").splitlines()
-    expected = {"eot": "<|endoftext|>", "sot": "<|startoftranscript|>", "sot_prev": "<|startofprev|>",
-                "no_speech": "<|nocaptions|>", "no_timestamps": "<|notimestamps|>",
-                "timestamp_begin": "<|0.00|>", "transcribe": "<|transcribe|>", "translate": "<|translate|>"}
+    expected = {
+        "eot": "<|endoftext|>",
+        "sot": "<|startoftranscript|>",
+        "sot_prev": "<|startofprev|>",
+        "no_speech": "<|nocaptions|>",
+        "no_timestamps": "<|notimestamps|>",
+        "timestamp_begin": "<|0.00|>",
+        "transcribe": "<|transcribe|>",
+        "translate": "<|translate|>",
+    }
     assert {name: vocabulary[getattr(tokenizer, name)] for name in expected} == expected
     assert tokenizer.sot_sequence == [50257]
     assert tokenizer.sot_sequence_including_notimestamps == [50257, 50362]
@@ -105,8 +122,21 @@ def test_split_to_word_tokens_splits_on_spaces_and_punctuation(tokenizer):
     text = ' Hello, naïve world... isn\'t it? Well-known (really) "quoted"'
     words, word_tokens = tokenizer.split_to_word_tokens(tokenizer.encode(text))
     # as whisper splits: a punctuation token starts a word that later tokens without a space extend
-    assert words == [" Hello", ",", " naïve", " world...", " isn't", " it", "?", " Well", "-known",
-                     " (really", ")", ' "quoted', '"']
+    assert words == [
+        " Hello",
+        ",",
+        " naïve",
+        " world...",
+        " isn't",
+        " it",
+        "?",
+        " Well",
+        "-known",
+        " (really",
+        ")",
+        ' "quoted',
+        '"',
+    ]
     assert [tokenizer.decode(group) for group in word_tokens] == words
 
 
@@ -128,8 +158,9 @@ def test_timestamp_tokens_step_by_twenty_milliseconds(tokenizer):
 
 
 def test_english_only_model_rejects_other_languages_and_translation(tokenizer):
-    assert WhisperTokenizer.from_file(MODEL_DIR / "tokenizer.json", multilingual=False, language=None,
-                                      task=None).sot_sequence == [tokenizer.sot]
+    assert WhisperTokenizer.from_file(
+        MODEL_DIR / "tokenizer.json", multilingual=False, language=None, task=None
+    ).sot_sequence == [tokenizer.sot]
     with pytest.raises(ValueError, match="English-only model transcribes English only"):
         WhisperTokenizer(tokenizer.tokenizer, multilingual=False, language="de")
     with pytest.raises(ValueError, match="English-only"):
@@ -154,13 +185,29 @@ def _multilingual_tokenizer_file(folder: Path, *, timestamps: bool) -> Path:
     added = {a["content"]: a["id"] for a in data["added_tokens"]}
     first, last = added["<|startoftranscript|>"] + 1, added["<|translate|>"]
     languages = [a["content"] for a in data["added_tokens"] if first <= a["id"] < last] + ["<|yue|>"]
-    names = ["<|endoftext|>", "<|startoftranscript|>", *languages, "<|translate|>", "<|transcribe|>",
-             "<|startoflm|>", "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>"]
+    names = [
+        "<|endoftext|>",
+        "<|startoftranscript|>",
+        *languages,
+        "<|translate|>",
+        "<|transcribe|>",
+        "<|startoflm|>",
+        "<|startofprev|>",
+        "<|nospeech|>",
+        "<|notimestamps|>",
+    ]
     if timestamps:
         names += [f"<|{step * TIMESTAMP_STEP_S:.2f}|>" for step in range(1501)]
     data["added_tokens"] = [
-        {"id": token, "content": name, "single_word": False, "lstrip": False, "rstrip": False,
-         "normalized": False, "special": True}
+        {
+            "id": token,
+            "content": name,
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": True,
+        }
         for token, name in enumerate(names, start=50257)
     ]
     file = folder / "tokenizer.json"

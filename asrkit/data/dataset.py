@@ -43,7 +43,8 @@ class Source:
     def key(self) -> str:
         """A folder name for this source's cached features."""
         first = f"-first{self.limit}" if self.limit is not None else ""
-        return f"{self.manifest.parent.name}-{self.manifest.stem}{first}-{'clean' if self.clean else 'noclean'}-{self.copies}aug"
+        clean = "clean" if self.clean else "noclean"
+        return f"{self.manifest.parent.name}-{self.manifest.stem}{first}-{clean}-{self.copies}aug"
 
 
 def ctc_feasible(n_out: int, labels: np.ndarray) -> bool:
@@ -86,13 +87,17 @@ class FeatureCache:
     @classmethod
     def concat(cls, caches: Sequence[FeatureCache]) -> FeatureCache:
         """All examples of several caches in one."""
-        offsets = [caches[0].offsets[:1]] + [c.offsets[1:] + sum(len(p.features) for p in caches[:i]) for i, c in enumerate(caches)]
+        offsets = [caches[0].offsets[:1]] + [
+            c.offsets[1:] + sum(len(p.features) for p in caches[:i]) for i, c in enumerate(caches)
+        ]
         label_offsets = [caches[0].label_offsets[:1]] + [
             c.label_offsets[1:] + sum(len(p.labels) for p in caches[:i]) for i, c in enumerate(caches)
         ]
         return cls(
-            np.concatenate([c.features for c in caches]), np.concatenate(offsets),
-            np.concatenate([c.labels for c in caches]), np.concatenate(label_offsets),
+            np.concatenate([c.features for c in caches]),
+            np.concatenate(offsets),
+            np.concatenate([c.labels for c in caches]),
+            np.concatenate(label_offsets),
         )
 
     @classmethod
@@ -129,7 +134,9 @@ class FeatureCache:
         labels: list[np.ndarray] = []
         # forked workers share the augmenter's noise clips instead of unpickling a copy each
         workers = (
-            ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"), initializer=_install, initargs=(work,))
+            ProcessPoolExecutor(
+                jobs, mp_context=multiprocessing.get_context("fork"), initializer=_install, initargs=(work,)
+            )
             if jobs > 1
             else contextlib.nullcontext()
         )

@@ -150,19 +150,41 @@ def _command(item: SynthItem, text_file: Path, wav: Path) -> list[str]:
     if item.engine == "flite":
         base_f0 = 170.0 if item.voice == "slt" else 105.0
         return [
-            "flite", "-voice", item.voice, "-f", str(text_file), "-o", str(wav),
-            "--setf", f"duration_stretch={1 / item.speed:.3f}",
-            "--setf", f"int_f0_target_mean={base_f0 * item.pitch:.0f}",
+            "flite",
+            "-voice",
+            item.voice,
+            "-f",
+            str(text_file),
+            "-o",
+            str(wav),
+            "--setf",
+            f"duration_stretch={1 / item.speed:.3f}",
+            "--setf",
+            f"int_f0_target_mean={base_f0 * item.pitch:.0f}",
         ]
     if item.engine == "festival":
         return [
-            "text2wave", "-eval", f"(voice_{item.voice})",
-            "-eval", f"(Parameter.set 'Duration_Stretch {1 / item.speed:.3f})",
-            "-o", str(wav), str(text_file),
+            "text2wave",
+            "-eval",
+            f"(voice_{item.voice})",
+            "-eval",
+            f"(Parameter.set 'Duration_Stretch {1 / item.speed:.3f})",
+            "-o",
+            str(wav),
+            str(text_file),
         ]
     return [
-        "espeak-ng", "-v", item.voice, "-s", str(round(165 * item.speed)),
-        "-p", str(round(50 * item.pitch)), "-w", str(wav), "-f", str(text_file),
+        "espeak-ng",
+        "-v",
+        item.voice,
+        "-s",
+        str(round(165 * item.speed)),
+        "-p",
+        str(round(50 * item.pitch)),
+        "-w",
+        str(wav),
+        "-f",
+        str(text_file),
     ]
 
 
@@ -198,7 +220,9 @@ def synthesize(item: SynthItem, out_dir: Path) -> tuple[str, float] | None:
 
 def build_corpus(items: Sequence[SynthItem], out_dir: str | Path, *, jobs: int = 2) -> Path:
     """Synthesise every item (in ``jobs`` processes) and write ``out_dir/manifest.tsv``."""
-    missing = sorted({ENGINE_TOOLS[item.engine] for item in items} - {t for t in ENGINE_TOOLS.values() if shutil.which(t)})
+    missing = sorted(
+        {ENGINE_TOOLS[item.engine] for item in items} - {t for t in ENGINE_TOOLS.values() if shutil.which(t)}
+    )
     if missing:
         raise RuntimeError(
             f"{', '.join(missing)} not found: apt-get install flite festival festvox-kallpc16k "

@@ -15,7 +15,15 @@ from pathlib import Path
 
 from asrkit.config import DEFAULT_MODEL, Config
 from asrkit.contracts import (
-    CARD_FILE, ASRModel, CardError, ModelCard, ModelFileError, ModelUnavailableError, PromptError, Span, Transcript,
+    CARD_FILE,
+    ASRModel,
+    CardError,
+    ModelCard,
+    ModelFileError,
+    ModelUnavailableError,
+    PromptError,
+    Span,
+    Transcript,
 )
 from asrkit.errors import AsrkitError
 from asrkit.models.base import GENERAL_KEY, Headline, headline_metric
@@ -34,10 +42,29 @@ BACKENDS = {
 }
 
 __all__ = [
-    "ASRModel", "DEFAULT_MODEL", "GENERAL_KEY", "SHIPPED_DIR", "BrokenModel", "CardError", "Headline", "ModelCard",
-    "ModelEntry", "ModelFileError", "ModelListing", "ModelUnavailableError", "PromptError", "Span", "Transcript",
-    "UnknownModelError", "available_models", "headline_metric", "is_shipped", "list_models", "load_model",
-    "model_roots", "resolve_model",
+    "ASRModel",
+    "DEFAULT_MODEL",
+    "GENERAL_KEY",
+    "SHIPPED_DIR",
+    "BrokenModel",
+    "CardError",
+    "Headline",
+    "ModelCard",
+    "ModelEntry",
+    "ModelFileError",
+    "ModelListing",
+    "ModelUnavailableError",
+    "PromptError",
+    "Span",
+    "Transcript",
+    "UnknownModelError",
+    "available_models",
+    "headline_metric",
+    "is_shipped",
+    "list_models",
+    "load_model",
+    "model_roots",
+    "resolve_model",
 ]
 
 
@@ -107,8 +134,10 @@ def list_models(models_dir: str | Path | None = None, *, config: Config | None =
                 entries[folder.name] = ModelEntry(folder.name, folder, ModelCard.load(folder))
             except CardError as err:
                 broken[folder.name] = BrokenModel(folder.name, folder, err)
-    return ModelListing(tuple(sorted(entries.values(), key=lambda e: (e.name != DEFAULT_MODEL, e.name))),
-                        tuple(broken[name] for name in sorted(broken)))
+    return ModelListing(
+        tuple(sorted(entries.values(), key=lambda e: (e.name != DEFAULT_MODEL, e.name))),
+        tuple(broken[name] for name in sorted(broken)),
+    )
 
 
 def _has_card(folder: Path) -> bool:
@@ -167,15 +196,15 @@ def load_model(name_or_path: str | Path | None = None, *, config: Config | None 
     name = str(name_or_path) if name_or_path is not None else config.model.name
     from asrkit.models.hf import is_hf_folder, is_hf_name, load_hf_model
     from asrkit.models.kerashub import is_keras_hub_folder, is_keras_hub_name, load_keras_hub_model
-
     from asrkit.models.whisper.checkpoint import is_whisper_folder
 
     # Whisper checkpoints (CTranslate2 or Hugging Face folders) run on our own Keras network
     if is_whisper_folder(Path(name).expanduser()):
         from asrkit.models.whisper.model import WhisperModel
 
-        return WhisperModel.load(Path(name).expanduser(), batch_size=config.model.batch_size,
-                                 device=config.model.device)
+        return WhisperModel.load(
+            Path(name).expanduser(), batch_size=config.model.batch_size, device=config.model.device
+        )
     # hub models have no card.json: their own config says what they are
     if is_keras_hub_name(name) or is_keras_hub_folder(Path(name).expanduser()):
         return load_keras_hub_model(name, batch_size=config.model.batch_size, device=config.model.device)

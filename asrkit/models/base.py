@@ -12,11 +12,20 @@ from dataclasses import MISSING, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
-from asrkit.contracts import CARD_FILE, CardError, ModelCard, ModelFileError, PromptError, regular_file
-
 # Importable from here as they were before they moved to asrkit.contracts.
 from asrkit.contracts import (  # noqa: F401
-    MAX_CARD_BYTES, ASRModel, ModelUnavailableError, Span, Transcript, json_kind,
+    CARD_FILE,
+    MAX_CARD_BYTES,
+    ASRModel,
+    CardError,
+    ModelCard,
+    ModelFileError,
+    ModelUnavailableError,
+    PromptError,
+    Span,
+    Transcript,
+    json_kind,
+    regular_file,
 )
 
 # The key of a card's metrics entry that marks its set as general speech, whose WER compares models fairly
@@ -25,8 +34,15 @@ from asrkit.contracts import (  # noqa: F401
 GENERAL_KEY = "general"
 
 
-def card_file(folder: str | Path, name: object, *, what: str, max_bytes: int | None = None,
-              source: str | Path | None = None, error: type[ModelFileError] = ModelFileError) -> Path:
+def card_file(
+    folder: str | Path,
+    name: object,
+    *,
+    what: str,
+    max_bytes: int | None = None,
+    source: str | Path | None = None,
+    error: type[ModelFileError] = ModelFileError,
+) -> Path:
     """The regular file that a card names ``name`` inside its ``folder``, resolved.
 
     A card's text must not reach outside its folder: an absolute name, ``..``, or a link that leads out
@@ -48,8 +64,10 @@ def card_file(folder: str | Path, name: object, *, what: str, max_bytes: int | N
     inside = folder.resolve()
     path = (inside / name).resolve()
     if not path.is_relative_to(inside) or path == inside:
-        raise error(f"{source} names {what} {name!r}, which is outside the model folder {folder}; "
-                    "a card may name only files inside its own folder")
+        raise error(
+            f"{source} names {what} {name!r}, which is outside the model folder {folder}; "
+            "a card may name only files inside its own folder"
+        )
     return regular_file(path, what=what, max_bytes=max_bytes, error=error)
 
 
@@ -116,15 +134,22 @@ def headline_metric(card: ModelCard) -> Headline | None:
     Headline(set_name='read', wer=0.05, utterances=300, rtf=0.2, general=True)
     """
     found = []
-    for set_name, measured in (card.metrics.items() if isinstance(card.metrics, dict) else ()):
+    for set_name, measured in card.metrics.items() if isinstance(card.metrics, dict) else ():
         if not isinstance(measured, dict):
             continue
         wer = _number(measured.get("wer", measured.get("wer_after")))
         if wer is None or wer < 0:
             continue
         utterances = _number(measured.get("utterances"))
-        found.append(Headline(set_name, wer, None if utterances is None else int(utterances),
-                              _number(measured.get("rtf")), measured.get(GENERAL_KEY) is True))
+        found.append(
+            Headline(
+                set_name,
+                wer,
+                None if utterances is None else int(utterances),
+                _number(measured.get("rtf")),
+                measured.get(GENERAL_KEY) is True,
+            )
+        )
     if not found:
         return None
     general = [h for h in found if h.general]
@@ -139,5 +164,7 @@ class NoPrompt:
 
     def with_prompt(self, prompt: str) -> NoReturn:
         """Refuse, naming the model: see :meth:`~asrkit.contracts.ASRModel.with_prompt`."""
-        raise PromptError(f"{self.name} ({type(self).__name__}) takes no prompt of expected words: "
-                          "only Whisper on asrkit's own network does, e.g. whisper-tiny.en")
+        raise PromptError(
+            f"{self.name} ({type(self).__name__}) takes no prompt of expected words: "
+            "only Whisper on asrkit's own network does, e.g. whisper-tiny.en"
+        )

@@ -48,8 +48,8 @@ class CTCModelConfig:
     rnn_layers: int = 3
     # units per GRU layer
     rnn_units: int = 224
-    # future output frames (20 ms each at one subsampling layer) a depthwise "lookahead" convolution after the GRUs sees (DeepSpeech 2's
-    # row convolution): 0 for none; each adds one output frame of latency
+    # future output frames (20 ms each at one subsampling layer) a depthwise "lookahead" convolution after
+    # the GRUs sees (DeepSpeech 2's row convolution): 0 for none; each adds one output frame of latency
     lookahead_frames: int = 6
     # dropout after each GRU layer while training
     dropout: float = 0.1
@@ -125,7 +125,9 @@ class CTCModel(NoPrompt):
         frame = self.config.frame_duration_s
         if self.lm is None:
             return greedy_decode(logits, tokenizer=self.tokenizer, frame_duration_s=frame)
-        return beam_search(logits, tokenizer=self.tokenizer, frame_duration_s=frame, lm=self.lm, config=self.config.decoder)
+        return beam_search(
+            logits, tokenizer=self.tokenizer, frame_duration_s=frame, lm=self.lm, config=self.config.decoder
+        )
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
         return self.transcribe_batch([audio])[0]
@@ -198,7 +200,9 @@ class CTCRecognizer:
         self._frames = 0
         if self.model.lm is not None:
             self._search = PrefixBeamSearch(
-                tokenizer=self.model.tokenizer, frame_duration_s=self.frame_s, lm=self.model.lm,
+                tokenizer=self.model.tokenizer,
+                frame_duration_s=self.frame_s,
+                lm=self.model.lm,
                 config=self.model.config.decoder,
             )
         # greedy decoding: the open run of one token, the open word's characters, the finished words
@@ -285,4 +289,6 @@ def create_stream(
     limits: AudioLimits = DEFAULT_LIMITS,
 ) -> ChunkedStream:
     """A live stream over ``model`` whose network ``network`` runs step by step (see :mod:`asrkit.streaming`)."""
-    return ChunkedStream(CTCRecognizer(model, network, step_frames=step_frames), endpoint=endpoint, commit=commit, limits=limits)
+    return ChunkedStream(
+        CTCRecognizer(model, network, step_frames=step_frames), endpoint=endpoint, commit=commit, limits=limits
+    )

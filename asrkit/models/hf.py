@@ -46,7 +46,7 @@ def is_hf_folder(folder: Path) -> bool:
 def _resolve(name_or_folder: str) -> tuple[str, str]:
     """(what to pass to from_pretrained, the model's name)."""
     if is_hf_name(name_or_folder):
-        return name_or_folder[len(PREFIX):], name_or_folder
+        return name_or_folder[len(PREFIX) :], name_or_folder
     folder = Path(name_or_folder).expanduser()
     return str(folder), f"{PREFIX}{folder.name}"
 
@@ -80,9 +80,13 @@ def load_hf_model(name_or_folder: str, *, batch_size: int = 8, device: str = "au
 
 
 def _card(name: str, config, description: str) -> ModelCard:
-    return ModelCard(name=name, description=description, trained=True,
-                     training_data="see the model's own card on the Hugging Face hub",
-                     config={"backend": BACKEND, "model_type": config.model_type})
+    return ModelCard(
+        name=name,
+        description=description,
+        trained=True,
+        training_data="see the model's own card on the Hugging Face hub",
+        config={"backend": BACKEND, "model_type": config.model_type},
+    )
 
 
 class Wav2Vec2Model(NoPrompt):
@@ -102,8 +106,12 @@ class Wav2Vec2Model(NoPrompt):
         processor = _pretrained(Wav2Vec2Processor, source, name)
         network = _pretrained(TFWav2Vec2ForCTC, source, name)
         params = network.count_params() / 1e6
-        return cls(network, processor, _card(name, network.config, f"wav2vec 2.0 CTC, {params:.1f}M parameters"),
-                   batch_size=batch_size)
+        return cls(
+            network,
+            processor,
+            _card(name, network.config, f"wav2vec 2.0 CTC, {params:.1f}M parameters"),
+            batch_size=batch_size,
+        )
 
     @property
     def name(self) -> str:
@@ -132,12 +140,23 @@ class Wav2Vec2Model(NoPrompt):
         results = []
         for audio in audios:
             words = self.words(self.logits(np.asarray(audio, np.float32)))
-            results.append(Transcript(text=" ".join(w.text for w in words), duration_s=len(audio) / SAMPLE_RATE,
-                                      words=words, model=self.name))
+            results.append(
+                Transcript(
+                    text=" ".join(w.text for w in words),
+                    duration_s=len(audio) / SAMPLE_RATE,
+                    words=words,
+                    model=self.name,
+                )
+            )
         return results
 
-    def create_stream(self, *, endpoint: EndpointRule = EndpointRule(), commit: CommitRule = CommitRule(),
-                      limits: AudioLimits = DEFAULT_LIMITS) -> ChunkedStream:
+    def create_stream(
+        self,
+        *,
+        endpoint: EndpointRule = EndpointRule(),
+        commit: CommitRule = CommitRule(),
+        limits: AudioLimits = DEFAULT_LIMITS,
+    ) -> ChunkedStream:
         return ChunkedStream(StridedRecognizer(self), endpoint=endpoint, commit=commit, limits=limits)
 
 
@@ -211,11 +230,17 @@ class WhisperModel(Seq2SeqModel):
         # layers would get fresh weights instead of the loaded ones
         network.build_in_name_scope()
         params = network.count_params() / 1e6
-        return cls(network, processor, _card(name, network.config, f"Whisper encoder-decoder, {params:.1f}M parameters"),
-                   batch_size=batch_size)
+        return cls(
+            network,
+            processor,
+            _card(name, network.config, f"Whisper encoder-decoder, {params:.1f}M parameters"),
+            batch_size=batch_size,
+        )
 
     def text(self, audios: Sequence[np.ndarray]) -> list[str]:
-        inputs = self.processor([np.asarray(a, np.float32) for a in audios], sampling_rate=SAMPLE_RATE, return_tensors="np")
+        inputs = self.processor(
+            [np.asarray(a, np.float32) for a in audios], sampling_rate=SAMPLE_RATE, return_tensors="np"
+        )
         ids = self.network.generate(inputs.input_features)
         # single spaces, as the words a stream joins back together
         return [" ".join(t.split()) for t in self.processor.batch_decode(np.asarray(ids), skip_special_tokens=True)]

@@ -11,11 +11,10 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import keras
 import numpy as np
 
 import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
-import keras
-
 from asrkit.contracts import ModelCard, ModelFileError, regular_file
 from asrkit.lm import NGramLM
 from asrkit.models.ctc import CTCModel, CTCModelConfig
@@ -45,9 +44,7 @@ class ValidFrames(keras.layers.Layer):
         return {**super().get_config(), "stride": self.stride}
 
 
-def build_network(
-    config: CTCModelConfig, *, feature_mean: np.ndarray, feature_std: np.ndarray
-) -> keras.Model:
+def build_network(config: CTCModelConfig, *, feature_mean: np.ndarray, feature_std: np.ndarray) -> keras.Model:
     """The CTC network: (batch, n_frames, n_features) features to (batch, n_out, vocab) logits.
 
     ``feature_mean`` and ``feature_std`` (shape (n_features,)) are fixed in a Normalization layer, so
@@ -55,9 +52,9 @@ def build_network(
     """
     n_features = config.features.num_features
     inputs = keras.Input(shape=(None, n_features), name="features")
-    x = keras.layers.Normalization(
-        axis=-1, mean=feature_mean, variance=np.square(feature_std), name="normalize"
-    )(inputs)
+    x = keras.layers.Normalization(axis=-1, mean=feature_mean, variance=np.square(feature_std), name="normalize")(
+        inputs
+    )
     for i in range(config.conv_layers):
         stride = 2 if i < config.subsampling_layers else 1
         x = keras.layers.Conv1D(
@@ -122,12 +119,12 @@ def select_device(requested: str) -> str:
             tf.config.set_visible_devices([], "GPU")
         except RuntimeError:
             # TensorFlow fixes its devices at first use; say so instead of pretending
-            warnings.warn("ASR_DEVICE=cpu came after TensorFlow started on the GPU; it stays there")
+            warnings.warn("ASR_DEVICE=cpu came after TensorFlow started on the GPU; it stays there", stacklevel=3)
             return "gpu"
     if requested in ("gpu", "auto") and gpus:
         return "gpu"
     if requested == "gpu":
-        warnings.warn("ASR_DEVICE=gpu but TensorFlow finds no GPU here: running on the CPU")
+        warnings.warn("ASR_DEVICE=gpu but TensorFlow finds no GPU here: running on the CPU", stacklevel=3)
     return "cpu"
 
 
@@ -197,7 +194,9 @@ class KerasCTCModel(CTCModel):
     def logits(self, features: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Run the network over feature matrices padded together; each result is (n_out, vocab)."""
         lengths = [len(f) for f in features]
-        batch = np.zeros((len(features), max(max(lengths, default=0), 1), self.config.features.num_features), np.float32)
+        batch = np.zeros(
+            (len(features), max(max(lengths, default=0), 1), self.config.features.num_features), np.float32
+        )
         for row, f in zip(batch, features):
             row[: len(f)] = f
         # causal layers: right padding never changes the frames before it

@@ -82,11 +82,13 @@ def load_keras_hub_model(name_or_folder: str, *, batch_size: int = 8, device: st
     select_device(device)
     if is_keras_hub_name(name_or_folder):
         name = name_or_folder
-        folder = _cached_preset(name_or_folder[len(PREFIX):], name)
+        folder = _cached_preset(name_or_folder[len(PREFIX) :], name)
     else:
         folder = Path(name_or_folder).expanduser()
         name = f"{PREFIX}{folder.name}"
-    task = json.loads((folder / "task.json").read_text()).get("class_name") if (folder / "task.json").is_file() else None
+    task = (
+        json.loads((folder / "task.json").read_text()).get("class_name") if (folder / "task.json").is_file() else None
+    )
     if task != "MoonshineAudioToText":
         raise ModelUnavailableError(f"{name}: KerasHub task {task!r}; asrkit runs MoonshineAudioToText")
     return MoonshineModel.load(folder, name, batch_size=batch_size)
@@ -110,9 +112,13 @@ class MoonshineModel(Seq2SeqModel):
         # KerasHub samples top-k by default: a transcript must be the most likely text, the same every time
         network.compile(sampler="greedy")
         params = network.backbone.count_params() / 1e6
-        card = ModelCard(name=name, description=f"Moonshine encoder-decoder (KerasHub), {params:.1f}M parameters",
-                         trained=True, training_data="see the preset's model card on Kaggle",
-                         config={"backend": BACKEND, "task": "MoonshineAudioToText"})
+        card = ModelCard(
+            name=name,
+            description=f"Moonshine encoder-decoder (KerasHub), {params:.1f}M parameters",
+            trained=True,
+            training_data="see the preset's model card on Kaggle",
+            config={"backend": BACKEND, "task": "MoonshineAudioToText"},
+        )
         return cls(network, card, batch_size=batch_size)
 
     def text(self, audios: Sequence[np.ndarray]) -> list[str]:

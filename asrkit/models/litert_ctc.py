@@ -93,19 +93,34 @@ def export(model: KerasCTCModel, folder: str | Path, *, name: str | None = None)
     def step(features, contexts, states):
         out, next_contexts, next_states = stepper.step(features, contexts, states)
         # signature outputs must be flat: one name per tensor
-        return {"out": out, **{f"context{i}": c for i, c in enumerate(next_contexts)},
-                **{f"state{i}": s for i, s in enumerate(next_states)}}
+        return {
+            "out": out,
+            **{f"context{i}": c for i, c in enumerate(next_contexts)},
+            **{f"state{i}": s for i, s in enumerate(next_states)},
+        }
 
     archive = keras.export.ExportArchive()
     archive.track(model.network)
-    archive.add_endpoint("logits", lambda features: {"logits": model.network(features, training=False)},
-                         input_signature=[spec(1, None, n_features)])
-    archive.add_endpoint("step", step, input_signature=[
-        spec(1, None, n_features), [spec(*c.shape) for c in contexts], [spec(*s.shape) for s in states]])
+    archive.add_endpoint(
+        "logits",
+        lambda features: {"logits": model.network(features, training=False)},
+        input_signature=[spec(1, None, n_features)],
+    )
+    archive.add_endpoint(
+        "step",
+        step,
+        input_signature=[
+            spec(1, None, n_features),
+            [spec(*c.shape) for c in contexts],
+            [spec(*s.shape) for s in states],
+        ],
+    )
     archive.add_endpoint("head", lambda x: {"logits": stepper.head(x)}, input_signature=[spec(1, None, units)])
     with tempfile.TemporaryDirectory() as saved:
         archive.write_out(saved, verbose=False)
-        flatbuffer = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["logits", "step", "head"]).convert()
+        flatbuffer = tf.lite.TFLiteConverter.from_saved_model(
+            saved, signature_keys=["logits", "step", "head"]
+        ).convert()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / LITERT_FILE).write_bytes(flatbuffer)
     if model.lm is not None:
@@ -197,7 +212,8 @@ class LiteRTStepNetwork:
     def step(self, features, contexts, states):
         out = self._step(
             features=np.asarray(features, np.float32),
-            **dict(zip(self._contexts, contexts)), **dict(zip(self._states, states)),
+            **dict(zip(self._contexts, contexts)),
+            **dict(zip(self._states, states)),
         )
         return (
             out["out"],

@@ -66,12 +66,19 @@ class Seq2SeqModel(NoPrompt):
             batch = [np.asarray(a, np.float32) for a in audios[start : start + self.batch_size]]
             for audio, text in zip(batch, self.text(batch)):
                 duration = len(audio) / SAMPLE_RATE
-                results.append(Transcript(text=text, duration_s=duration, words=spread_words(text, 0.0, duration),
-                                          model=self.name))
+                results.append(
+                    Transcript(text=text, duration_s=duration, words=spread_words(text, 0.0, duration), model=self.name)
+                )
         return results
 
-    def create_stream(self, *, endpoint: EndpointRule = EndpointRule(), commit: CommitRule = CommitRule(),
-                      limits: AudioLimits = DEFAULT_LIMITS, **options) -> ChunkedStream:
+    def create_stream(
+        self,
+        *,
+        endpoint: EndpointRule = EndpointRule(),
+        commit: CommitRule = CommitRule(),
+        limits: AudioLimits = DEFAULT_LIMITS,
+        **options,
+    ) -> ChunkedStream:
         """A live stream on :meth:`recognizer` (``options`` go to it)."""
         if endpoint.max_utterance_s > self.window_s:
             raise ValueError(f"{self.name} hears {self.window_s:.0f} s at once: max_utterance_s must not exceed it")

@@ -21,8 +21,21 @@ import ipywidgets as w
 import numpy as np
 
 from asrkit.adapt import (
-    MIN_TAKES, PROMPT_SETS, AdaptData, AdaptOptions, AdaptResult, AdaptSession, HandsFreeOptions, Progress,
-    QualityOptions, TakeSplitter, adapt, check_take, check_user_name, delete_user_model, user_models,
+    MIN_TAKES,
+    PROMPT_SETS,
+    AdaptData,
+    AdaptOptions,
+    AdaptResult,
+    AdaptSession,
+    HandsFreeOptions,
+    Progress,
+    QualityOptions,
+    TakeSplitter,
+    adapt,
+    check_take,
+    check_user_name,
+    delete_user_model,
+    user_models,
 )
 from asrkit.audio import AudioError, load_audio, wav_bytes
 from asrkit.config import Config
@@ -31,19 +44,29 @@ from asrkit.widgets.file_mode import audio_player
 from asrkit.widgets.microphone import Chunk, Microphone
 from asrkit.widgets.read_aloud import LEGEND
 
-STYLE = """<style>
+STYLE = (
+    """<style>
 .asrkit-adapt-prompt{font-size:28px;line-height:1.3;padding:14px 16px;border:1px solid #ccd;border-radius:6px;
   background:#f7f9ff;min-height:1.4em}
 .asrkit-adapt-counter{font-size:14px;color:#555}
 .asrkit-adapt-ok{color:#1a7f37} .asrkit-adapt-bad{color:#b42318}
 .asrkit-adapt-compare{border-collapse:collapse;font-size:14px;margin-top:6px}
-.asrkit-adapt-compare td,.asrkit-adapt-compare th{border:1px solid #ddd;padding:4px 8px;text-align:left;vertical-align:top}
+.asrkit-adapt-compare td,.asrkit-adapt-compare th{border:1px solid #ddd;padding:4px 8px;text-align:left;
+vertical-align:top}
 .asrkit-adapt-compare th{background:#f3f3f3} .asrkit-adapt-wer{font-size:20px;font-weight:bold}
-""" + ALIGNMENT_STYLE + "</style>"
+"""
+    + ALIGNMENT_STYLE
+    + "</style>"
+)
 # What the stages of an adaptation are called on the page.
-STAGES = {"before": "measuring the model on your held-out takes",
-          "features": "encoding your takes and their copies", "training": "fine-tuning",
-          "after": "measuring the adapted model", "saving": "saving", "done": "done"}
+STAGES = {
+    "before": "measuring the model on your held-out takes",
+    "features": "encoding your takes and their copies",
+    "training": "fine-tuning",
+    "after": "measuring the adapted model",
+    "saving": "saving",
+    "done": "done",
+}
 
 
 def result_html(result: AdaptResult) -> str:
@@ -55,9 +78,11 @@ def result_html(result: AdaptResult) -> str:
     before, after = result.before, result.after
     n = len(result.held_out)
     if after is None:
-        return (f'<div class="asrkit-adapt-result" data-wer-before="{before.corpus.wer:.4f}">'
-                f"<p><b>Cancelled</b> after {result.steps} steps: nothing was saved. {html.escape(result.base_model)} "
-                f"has WER {100 * before.corpus.wer:.1f}% on your {n} held-out takes.</p></div>")
+        return (
+            f'<div class="asrkit-adapt-result" data-wer-before="{before.corpus.wer:.4f}">'
+            f"<p><b>Cancelled</b> after {result.steps} steps: nothing was saved. {html.escape(result.base_model)} "
+            f"has WER {100 * before.corpus.wer:.1f}% on your {n} held-out takes.</p></div>"
+        )
     rows = "".join(
         f"<tr><td>{html.escape(b.utterance.transcript)}</td>"
         f'<td class="asrkit-alignment">{alignment_html(b.score.alignment)}</td>'
@@ -70,9 +95,11 @@ def result_html(result: AdaptResult) -> str:
         verdict = "Both models make no error on your held-out takes: the model already knew your voice."
     else:
         verdict = "The adapted model is no better on the held-out takes: record more prompts, or try again."
-    return f"""<div class="asrkit-adapt-result" data-wer-before="{before.corpus.wer:.4f}" data-wer-after="{after.corpus.wer:.4f}">
+    return f"""<div class="asrkit-adapt-result"
+ data-wer-before="{before.corpus.wer:.4f}" data-wer-after="{after.corpus.wer:.4f}">
 <table class="asrkit-adapt-compare">
-<tr><th>{n} held-out takes (never trained on)</th><th>before: {html.escape(result.base_model)}</th><th>after: {html.escape(result.name)}</th></tr>
+<tr><th>{n} held-out takes (never trained on)</th><th>before: {html.escape(result.base_model)}</th>
+<th>after: {html.escape(result.name)}</th></tr>
 <tr><td>word error rate</td><td class="asrkit-adapt-wer">WER before {100 * before.corpus.wer:.1f}%</td>
 <td class="asrkit-adapt-wer">WER after {100 * after.corpus.wer:.1f}%</td></tr>
 {rows}</table>
@@ -103,9 +130,18 @@ class AdaptView(w.VBox):
         The settings the defaults above come from (default ``Config.from_env()``).
     """
 
-    def __init__(self, *, options: AdaptOptions | None = None, user: str = "me", data: AdaptData = AdaptData(),
-                 root: Path | None = None, models_dir: Path | None = None, quality: QualityOptions = QualityOptions(),
-                 hands_free: HandsFreeOptions = HandsFreeOptions(), config: Config | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        options: AdaptOptions | None = None,
+        user: str = "me",
+        data: AdaptData = AdaptData(),
+        root: Path | None = None,
+        models_dir: Path | None = None,
+        quality: QualityOptions = QualityOptions(),
+        hands_free: HandsFreeOptions = HandsFreeOptions(),
+        config: Config | None = None,
+    ) -> None:
         self.config = config or Config.from_env()
         self.options = options or AdaptOptions.from_config(self.config)
         self.data = data
@@ -129,27 +165,41 @@ class AdaptView(w.VBox):
         # the last adaptation's result (None before the first finishes)
         self.adapted: AdaptResult | None = None
 
-        self.user = w.Text(value=user, description="your name", continuous_update=False,
-                           layout=w.Layout(width="20em"), style={"description_width": "initial"})
-        self.prompt_set = w.Dropdown(options=PROMPT_SETS, value=self.options.prompt_set, description="prompts",
-                                     layout=w.Layout(width="14em"), style={"description_width": "initial"})
+        self.user = w.Text(
+            value=user,
+            description="your name",
+            continuous_update=False,
+            layout=w.Layout(width="20em"),
+            style={"description_width": "initial"},
+        )
+        self.prompt_set = w.Dropdown(
+            options=PROMPT_SETS,
+            value=self.options.prompt_set,
+            description="prompts",
+            layout=w.Layout(width="14em"),
+            style={"description_width": "initial"},
+        )
         self.note = w.HTML()
         self.counter = w.HTML()
         self.counter.add_class("asrkit-adapt-counter")
         self.prompt = w.HTML()
         self.prompt.add_class("asrkit-adapt-prompt-box")
         self.microphone = Microphone()
-        self.hands_free = w.Checkbox(value=False, indent=False, layout=w.Layout(width="auto"),
-                                     description="hands-free: the microphone stays on; pause after each prompt "
-                                     "and the next one comes")
+        self.hands_free = w.Checkbox(
+            value=False,
+            indent=False,
+            layout=w.Layout(width="auto"),
+            description="hands-free: the microphone stays on; pause after each prompt and the next one comes",
+        )
         self.hands_free.add_class("asrkit-adapt-handsfree")
         self.back = w.Button(description="back", icon="backward", tooltip="re-record the previous prompt")
         self.skip = w.Button(description="skip", icon="forward", tooltip="leave this prompt out")
         self.take = w.HTML()
         self.take.add_class("asrkit-adapt-take")
         self.playback = audio_player(layout=w.Layout(display="none"))
-        self.run = w.Button(description="Adapt to my voice", icon="play", button_style="primary",
-                            layout=w.Layout(width="14em"))
+        self.run = w.Button(
+            description="Adapt to my voice", icon="play", button_style="primary", layout=w.Layout(width="14em")
+        )
         self.run.add_class("asrkit-adapt-run")
         self.cancel = w.Button(description="Cancel", icon="stop", disabled=True)
         self.cancel.add_class("asrkit-adapt-cancel")
@@ -158,11 +208,16 @@ class AdaptView(w.VBox):
         self.progress_text.add_class("asrkit-adapt-progress")
         self.result = w.HTML()
         self.result.add_class("asrkit-adapt-results")
-        self.mine = w.Dropdown(description="your models", layout=w.Layout(width="24em"),
-                               style={"description_width": "initial"})
+        self.mine = w.Dropdown(
+            description="your models", layout=w.Layout(width="24em"), style={"description_width": "initial"}
+        )
         self.mine.add_class("asrkit-adapt-mine")
-        self.delete = w.Button(description="Delete", icon="trash", button_style="danger",
-                               tooltip="delete the chosen adapted model (press twice)")
+        self.delete = w.Button(
+            description="Delete",
+            icon="trash",
+            button_style="danger",
+            tooltip="delete the chosen adapted model (press twice)",
+        )
         self.delete.add_class("asrkit-adapt-delete")
         self.delete_note = w.HTML()
         self.delete_note.add_class("asrkit-adapt-delete-note")
@@ -179,19 +234,27 @@ class AdaptView(w.VBox):
         self.microphone.on_start(self._started)
         self.microphone.on_chunk(self._received)
         self.microphone.on_stop(self._stopped)
-        super().__init__([
-            w.HTML(STYLE + "<p>Read each prompt aloud: press <b>start</b>, read, press <b>stop</b> (or tick "
-                   "<i>hands-free</i>). Every take is checked and saved at once. Then <b>Adapt</b> fine-tunes a copy "
-                   f"of {html.escape(self.options.base_model)} on most of your takes and measures both models on "
-                   "the rest.</p>"),
-            w.HBox([self.user, self.prompt_set]), self.note,
-            self.counter, self.prompt,
-            w.HBox([self.microphone, self.back, self.skip]), self.hands_free,
-            self.take, self.playback,
-            w.HBox([self.run, self.cancel, self.progress, self.progress_text]),
-            self.result,
-            w.HBox([self.mine, self.delete, self.delete_note]),
-        ])
+        super().__init__(
+            [
+                w.HTML(
+                    STYLE + "<p>Read each prompt aloud: press <b>start</b>, read, press <b>stop</b> (or tick "
+                    "<i>hands-free</i>). Every take is checked and saved at once. Then <b>Adapt</b> fine-tunes a copy "
+                    f"of {html.escape(self.options.base_model)} on most of your takes and measures both models on "
+                    "the rest.</p>"
+                ),
+                w.HBox([self.user, self.prompt_set]),
+                self.note,
+                self.counter,
+                self.prompt,
+                w.HBox([self.microphone, self.back, self.skip]),
+                self.hands_free,
+                self.take,
+                self.playback,
+                w.HBox([self.run, self.cancel, self.progress, self.progress_text]),
+                self.result,
+                w.HBox([self.mine, self.delete, self.delete_note]),
+            ]
+        )
         self.add_class("asrkit-adapt")
         self._list_models()
         self._open()
@@ -209,9 +272,14 @@ class AdaptView(w.VBox):
     def _open(self) -> None:
         try:
             user = check_user_name(self.user.value.strip().lower())
-            self.session = AdaptSession.open(user=user, root=self.root, prompt_set=self.options.prompt_set,
-                                             count=self.options.prompts, seed=self.options.seed,
-                                             data=self.data)
+            self.session = AdaptSession.open(
+                user=user,
+                root=self.root,
+                prompt_set=self.options.prompt_set,
+                count=self.options.prompts,
+                seed=self.options.seed,
+                data=self.data,
+            )
         except (ValueError, OSError) as err:
             self.session = None
             self.note.value = f'<p class="asrkit-adapt-bad">{html.escape(str(err))}</p>'
@@ -219,8 +287,11 @@ class AdaptView(w.VBox):
             return
         s = self.session
         self.prompt_set.value = s.prompt_set  # a reopened session keeps its own set (no new prompts: it matches)
-        self.note.value = (f"<small>Your takes are kept in {html.escape(str(s.folder))}"
-                           + (f" (reopened: {len(s.takes)} already there)" if s.takes else "") + "</small>")
+        self.note.value = (
+            f"<small>Your takes are kept in {html.escape(str(s.folder))}"
+            + (f" (reopened: {len(s.takes)} already there)" if s.takes else "")
+            + "</small>"
+        )
         self.skipped = set()
         self.index = s.next_prompt(after=-1) or 0
         self._show()
@@ -229,8 +300,9 @@ class AdaptView(w.VBox):
         if self.session is None or self.prompt_set.value == self.session.prompt_set:
             return
         try:
-            self.session.new_prompts(prompt_set=self.prompt_set.value, count=self.options.prompts,
-                                     seed=self.options.seed, data=self.data)
+            self.session.new_prompts(
+                prompt_set=self.prompt_set.value, count=self.options.prompts, seed=self.options.seed, data=self.data
+            )
         except (ValueError, OSError) as err:
             self.note.value = f'<p class="asrkit-adapt-bad">{html.escape(str(err))}</p>'
             self.prompt_set.value = self.session.prompt_set
@@ -256,13 +328,19 @@ class AdaptView(w.VBox):
             return
         n = len(s.prompts)
         done = self.index >= n
-        self.counter.value = (f"prompt {min(self.index + 1, n)} / {n} · {len(s.takes)} saved"
-                              + (f" · {len(self.skipped)} skipped" if self.skipped else ""))
+        self.counter.value = f"prompt {min(self.index + 1, n)} / {n} · {len(s.takes)} saved" + (
+            f" · {len(self.skipped)} skipped" if self.skipped else ""
+        )
         again = " (recording again replaces its take)" if not done and self.index in s.takes else ""
-        self.prompt.value = ('<div class="asrkit-adapt-prompt">'
-                             + (html.escape(s.prompts[self.index]) if not done else
-                                "All prompts done: press <b>Adapt to my voice</b>, or go back to re-record one.")
-                             + f"</div><small>{again}</small>")
+        self.prompt.value = (
+            '<div class="asrkit-adapt-prompt">'
+            + (
+                html.escape(s.prompts[self.index])
+                if not done
+                else "All prompts done: press <b>Adapt to my voice</b>, or go back to re-record one."
+            )
+            + f"</div><small>{again}</small>"
+        )
         self.prompt_set.disabled = bool(s.takes) or self._adapting
         self.run.disabled = self._adapting or len(s.takes) < MIN_TAKES
         self.microphone.enabled = not self._adapting
@@ -308,16 +386,20 @@ class AdaptView(w.VBox):
         self.playback.value = wav_bytes(audio)
         self.playback.layout.display = None
         if not quality.ok:
-            self.take.value = (f'<p class="asrkit-adapt-bad">✗ not saved ({quality.duration_s:.1f} s): '
-                               f"{html.escape('; '.join(quality.problems))}. Read the prompt again.</p>")
+            self.take.value = (
+                f'<p class="asrkit-adapt-bad">✗ not saved ({quality.duration_s:.1f} s): '
+                f"{html.escape('; '.join(quality.problems))}. Read the prompt again.</p>"
+            )
             return False
         try:
             take = s.add_take(index=self.index, audio=audio)
         except OSError as err:
             self.take.value = f'<p class="asrkit-adapt-bad">✗ could not save the take: {html.escape(str(err))}</p>'
             return False
-        self.take.value = (f'<p class="asrkit-adapt-ok">✓ prompt {take.index + 1} saved ({quality.duration_s:.1f} s, '
-                           f"loudest {quality.level_db:.0f} dBFS)</p>")
+        self.take.value = (
+            f'<p class="asrkit-adapt-ok">✓ prompt {take.index + 1} saved ({quality.duration_s:.1f} s, '
+            f"loudest {quality.level_db:.0f} dBFS)</p>"
+        )
         self._go(s.next_prompt(after=self.index, skipped=self.skipped))
         if self.index >= len(s.prompts) and self.microphone.recording:
             self.microphone.stop()
@@ -343,15 +425,24 @@ class AdaptView(w.VBox):
 
     def _adapt(self) -> None:
         try:
-            result = adapt(self.session, options=self.options, noise_dir=self.data.noise_dir, config=self.config,
-                                   models_dir=self.models_dir, on_progress=self._progressed, cancel=self._cancel)
+            result = adapt(
+                self.session,
+                options=self.options,
+                noise_dir=self.data.noise_dir,
+                config=self.config,
+                models_dir=self.models_dir,
+                on_progress=self._progressed,
+                cancel=self._cancel,
+            )
         except Exception as err:  # a failed adaptation must leave the page working and say why
             self.progress_text.value = ""
             self.result.value = f'<p class="asrkit-adapt-bad">Adaptation failed: {html.escape(str(err))}</p>'
         else:
             self.adapted = result
             self.result.value = result_html(result)
-            self.progress_text.value = "cancelled" if result.cancelled else f"done in {result.train_s:.0f} s of fine-tuning"
+            self.progress_text.value = (
+                "cancelled" if result.cancelled else f"done in {result.train_s:.0f} s of fine-tuning"
+            )
             if not result.cancelled:
                 self._list_models(select=result.name)
                 self._adapted(result)
@@ -396,8 +487,10 @@ class AdaptView(w.VBox):
         if self._armed != name:
             self._armed = name
             self.delete.description = "Confirm delete"
-            self.delete_note.value = (f"<small>Press <b>Confirm delete</b> to delete {html.escape(name)} for good; "
-                                      "pick another model to keep it.</small>")
+            self.delete_note.value = (
+                f"<small>Press <b>Confirm delete</b> to delete {html.escape(name)} for good; "
+                "pick another model to keep it.</small>"
+            )
             return
         self.delete_model(name)
 

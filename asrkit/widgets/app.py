@@ -63,16 +63,23 @@ class App(w.VBox):
         The Adapt tab's sentence prompts, the sentences kept out of them, and augmentation noise.
     """
 
-    def __init__(self, *, prompts: Sequence[str] = (), config: Config | None = None,
-                 options: AppOptions = AppOptions(), data: AdaptData = AdaptData()) -> None:
+    def __init__(
+        self,
+        *,
+        prompts: Sequence[str] = (),
+        config: Config | None = None,
+        options: AppOptions = AppOptions(),
+        data: AdaptData = AdaptData(),
+    ) -> None:
         config = config or Config.from_env()
         limits = config.limits
         self.picker = ModelPicker(config=config)
         model = self.picker.model
         self.live = LiveTranscriber(model, options=options.live, limits=limits)
         self.read_aloud = ReadAloud(model, prompts=prompts, options=options.live, limits=limits)
-        upload_limits = AudioLimits(max_bytes=min(limits.max_bytes, options.max_upload_bytes),
-                                     max_duration_s=limits.max_duration_s)
+        upload_limits = AudioLimits(
+            max_bytes=min(limits.max_bytes, options.max_upload_bytes), max_duration_s=limits.max_duration_s
+        )
         self.files = FileTranscriber(model, limits=upload_limits)
         self.adapt = AdaptView(data=data, config=config)
         self.tabs = w.Tab(children=[self.live, self.read_aloud, self.files, self.adapt], titles=TITLES)

@@ -29,7 +29,14 @@ from asrkit.analysis import compare, vocabulary, wer_by_speaker, word_accuracy, 
 from asrkit.audio import SAMPLE_RATE, AudioError, load_audio, wav_bytes
 from asrkit.config import Config
 from asrkit.evaluate import (
-    EvalReport, EvalRow, HypothesisCache, Outcome, build_report, cached_outcomes, scorable, transcribe_batches,
+    EvalReport,
+    EvalRow,
+    HypothesisCache,
+    Outcome,
+    build_report,
+    cached_outcomes,
+    scorable,
+    transcribe_batches,
 )
 from asrkit.manifest import Utterance, read_manifest
 from asrkit.models import ASRModel, load_model, resolve_model
@@ -80,8 +87,15 @@ def plot_row(row: EvalRow, audio: np.ndarray) -> Figure:
             wrong = op != "equal"
             for ax in (wave, spec):
                 ax.axvspan(span.start, span.end, color="#e45756" if wrong else "white", alpha=0.25 if wrong else 0.1)
-            spec.text((span.start + span.end) / 2, top * 0.92, span.text, ha="center", va="top", fontsize=9,
-                      color="#ff8080" if wrong else "white")
+            spec.text(
+                (span.start + span.end) / 2,
+                top * 0.92,
+                span.text,
+                ha="center",
+                va="top",
+                fontsize=9,
+                color="#ff8080" if wrong else "white",
+            )
     return fig
 
 
@@ -104,8 +118,7 @@ class Explorer(w.VBox):
         Utterances listed per page.
     """
 
-    def __init__(self, report: EvalReport | None, *, known: set[str] | None = None,
-                 page_size: int = PAGE_SIZE) -> None:
+    def __init__(self, report: EvalReport | None, *, known: set[str] | None = None, page_size: int = PAGE_SIZE) -> None:
         self.report = report
         self.known = known
         self.page_size = page_size
@@ -114,8 +127,15 @@ class Explorer(w.VBox):
         self.shown: list[EvalRow] = []
         # set while the table is refilled around the picked utterance, so it is not drawn again
         self._keep = False
-        self.wer_range = w.FloatRangeSlider(value=(0.0, 100.0), min=0.0, max=100.0, step=1.0, description="WER %",
-                                            continuous_update=False, readout_format=".0f")
+        self.wer_range = w.FloatRangeSlider(
+            value=(0.0, 100.0),
+            min=0.0,
+            max=100.0,
+            step=1.0,
+            description="WER %",
+            continuous_update=False,
+            readout_format=".0f",
+        )
         self.speaker = w.Dropdown(options=[ALL_SPEAKERS], description="speaker")
         self.contains = w.Text(placeholder="reference or hypothesis contains", description="text")
         self.sort = w.Dropdown(options=list(SORTS), description="sort")
@@ -138,19 +158,21 @@ class Explorer(w.VBox):
         self.previous.on_click(lambda _: self._turn(-1))
         self.next.on_click(lambda _: self._turn(1))
         self.table.observe(self._pick, names="index")
-        super().__init__([
-            w.HTML(f"<style>{STYLE}{TABLE_STYLE}</style>"),
-            self.statistics,
-            self.histogram,
-            w.HBox([self.wer_range, self.speaker]),
-            w.HBox([self.contains, self.sort]),
-            w.HBox([self.previous, self.page_label, self.next]),
-            self.table,
-            self.alignment,
-            self.audio,
-            self.picture,
-            self.words,
-        ])
+        super().__init__(
+            [
+                w.HTML(f"<style>{STYLE}{TABLE_STYLE}</style>"),
+                self.statistics,
+                self.histogram,
+                w.HBox([self.wer_range, self.speaker]),
+                w.HBox([self.contains, self.sort]),
+                w.HBox([self.previous, self.page_label, self.next]),
+                self.table,
+                self.alignment,
+                self.audio,
+                self.picture,
+                self.words,
+            ]
+        )
         self._summarise()
         self._filter()
 
@@ -196,7 +218,8 @@ class Explorer(w.VBox):
             f"<p><b>{html.escape(r.model)}</b>: {len(r.rows)} utterances, {r.audio_s / 3600:.2f} h of audio, "
             f"{len(speakers)} speaker(s), {len(words)} distinct reference words. "
             f"<b>WER {100 * r.corpus.wer:.2f}%</b> (95% interval {100 * wi.low:.2f}–{100 * wi.high:.2f}%), "
-            f"CER {100 * r.corpus.cer:.2f}%, RTF {r.rtf:.3f}; text normalised by <code>{html.escape(r.normalizer)}</code>.</p>"
+            f"CER {100 * r.corpus.cer:.2f}%, RTF {r.rtf:.3f}; "
+            f"text normalised by <code>{html.escape(r.normalizer)}</code>.</p>"
         )
 
     def _duration_histogram(self) -> Figure:
@@ -213,14 +236,16 @@ class Explorer(w.VBox):
             f"<td class='num'>{100 * s.accuracy:.0f}%</td></tr>"
             for s in missed
         )
-        return f"<h4>Words most often missed</h4><table><tr><th>word</th><th>in reference</th><th>recognised</th></tr>{rows}</table>"
+        header = "<tr><th>word</th><th>in reference</th><th>recognised</th></tr>"
+        return f"<h4>Words most often missed</h4><table>{header}{rows}</table>"
 
     def matching(self) -> list[EvalRow]:
         """The rows passing the filters, in the chosen order."""
         low, high = self.wer_range.value
         needle = self.contains.value.strip().lower()
         rows = [
-            r for r in (self.report.rows if self.report is not None else ())
+            r
+            for r in (self.report.rows if self.report is not None else ())
             if low <= 100 * r.score.wer <= high
             and self.speaker.value in (ALL_SPEAKERS, r.utterance.speaker)
             and (not needle or needle in r.score.reference or needle in r.score.hypothesis)
@@ -255,7 +280,8 @@ class Explorer(w.VBox):
     @staticmethod
     def _line(row: EvalRow) -> str:
         text = row.score.reference if len(row.score.reference) <= 70 else row.score.reference[:69] + "…"
-        return f"{100 * row.score.wer:6.1f}%  {row.duration_s:6.2f}s  {row.utterance.speaker[:12]:<12}  {row.utterance.id[:28]:<28}  {text}"
+        speaker, utterance = row.utterance.speaker[:12], row.utterance.id[:28]
+        return f"{100 * row.score.wer:6.1f}%  {row.duration_s:6.2f}s  {speaker:<12}  {utterance:<28}  {text}"
 
     def _pick(self, change) -> None:
         if change["new"] is None or change["new"] >= len(self.shown) or self._keep:
@@ -268,8 +294,10 @@ class Explorer(w.VBox):
             f"<p><b>{html.escape(row.utterance.id)}</b> · WER {100 * row.score.wer:.1f}% · "
             f"S={row.score.words.substitutions} D={row.score.words.deletions} I={row.score.words.insertions}</p>"
             f"<p class='asrkit-alignment'>{alignment_html(row.score.alignment)}</p>"
-            + ("<p class='legend'><span class='sub'>substituted</span><span class='del'>deleted</span>"
-               "<span class='ins'>inserted</span></p>")
+            + (
+                "<p class='legend'><span class='sub'>substituted</span><span class='del'>deleted</span>"
+                "<span class='ins'>inserted</span></p>"
+            )
         )
         try:
             audio = load_audio(row.utterance.audio_path)
@@ -363,14 +391,25 @@ class ErrorAnalysis(w.VBox):
         Start scoring the first choice at once.
     """
 
-    def __init__(self, *, sets: Mapping[str, Path], models: Sequence[str], model: str | None = None,
-                 comparison: str | None = None, limit: int | None = None, known: set[str] | None = None,
-                 cache_dir: Path | Literal["default"] | None = "default",
-                 loader: Callable[[str], ASRModel] = load_model,
-                 batch_size: int = SCORE_BATCH, redraw_s: float = REDRAW_S, start: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        sets: Mapping[str, Path],
+        models: Sequence[str],
+        model: str | None = None,
+        comparison: str | None = None,
+        limit: int | None = None,
+        known: set[str] | None = None,
+        cache_dir: Path | Literal["default"] | None = "default",
+        loader: Callable[[str], ASRModel] = load_model,
+        batch_size: int = SCORE_BATCH,
+        redraw_s: float = REDRAW_S,
+        start: bool = True,
+    ) -> None:
         if not sets or not models:
-            raise ValueError(f"the error-analysis page needs a set and a model: got sets {list(sets)} and models "
-                             f"{list(models)}")
+            raise ValueError(
+                f"the error-analysis page needs a set and a model: got sets {list(sets)} and models {list(models)}"
+            )
         if cache_dir == "default":
             cache_dir = Config.from_env().paths.cache_dir
         self.sets, self.known, self.cache_dir, self.loader = dict(sets), known, cache_dir, loader
@@ -387,11 +426,20 @@ class ErrorAnalysis(w.VBox):
         self.explorers: list[Explorer] = []
         self.set_choice = w.Dropdown(options=list(self.sets), description="set")
         self.model_choice = w.Dropdown(options=list(models), value=model or models[0], description="model")
-        self.comparison_choice = w.Dropdown(options=[NO_COMPARISON, *models], value=comparison or NO_COMPARISON,
-                                            description="compare with", style={"description_width": "initial"})
-        self.limit = w.BoundedIntText(value=limit or 0, min=0, max=10**7, description="first",
-                                      tooltip="score only the first utterances of the set (0: all)",
-                                      layout=w.Layout(width="12em"))
+        self.comparison_choice = w.Dropdown(
+            options=[NO_COMPARISON, *models],
+            value=comparison or NO_COMPARISON,
+            description="compare with",
+            style={"description_width": "initial"},
+        )
+        self.limit = w.BoundedIntText(
+            value=limit or 0,
+            min=0,
+            max=10**7,
+            description="first",
+            tooltip="score only the first utterances of the set (0: all)",
+            layout=w.Layout(width="12em"),
+        )
         self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="20em"))
         self.progress.add_class("asrkit-explorer-progress")
         self.status = w.HTML()
@@ -401,13 +449,17 @@ class ErrorAnalysis(w.VBox):
         self.summary.add_class("asrkit-explorer-summary")
         for control in (self.set_choice, self.model_choice, self.comparison_choice, self.limit):
             control.observe(lambda _: self.restart(), names="value")
-        super().__init__([
-            w.HBox([self.set_choice, self.model_choice, self.comparison_choice, self.limit],
-                   layout=w.Layout(flex_flow="row wrap")),
-            w.HBox([self.progress, self.status], layout=w.Layout(flex_flow="row wrap")),
-            self.views,
-            self.summary,
-        ])
+        super().__init__(
+            [
+                w.HBox(
+                    [self.set_choice, self.model_choice, self.comparison_choice, self.limit],
+                    layout=w.Layout(flex_flow="row wrap"),
+                ),
+                w.HBox([self.progress, self.status], layout=w.Layout(flex_flow="row wrap")),
+                self.views,
+                self.summary,
+            ]
+        )
         self.add_class("asrkit-error-analysis")
         if start:
             self.restart()
@@ -433,8 +485,9 @@ class ErrorAnalysis(w.VBox):
             self.status.value = "reading the set…"
         previous = self._thread
         manifest, limit = self.sets[self.set_choice.value], self.limit.value or None
-        self._thread = threading.Thread(target=self._run, args=(cancel, previous, manifest, names, limit),
-                                        name="asrkit-error-analysis", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(cancel, previous, manifest, names, limit), name="asrkit-error-analysis", daemon=True
+        )
         self._thread.start()
         return self._thread
 
@@ -452,8 +505,14 @@ class ErrorAnalysis(w.VBox):
 
     # --- on the run's thread ---
 
-    def _run(self, cancel: threading.Event, previous: threading.Thread | None, manifest: Path,
-             names: list[str], limit: int | None) -> None:
+    def _run(
+        self,
+        cancel: threading.Event,
+        previous: threading.Thread | None,
+        manifest: Path,
+        names: list[str],
+        limit: int | None,
+    ) -> None:
         if previous is not None:
             previous.join()  # one run on the CPU at a time: the old one stops after its batch in hand
         try:
@@ -466,8 +525,9 @@ class ErrorAnalysis(w.VBox):
             return
         except Exception as err:  # a bad set or a failing model must leave the page working and say why
             try:
-                self._write(cancel, status=f"<b>could not score {html.escape(manifest.name)}</b>: "
-                                           f"{html.escape(str(err))}")
+                self._write(
+                    cancel, status=f"<b>could not score {html.escape(manifest.name)}</b>: {html.escape(str(err))}"
+                )
             except _Cancelled:
                 return
 
@@ -500,13 +560,25 @@ class ErrorAnalysis(w.VBox):
                     shown = time.monotonic()
         return report
 
-    def _show(self, cancel: threading.Event, k: int, name: str, utterances: list[Utterance],
-              outcomes: list[Outcome | None], *, cached: int, left_s: float | None = None) -> EvalReport | None:
+    def _show(
+        self,
+        cancel: threading.Event,
+        k: int,
+        name: str,
+        utterances: list[Utterance],
+        outcomes: list[Outcome | None],
+        *,
+        cached: int,
+        left_s: float | None = None,
+    ) -> EvalReport | None:
         """Show the utterances scored so far; their report (None before the first)."""
         done = [i for i, o in enumerate(outcomes) if o is not None]
         n = len(utterances)
-        report = build_report(name, [utterances[i] for i in done], [outcomes[i] for i in done],
-                              cached=cached) if done else None
+        report = (
+            build_report(name, [utterances[i] for i in done], [outcomes[i] for i in done], cached=cached)
+            if done
+            else None
+        )
         status = f"{html.escape(name)}: {len(done)}/{n} scored" + (f" ({cached} from the cache)" if cached else "")
         if len(done) == n:
             status += f"; corpus WER {100 * report.corpus.wer:.2f}%" if report is not None else ""
@@ -521,8 +593,14 @@ class ErrorAnalysis(w.VBox):
             self.status.value = status
         return report
 
-    def _write(self, cancel: threading.Event, *, status: str | None = None, summary: str | None = None,
-               pick_first: bool = False) -> None:
+    def _write(
+        self,
+        cancel: threading.Event,
+        *,
+        status: str | None = None,
+        summary: str | None = None,
+        pick_first: bool = False,
+    ) -> None:
         """Change the page, unless a newer run took over; ``pick_first``: show each explorer's first
         utterance (the worst, as sorted at first) where none is picked yet."""
         with self._lock:

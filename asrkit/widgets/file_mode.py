@@ -25,8 +25,17 @@ import ipywidgets as w
 import numpy as np
 
 from asrkit.audio import (
-    DEFAULT_LIMITS, SAMPLE_RATE, AudioError, AudioLimits, AudioTooLargeError, AudioTooLongError, CorruptAudioError,
-    EmptyAudioError, UnsupportedFormatError, load_audio, wav_bytes,
+    DEFAULT_LIMITS,
+    SAMPLE_RATE,
+    AudioError,
+    AudioLimits,
+    AudioTooLargeError,
+    AudioTooLongError,
+    CorruptAudioError,
+    EmptyAudioError,
+    UnsupportedFormatError,
+    load_audio,
+    wav_bytes,
 )
 from asrkit.contracts import ASRModel, Span, Transcript
 from asrkit.formats import render
@@ -37,8 +46,12 @@ from asrkit.widgets.prompt import PromptField
 # What the file chooser offers (any file may still be picked; load_audio decides).
 ACCEPT = "audio/*,video/webm,.wav,.flac,.ogg,.oga,.opus,.mp3,.m4a,.aac,.webm"
 # Downloads offered: (label, asrkit.formats name, file extension, MIME type).
-DOWNLOADS = (("text", "text", "txt", "text/plain"), ("SRT", "srt", "srt", "application/x-subrip"),
-             ("WebVTT", "vtt", "vtt", "text/vtt"), ("JSON", "json", "json", "application/json"))
+DOWNLOADS = (
+    ("text", "text", "txt", "text/plain"),
+    ("SRT", "srt", "srt", "application/x-subrip"),
+    ("WebVTT", "vtt", "vtt", "text/vtt"),
+    ("JSON", "json", "json", "application/json"),
+)
 # The spectrogram covers at most this many seconds: a picture of an hour would be unreadable and slow.
 PLOT_MAX_S = 60.0
 DPI = 80
@@ -65,16 +78,19 @@ STYLE = """<style>
 </style>"""
 
 
-def download_links(transcript: Transcript, *, stem: str,
-                   formats: tuple[tuple[str, str, str, str], ...] = DOWNLOADS) -> str:
+def download_links(
+    transcript: Transcript, *, stem: str, formats: tuple[tuple[str, str, str, str], ...] = DOWNLOADS
+) -> str:
     """HTML links that save the transcript in each of ``formats`` (as :data:`DOWNLOADS`; data URLs: no
     server files)."""
     safe = re.sub(r"[^\w.-]+", "_", stem).strip("._") or "transcript"
     links = []
     for label, fmt, extension, mime in formats:
         data = base64.b64encode(render(transcript, fmt, audio=stem).encode("utf-8")).decode("ascii")
-        links.append(f'<a class="asrkit-download" download="{safe}.{extension}" '
-                     f'href="data:{mime};charset=utf-8;base64,{data}">{label}</a>')
+        links.append(
+            f'<a class="asrkit-download" download="{safe}.{extension}" '
+            f'href="data:{mime};charset=utf-8;base64,{data}">{label}</a>'
+        )
     return "download: " + " · ".join(links)
 
 
@@ -106,8 +122,11 @@ def segments(transcript: Transcript) -> list[Span]:
     groups: list[list[Span]] = [[]]
     for word in transcript.words:
         group = groups[-1]
-        if group and (word.start - group[-1].end >= SEGMENT_PAUSE_S or word.end - group[0].start > MAX_SEGMENT_S
-                      or (group[-1].text.endswith(SENTENCE_END) and len(group) >= MIN_SEGMENT_WORDS)):
+        if group and (
+            word.start - group[-1].end >= SEGMENT_PAUSE_S
+            or word.end - group[0].start > MAX_SEGMENT_S
+            or (group[-1].text.endswith(SENTENCE_END) and len(group) >= MIN_SEGMENT_WORDS)
+        ):
             groups.append(group := [])
         group.append(word)
     return [Span(" ".join(w.text.strip() for w in g), g[0].start, g[-1].end) for g in groups]
@@ -115,8 +134,10 @@ def segments(transcript: Transcript) -> list[Span]:
 
 def segments_html(transcript: Transcript) -> str:
     """The segments, one a line, each after its ``[m:ss]`` start time."""
-    lines = [f'<div class="asrkit-segment"><span class="asrkit-time">[{clock(s.start)}]</span>'
-             f"{html.escape(s.text)}</div>" for s in segments(transcript)]
+    lines = [
+        f'<div class="asrkit-segment"><span class="asrkit-time">[{clock(s.start)}]</span>{html.escape(s.text)}</div>'
+        for s in segments(transcript)
+    ]
     return f'<div class="asrkit-segments">{"".join(lines) or "<i>(nothing recognised)</i>"}</div>'
 
 
@@ -233,14 +254,23 @@ class FileTranscriber(w.VBox):
         self.microphone.on_start(self._record_started)
         self.microphone.on_chunk(self._record_chunk)
         self.microphone.on_stop(self._record_stopped)
-        super().__init__([
-            w.HTML(STYLE + f"<p>Upload a file ({FORMAT_NAMES}; up to {size_text(limits.max_bytes)} and "
-                   f"{limits.max_duration_s / 60:g} minutes) or record a clip: press <b>record</b>, speak, "
-                   "press <b>stop</b>.</p>"),
-            self.prompt,
-            w.HBox([self.upload, self.microphone], layout=w.Layout(flex_flow="row wrap", align_items="center")),
-            self.status, self.progress, self.player, self.transcript, self.picture, self.downloads,
-        ])
+        super().__init__(
+            [
+                w.HTML(
+                    STYLE + f"<p>Upload a file ({FORMAT_NAMES}; up to {size_text(limits.max_bytes)} and "
+                    f"{limits.max_duration_s / 60:g} minutes) or record a clip: press <b>record</b>, speak, "
+                    "press <b>stop</b>.</p>"
+                ),
+                self.prompt,
+                w.HBox([self.upload, self.microphone], layout=w.Layout(flex_flow="row wrap", align_items="center")),
+                self.status,
+                self.progress,
+                self.player,
+                self.transcript,
+                self.picture,
+                self.downloads,
+            ]
+        )
 
     def use_model(self, model: ASRModel) -> None:
         """Transcribe the next file with ``model``."""
@@ -271,8 +301,9 @@ class FileTranscriber(w.VBox):
             self._recording.append(chunk.samples)
             full = held_s + len(chunk.samples) / chunk.sample_rate >= self.limits.max_duration_s
         if full:
-            self.status.value = (f"The recording reached the {self.limits.max_duration_s / 60:g} minutes accepted "
-                                 "and was stopped.")
+            self.status.value = (
+                f"The recording reached the {self.limits.max_duration_s / 60:g} minutes accepted and was stopped."
+            )
             self.microphone.stop()
 
     def _record_stopped(self) -> None:
@@ -296,13 +327,16 @@ class FileTranscriber(w.VBox):
         expected words the model takes; ``name`` labels it and its downloads."""
         self.status.value = f"<b>{html.escape(name)}</b>: waiting for the model…"
         model = self.prompt.apply(self.model)
-        self._jobs.submit(self._transcribe, name, data, model,
-                          prompt=self.prompt.prompt if model is not self.model else "")
+        self._jobs.submit(
+            self._transcribe, name, data, model, prompt=self.prompt.prompt if model is not self.model else ""
+        )
 
     def _failed(self, name: str, err: AudioError) -> None:
         detail = str(err).replace("<bytes>", name).replace("<array>", name)
-        self.status.value = (f'<span class="asrkit-file-error" title="{html.escape(detail)}">'
-                             f"{html.escape(plain_error(name, err, limits=self.limits))}</span>")
+        self.status.value = (
+            f'<span class="asrkit-file-error" title="{html.escape(detail)}">'
+            f"{html.escape(plain_error(name, err, limits=self.limits))}</span>"
+        )
         self.transcript.value = self.downloads.value = ""
         for widget in (self.progress, self.player, self.picture):
             _shown(widget, False)
@@ -324,9 +358,11 @@ class FileTranscriber(w.VBox):
         try:
             transcript = self._pieces(name, audio, model)
         except Exception as err:  # a model failure is reported in the page; the next file still works
-            self.status.value = (f'<span class="asrkit-file-error" title="{html.escape(repr(err))}">'
-                                 f"{html.escape(model.name)} failed on <b>{html.escape(name)}</b>; "
-                                 "try another model or file.</span>")
+            self.status.value = (
+                f'<span class="asrkit-file-error" title="{html.escape(repr(err))}">'
+                f"{html.escape(model.name)} failed on <b>{html.escape(name)}</b>; "
+                "try another model or file.</span>"
+            )
             _shown(self.progress, False)
             return
         seconds = time.perf_counter() - start
@@ -340,10 +376,12 @@ class FileTranscriber(w.VBox):
         expecting = f" expecting “{html.escape(prompt)}”" if prompt else ""
         speed = duration / max(seconds, 1e-9)
         # last, so that a status saying "transcribed" means everything is on the page
-        self.status.value = (f"<b>{html.escape(name)}</b>: {duration:.1f} s of audio, {len(transcript.words)} words, "
-                             f"transcribed by {html.escape(model.name)}{expecting} in {seconds:.1f} s "
-                             f'(<span title="real-time factor {seconds / max(duration, 1e-9):.2f}">'
-                             f"{speed:.1f}× as fast as it plays</span>).{note}")
+        self.status.value = (
+            f"<b>{html.escape(name)}</b>: {duration:.1f} s of audio, {len(transcript.words)} words, "
+            f"transcribed by {html.escape(model.name)}{expecting} in {seconds:.1f} s "
+            f'(<span title="real-time factor {seconds / max(duration, 1e-9):.2f}">'
+            f"{speed:.1f}× as fast as it plays</span>).{note}"
+        )
 
     def _pieces(self, name: str, audio: np.ndarray, model: ASRModel) -> Transcript:
         """The whole transcript, piece by piece (see :func:`piece_bounds`), showing the progress."""
@@ -354,13 +392,19 @@ class FileTranscriber(w.VBox):
         texts, words, chars = [], [], []
         for i, (begin, end) in enumerate(bounds):
             piece = f" (piece {i + 1} of {len(bounds)})" if len(bounds) > 1 else ""
-            self.status.value = (f"<b>{html.escape(name)}</b>: transcribing… {begin / SAMPLE_RATE:.0f} of "
-                                 f"{duration:.0f} s done{piece}")
+            self.status.value = (
+                f"<b>{html.escape(name)}</b>: transcribing… {begin / SAMPLE_RATE:.0f} of {duration:.0f} s done{piece}"
+            )
             part = model.transcribe(audio[begin:end])
             offset = begin / SAMPLE_RATE
             texts.append(part.text.strip())
             words += _shifted(part.words, offset)
             chars += _shifted(part.chars, offset)
             self.progress.value = end / len(audio)
-        return Transcript(text=" ".join(t for t in texts if t), duration_s=duration, words=tuple(words),
-                          chars=tuple(chars), model=model.name)
+        return Transcript(
+            text=" ".join(t for t in texts if t),
+            duration_s=duration,
+            words=tuple(words),
+            chars=tuple(chars),
+            model=model.name,
+        )

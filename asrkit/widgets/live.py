@@ -110,8 +110,9 @@ class LiveRun:
         # plus this are times on the spectrogram's clock
         self.begins_at_s = begins_at_s
         self.session = Session(model.create_stream(limits=limits))
-        self.worker = StreamWorker(self.session, max_backlog_s=max_backlog_s, when_full="drop_oldest",
-                                   on_result=self._processed, limits=limits)
+        self.worker = StreamWorker(
+            self.session, max_backlog_s=max_backlog_s, when_full="drop_oldest", on_result=self._processed, limits=limits
+        )
         # (session seconds at the end of a pushed chunk, its arrival time), oldest first
         self._arrivals: deque[tuple[float, float]] = deque()
         self._pushed_s = 0.0
@@ -172,8 +173,14 @@ class LiveTranscriber(w.VBox):
         Offer the "Expected words" field (the read-aloud tab does not: its score is of the model's own hearing).
     """
 
-    def __init__(self, model: ASRModel, *, options: LiveOptions = LiveOptions(),
-                 limits: AudioLimits = DEFAULT_LIMITS, expected_words: bool = True) -> None:
+    def __init__(
+        self,
+        model: ASRModel,
+        *,
+        options: LiveOptions = LiveOptions(),
+        limits: AudioLimits = DEFAULT_LIMITS,
+        expected_words: bool = True,
+    ) -> None:
         self.model = model
         self.options = options
         self.limits = limits
@@ -185,8 +192,9 @@ class LiveTranscriber(w.VBox):
         self.transcript = w.HTML(layout=w.Layout(max_width="1000px"))
         self.transcript.add_class("asrkit-live-transcript")
         self.copy = CopyButton()
-        self.clear_button = w.Button(description="clear", tooltip="start the transcript afresh",
-                                     layout=w.Layout(width="auto"))
+        self.clear_button = w.Button(
+            description="clear", tooltip="start the transcript afresh", layout=w.Layout(width="auto")
+        )
         self.clear_button.add_class("asrkit-clear")
         self.clear_button.on_click(lambda _: self.clear())
         self.downloads = w.HTML()
@@ -226,8 +234,9 @@ class LiveTranscriber(w.VBox):
         tools = w.HBox([self.copy, self.clear_button, self.downloads], layout=w.Layout(flex_flow="row wrap"))
         tools.add_class("asrkit-live-tools")
         picture = w.HBox([frequencies, self.spectrogram], layout=w.Layout(width="100%", align_items="stretch"))
-        super().__init__([w.HTML(STYLE), *shown, self.microphone, self.transcript, tools, picture, self.words,
-                          seconds, self.status])
+        super().__init__(
+            [w.HTML(STYLE), *shown, self.microphone, self.transcript, tools, picture, self.words, seconds, self.status]
+        )
         self.spectrogram.value = self._picture.png()
         self._render()
 
@@ -276,8 +285,12 @@ class LiveTranscriber(w.VBox):
         self._render()
 
     def _new_run(self) -> LiveRun:
-        return LiveRun(self.prompt.apply(self.model), max_backlog_s=self.options.max_backlog_s, limits=self.limits,
-                       begins_at_s=self._received_s)
+        return LiveRun(
+            self.prompt.apply(self.model),
+            max_backlog_s=self.options.max_backlog_s,
+            limits=self.limits,
+            begins_at_s=self._received_s,
+        )
 
     # --- on the kernel's message thread: quick, never waits for the model ---
 
@@ -376,8 +389,9 @@ class LiveTranscriber(w.VBox):
         if transcript.text == self._saved_text:
             return
         self._saved_text = self.copy.text = transcript.text
-        self.downloads.value = (download_links(transcript, stem="live-transcript", formats=LIVE_DOWNLOADS)
-                                if transcript.text else "")
+        self.downloads.value = (
+            download_links(transcript, stem="live-transcript", formats=LIVE_DOWNLOADS) if transcript.text else ""
+        )
 
     def _word_strip(self, run: LiveRun | None) -> str:
         """The session's words within the spectrogram's window, placed at their times (committed dark); each
@@ -393,9 +407,11 @@ class LiveTranscriber(w.VBox):
                 at = max((run.begins_at_s + word.start - left_s) / window, 0.0)
                 if run.begins_at_s + word.end > left_s and at < 1.0:
                     placed.append((at, "asrkit-committed" if i < n_committed else "asrkit-partial", word.text))
-        spans = [f'<span class="{kind}" style="left:{100 * at:.1f}%;max-width:{100 * max(room - WORD_GAP, 0.0):.1f}%">'
-                 f"{html.escape(text)}</span>"
-                 for (at, kind, text), room in zip(placed, [b[0] - a[0] for a, b in zip(placed, placed[1:])] + [1.0])]
+        spans = [
+            f'<span class="{kind}" style="left:{100 * at:.1f}%;max-width:{100 * max(room - WORD_GAP, 0.0):.1f}%">'
+            f"{html.escape(text)}</span>"
+            for (at, kind, text), room in zip(placed, [b[0] - a[0] for a, b in zip(placed, placed[1:])] + [1.0])
+        ]
         return f'<div class="asrkit-words">{"".join(spans)}</div>'
 
     def _status(self, run: LiveRun | None) -> str:
@@ -407,11 +423,17 @@ class LiveTranscriber(w.VBox):
         else:
             interval = run.decode_interval_s
             figures = {
-                "model": run.model_name, "audio-s": run.session.audio_s, "rtf": run.rtf,
-                "latency-s": run.latency_s, "backlog-s": run.worker.backlog_s,
-                "max-backlog-s": run.max_backlog_s, "dropped-s": run.worker.dropped_s,
-                "transport-ms": transport_ms, "malformed": self.microphone.malformed,
-                "keeping-up": str(run.keeping_up).lower(), "errors": len(run.worker.errors),
+                "model": run.model_name,
+                "audio-s": run.session.audio_s,
+                "rtf": run.rtf,
+                "latency-s": run.latency_s,
+                "backlog-s": run.worker.backlog_s,
+                "max-backlog-s": run.max_backlog_s,
+                "dropped-s": run.worker.dropped_s,
+                "transport-ms": transport_ms,
+                "malformed": self.microphone.malformed,
+                "keeping-up": str(run.keeping_up).lower(),
+                "errors": len(run.worker.errors),
             }
             if interval is not None:
                 figures["decode-interval-s"] = interval
@@ -425,20 +447,26 @@ class LiveTranscriber(w.VBox):
                 if run.worker.dropped_s:
                     line += f", {run.worker.dropped_s:.1f} s skipped to catch up"
             line += "."
-            detail = "\n".join([
-                f"RTF {run.rtf:.2f}: seconds of computing per second of speech (below 1 keeps up)",
-                f"latency {run.latency_s:.2f} s: from the audio reaching the server to its words",
-                f"backlog {run.worker.backlog_s:.1f} s (most {run.max_backlog_s:.1f} s): speech waiting for the model",
-                f"dropped {run.worker.dropped_s:.1f} s: speech skipped because the model was too far behind",
-                f"page to server {transport_ms:.0f} ms: how long the audio takes to arrive",
-                *([f"decoding every {interval:.1f} s of speech"] if interval is not None else []),
-            ])
+            detail = "\n".join(
+                [
+                    f"RTF {run.rtf:.2f}: seconds of computing per second of speech (below 1 keeps up)",
+                    f"latency {run.latency_s:.2f} s: from the audio reaching the server to its words",
+                    f"backlog {run.worker.backlog_s:.1f} s (most {run.max_backlog_s:.1f} s): "
+                    "speech waiting for the model",
+                    f"dropped {run.worker.dropped_s:.1f} s: speech skipped because the model was too far behind",
+                    f"page to server {transport_ms:.0f} ms: how long the audio takes to arrive",
+                    *([f"decoding every {interval:.1f} s of speech"] if interval is not None else []),
+                ]
+            )
             if run.worker.errors:
                 err = run.worker.errors[-1]
-                self._problem = f"the model failed on some audio ({type(err).__name__}: {err}); it goes on with the next"
+                self._problem = (
+                    f"the model failed on some audio ({type(err).__name__}: {err}); it goes on with the next"
+                )
 
-        data = " ".join(f'data-{k}="{html.escape(str(v if isinstance(v, str) else round(v, 4)))}"'
-                        for k, v in figures.items())
+        data = " ".join(
+            f'data-{k}="{html.escape(str(v if isinstance(v, str) else round(v, 4)))}"' for k, v in figures.items()
+        )
         problem = f'<div class="asrkit-problem">{html.escape(self._problem)}</div>' if self._problem else ""
         tip = f' title="{html.escape(detail)}"' if detail else ""
         more = ' <span class="asrkit-status-more">?</span>' if detail else ""

@@ -86,7 +86,7 @@ def decode_chunk(content: object, buffers: list, *, received: float) -> Chunk:
         # array([    0,  1000, -1000], dtype=int16)
         decode_chunk({"type": "chunk", "rate": 16000, "seq": 1}, [b"abc"], received=0.0)
         # Traceback (most recent call last):
-        
+
         # asrkit.widgets.microphone.ChunkError: chunk of 3 bytes: 16-bit samples need an even number of bytes
     """
     if not isinstance(content, dict):

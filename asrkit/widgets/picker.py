@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import html
 import importlib.util
-from pathlib import Path
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import ipywidgets as w
 
@@ -33,9 +33,11 @@ QUICK_BACKENDS = ("litert-ctc", "whisper-litert")
 # Files in a model folder that are not its weights.
 NOT_WEIGHTS = (CARD_FILE, "README.md")
 # What the figures in the menu mean, under it.
-LEGEND = ("WER: words wrong per 100 on the test set the model's card names (lower is better; a set marked "
-          "'its own set' is not comparable across models). RTF: seconds of computing per second of audio "
-          "(below 1 keeps up with speech). Size: its weights on disk.")
+LEGEND = (
+    "WER: words wrong per 100 on the test set the model's card names (lower is better; a set marked "
+    "'its own set' is not comparable across models). RTF: seconds of computing per second of audio "
+    "(below 1 keeps up with speech). Size: its weights on disk."
+)
 
 
 def _folder_bytes(folder: Path) -> int:
@@ -78,9 +80,12 @@ def quicker_twin(entry: ModelEntry, entries: Sequence[ModelEntry]) -> ModelEntry
     headline = headline_metric(entry.card)
     for other in entries:
         other_config = other.card.config if isinstance(other.card.config, dict) else {}
-        if (other.name != entry.name and other_config.get("backend") in QUICK_BACKENDS
-                and {k: v for k, v in other_config.items() if k != "backend"} == network
-                and _same_wer(headline_metric(other.card), headline)):
+        if (
+            other.name != entry.name
+            and other_config.get("backend") in QUICK_BACKENDS
+            and {k: v for k, v in other_config.items() if k != "backend"} == network
+            and _same_wer(headline_metric(other.card), headline)
+        ):
             return other
     return None
 
@@ -117,9 +122,15 @@ def model_label(entry: ModelEntry, *, size_bytes: int | None = None, twin: str |
             measured += f", RTF {headline.rtf:.2f}"
     if size_bytes is not None:
         measured += f", {size_label(size_bytes)}"
-    notes = [note for note, applies in (("default", entry.name == DEFAULT_MODEL), ("UNTRAINED", not entry.card.trained),
-                                        (f"same words as {twin}, slower to start", twin is not None))
-             if applies]
+    notes = [
+        note
+        for note, applies in (
+            ("default", entry.name == DEFAULT_MODEL),
+            ("UNTRAINED", not entry.card.trained),
+            (f"same words as {twin}, slower to start", twin is not None),
+        )
+        if applies
+    ]
     return f"{entry.name} — {measured}" + "".join(f" ({n})" for n in notes)
 
 
@@ -132,6 +143,7 @@ def listed_by_default(entry: ModelEntry) -> bool:
 
 def by_wer(entries: Sequence[ModelEntry]) -> list[ModelEntry]:
     """Models by headline WER, lowest first, those without one last, ties by name."""
+
     def key(entry: ModelEntry) -> tuple[bool, float, str]:
         headline = headline_metric(entry.card)
         return headline is None, headline.wer if headline else 0.0, entry.name
@@ -169,12 +181,18 @@ class ModelPicker(w.VBox):
         if self._unloadable:
             self._chosen = DEFAULT_MODEL
         self._refreshing = False
-        self.show_all = w.Checkbox(value=False, description="show all models", indent=False,
-                                   layout=w.Layout(width="auto"))
+        self.show_all = w.Checkbox(
+            value=False, description="show all models", indent=False, layout=w.Layout(width="auto")
+        )
         # as wide as the page allows, up to what the longest label needs; the checkbox wraps below on a phone
-        self.dropdown = w.Dropdown(options=self._options(), value=self._chosen, description="model",
-                                   tooltip=LEGEND, layout=w.Layout(width="100%", max_width="46em"),
-                                   style={"description_width": "3.5em"})
+        self.dropdown = w.Dropdown(
+            options=self._options(),
+            value=self._chosen,
+            description="model",
+            tooltip=LEGEND,
+            layout=w.Layout(width="100%", max_width="46em"),
+            style={"description_width": "3.5em"},
+        )
         self.note = w.HTML()
         self.note.add_class("asrkit-model-note")
         self._listeners = w.CallbackDispatcher()
@@ -192,7 +210,9 @@ class ModelPicker(w.VBox):
         """List the registry's models again (one was added or deleted, e.g. by adaptation), keeping the
         choice; when the chosen model was deleted, the default model is loaded in its place."""
         self._listing = list_models(config=self.config)
-        gone = self._chosen not in {e.name for e in self._listing.entries} and not Path(self._chosen).expanduser().is_dir()
+        gone = (
+            self._chosen not in {e.name for e in self._listing.entries} and not Path(self._chosen).expanduser().is_dir()
+        )
         self._show_options()
         self._describe()
         if gone and self._chosen != DEFAULT_MODEL:
@@ -209,13 +229,20 @@ class ModelPicker(w.VBox):
 
     def _shown(self) -> list[ModelEntry]:
         entries = self._listing.entries
-        return [e for e in by_wer(entries) if self.show_all.value or e.name == self._chosen
-                or (listed_by_default(e) and quicker_twin(e, entries) is None)]
+        return [
+            e
+            for e in by_wer(entries)
+            if self.show_all.value
+            or e.name == self._chosen
+            or (listed_by_default(e) and quicker_twin(e, entries) is None)
+        ]
 
     def _options(self) -> list[tuple[str, str]]:
         twins = {e.name: quicker_twin(e, self._listing.entries) for e in self._shown()}
-        options = [(model_label(e, size_bytes=weights_bytes(e), twin=twins[e.name] and twins[e.name].name), e.name)
-                   for e in self._shown()]
+        options = [
+            (model_label(e, size_bytes=weights_bytes(e), twin=twins[e.name] and twins[e.name].name), e.name)
+            for e in self._shown()
+        ]
         if self._chosen not in {name for _, name in options}:
             # a model folder outside the registry, named by ASR_MODEL_NAME
             options.insert(0, (self.model.name, self._chosen))
@@ -223,17 +250,24 @@ class ModelPicker(w.VBox):
 
     def _describe(self) -> None:
         card = self.model.card
-        lines = [html.escape(card.description) + (" <b>UNTRAINED: its transcripts mean nothing.</b>"
-                                                  if not card.trained else "")]
+        lines = [
+            html.escape(card.description)
+            + (" <b>UNTRAINED: its transcripts mean nothing.</b>" if not card.trained else "")
+        ]
         hidden = len(self._listing.entries) - len(self._shown())
         if hidden:
-            lines.append(f"{hidden} more model{'s' if hidden > 1 else ''} (untrained, WER above "
-                         f"{100 * MAX_LISTED_WER:.0f}%, or a slower twin of another) with “show all models”.")
+            lines.append(
+                f"{hidden} more model{'s' if hidden > 1 else ''} (untrained, WER above "
+                f"{100 * MAX_LISTED_WER:.0f}%, or a slower twin of another) with “show all models”."
+            )
         lines.append(LEGEND)
         if self._unloadable:
             lines.append(f"<b>{html.escape(self._unloadable)}</b>")
-        lines += [f"Left out {html.escape(b.name)} ({html.escape(str(b.path))}): its card could not be read: "
-                  f"{html.escape(str(b.error))}" for b in self._listing.broken]
+        lines += [
+            f"Left out {html.escape(b.name)} ({html.escape(str(b.path))}): its card could not be read: "
+            f"{html.escape(str(b.error))}"
+            for b in self._listing.broken
+        ]
         self.note.value = "<small>" + "<br>".join(lines) + "</small>"
 
     def _picked(self, change) -> None:

@@ -23,8 +23,14 @@ class PromptField(w.VBox):
     """
 
     def __init__(self) -> None:
-        self.text = w.Text(value="", placeholder=PLACEHOLDER, description=LABEL, continuous_update=False,
-                           layout=w.Layout(width="44em"), style={"description_width": "8em"})
+        self.text = w.Text(
+            value="",
+            placeholder=PLACEHOLDER,
+            description=LABEL,
+            continuous_update=False,
+            layout=w.Layout(width="44em"),
+            style={"description_width": "8em"},
+        )
         self.text.add_class("asrkit-prompt-text")
         self.note = w.HTML()
         self.note.add_class("asrkit-prompt-note")

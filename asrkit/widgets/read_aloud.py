@@ -68,28 +68,42 @@ class ReadAloud(w.VBox):
         Seeds the choice of sentences (tests); None draws differently each time.
     """
 
-    def __init__(self, model: ASRModel, *, prompts: Sequence[str], options: LiveOptions = LiveOptions(),
-                 limits: AudioLimits = DEFAULT_LIMITS, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        model: ASRModel,
+        *,
+        prompts: Sequence[str],
+        options: LiveOptions = LiveOptions(),
+        limits: AudioLimits = DEFAULT_LIMITS,
+        seed: int | None = None,
+    ) -> None:
         self.prompts = list(prompts)
         self._random = random.Random(seed)
-        self.prompt = w.Textarea(placeholder="type a sentence to read aloud",
-                                 layout=w.Layout(flex="1 1 20em", max_width="60em", height="5.5em"))
+        self.prompt = w.Textarea(
+            placeholder="type a sentence to read aloud",
+            layout=w.Layout(flex="1 1 20em", max_width="60em", height="5.5em"),
+        )
         self.prompt.add_class("asrkit-prompt")
-        self.another = w.Button(description="another sentence", icon="refresh", disabled=not self.prompts,
-                                layout=w.Layout(width="auto"))
+        self.another = w.Button(
+            description="another sentence", icon="refresh", disabled=not self.prompts, layout=w.Layout(width="auto")
+        )
         self.live = LiveTranscriber(model, options=options, limits=limits, expected_words=False)
         self.result = w.HTML()
         self.result.add_class("asrkit-read-result")
         self.another.on_click(lambda _: self.next_prompt())
         self.live.on_finished(self._score)
-        super().__init__([
-            w.HTML(f"<style>{ALIGNMENT_STYLE}.asrkit-prompt textarea{{font-size:18px;font-family:inherit}}</style>"
-                   "<p>Read the sentence aloud: press <b>start</b>, read, press <b>stop</b>. "
-                   "Edit it or type your own.</p>"),
-            w.HBox([self.prompt, self.another], layout=w.Layout(flex_flow="row wrap", align_items="flex-start")),
-            self.live,
-            self.result,
-        ])
+        super().__init__(
+            [
+                w.HTML(
+                    f"<style>{ALIGNMENT_STYLE}.asrkit-prompt textarea{{font-size:18px;font-family:inherit}}</style>"
+                    "<p>Read the sentence aloud: press <b>start</b>, read, press <b>stop</b>. "
+                    "Edit it or type your own.</p>"
+                ),
+                w.HBox([self.prompt, self.another], layout=w.Layout(flex_flow="row wrap", align_items="flex-start")),
+                self.live,
+                self.result,
+            ]
+        )
         self.next_prompt()
 
     def next_prompt(self) -> None:

@@ -108,10 +108,13 @@ class LiveSpectrogram:
         mono = to_mono(samples, sample_rate=sample_rate)
         if sample_rate != self._rate:
             self._rate = sample_rate
-            self._resampler = None if sample_rate == SAMPLE_RATE else soxr.ResampleStream(
-                sample_rate, SAMPLE_RATE, 1, dtype="float32")
+            self._resampler = (
+                None
+                if sample_rate == SAMPLE_RATE
+                else soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1, dtype="float32")
+            )
         audio = mono if self._resampler is None else self._resampler.resample_chunk(mono)
-        frames = self._extractor.accept_waveform(audio)[-len(self._ring):]
+        frames = self._extractor.accept_waveform(audio)[-len(self._ring) :]
         slots = (self.frames_seen + np.arange(len(frames))) % len(self._ring)
         self._ring[slots] = frames
         self.frames_seen += len(frames)

@@ -290,16 +290,18 @@ def find_alignment(
         # where the path first reaches each row
         first_visit = np.diff(text_rows, prepend=-1).astype(bool)
         row_times = times[first_visit] / TOKENS_PER_SECOND
-        results.append([
-            WordTiming(
-                word=word,
-                tokens=tuple(int(token) for token in pieces),
-                start=float(row_times[start]),
-                end=float(row_times[end]),
-                probability=float(np.mean(probabilities[start:end])),
-            )
-            for word, pieces, start, end in zip(words, word_tokens, boundaries[:-1], boundaries[1:])
-        ])
+        results.append(
+            [
+                WordTiming(
+                    word=word,
+                    tokens=tuple(int(token) for token in pieces),
+                    start=float(row_times[start]),
+                    end=float(row_times[end]),
+                    probability=float(np.mean(probabilities[start:end])),
+                )
+                for word, pieces, start, end in zip(words, word_tokens, boundaries[:-1], boundaries[1:])
+            ]
+        )
     return results
 
 
@@ -339,10 +341,7 @@ def merge_punctuations(
             texts[j], tokens[j] = "", []
         else:
             previous = j
-    return [
-        WordTiming(text, tuple(ids), w.start, w.end, w.probability)
-        for w, text, ids in zip(words, texts, tokens)
-    ]
+    return [WordTiming(text, tuple(ids), w.start, w.end, w.probability) for w, text, ids in zip(words, texts, tokens)]
 
 
 def _clamp_sentence_ends(starts: list[float], ends: list[float], texts: list[str], max_duration: float) -> None:
@@ -427,20 +426,29 @@ def add_word_timestamps(
                 taken += len(timing.tokens)
                 index += 1
             if words:
-                segment_start, segment_end = _fit_segment(words, segment_start, segment_end, median_duration,
-                                                          max_duration, last_speech_timestamp)
+                segment_start, segment_end = _fit_segment(
+                    words, segment_start, segment_end, median_duration, max_duration, last_speech_timestamp
+                )
                 last_speech_timestamp = segment_end
-            aligned.append(AlignedSegment(
-                start=float(segment_start),
-                end=float(segment_end),
-                words=tuple(WordTiming(t.word, t.tokens, float(s), float(e), t.probability) for t, s, e in words),
-            ))
+            aligned.append(
+                AlignedSegment(
+                    start=float(segment_start),
+                    end=float(segment_end),
+                    words=tuple(WordTiming(t.word, t.tokens, float(s), float(e), t.probability) for t, s, e in words),
+                )
+            )
         results.append(aligned)
     return results, last_speech_timestamp
 
 
-def _fit_segment(words: list[list], start: float, end: float, median_duration: float, max_duration: float,
-                 last_speech_timestamp: float) -> tuple[float, float]:
+def _fit_segment(
+    words: list[list],
+    start: float,
+    end: float,
+    median_duration: float,
+    max_duration: float,
+    last_speech_timestamp: float,
+) -> tuple[float, float]:
     """Reconcile a segment's first and last words (``[timing, start, end]``, edited in place) with its
     own ``start`` and ``end``; returns the segment's start and end."""
     first, second = words[0], words[1] if len(words) > 1 else None

@@ -3,7 +3,8 @@
 Both readers return the same thing, a :class:`Checkpoint`: the network's sizes, what the checkpoint says
 about decoding, and every weight as a float32 array under asrkit's own names, already laid out as the
 Keras layers of :mod:`asrkit.models.whisper.network` hold them (dense kernels (in, out), convolution
-kernels (width, in, out), the token embedding as the output projection's kernel (D, n_vocab)). Nothing here unpickles or imports torch.
+kernels (width, in, out), the token embedding as the output projection's kernel (D, n_vocab)). Nothing
+here unpickles or imports torch.
 """
 
 from __future__ import annotations
@@ -123,7 +124,9 @@ class _Reader:
         try:
             return raw.rstrip(b"\0").decode("utf-8")
         except UnicodeDecodeError:
-            raise CheckpointError(f"{self.path} is corrupt: a name at offset {self.pos - length} is not UTF-8") from None
+            raise CheckpointError(
+                f"{self.path} is corrupt: a name at offset {self.pos - length} is not UTF-8"
+            ) from None
 
 
 def read_ct2_variables(path: str | Path) -> dict[str, np.ndarray]:
@@ -243,18 +246,30 @@ def read_ct2_folder(folder: str | Path) -> Checkpoint:
                 src, dst = f"{side}/layer_{i}", f"{side}/block_{i}"
                 blocks = [("self_attention", "attn")] + ([("attention", "cross")] if side == "decoder" else [])
                 for ct2, ours in blocks:
-                    _put(w, f"{dst}/{ours}_ln", {"gamma": v[f"{src}/{ct2}/layer_norm/gamma"],
-                                                 "beta": v[f"{src}/{ct2}/layer_norm/beta"]})
+                    _put(
+                        w,
+                        f"{dst}/{ours}_ln",
+                        {"gamma": v[f"{src}/{ct2}/layer_norm/gamma"], "beta": v[f"{src}/{ct2}/layer_norm/beta"]},
+                    )
                     n_linear = 2 if ct2 == "self_attention" else 3
                     names_out = ["qkv", "out"] if n_linear == 2 else ["q", "kv", "out"]
                     for j, part in enumerate(names_out):
-                        _put(w, f"{dst}/{ours}/{part}", _dense(v[f"{src}/{ct2}/linear_{j}/weight"],
-                                                               v[f"{src}/{ct2}/linear_{j}/bias"]))
-                _put(w, f"{dst}/mlp_ln", {"gamma": v[f"{src}/ffn/layer_norm/gamma"],
-                                          "beta": v[f"{src}/ffn/layer_norm/beta"]})
+                        _put(
+                            w,
+                            f"{dst}/{ours}/{part}",
+                            _dense(v[f"{src}/{ct2}/linear_{j}/weight"], v[f"{src}/{ct2}/linear_{j}/bias"]),
+                        )
+                _put(
+                    w,
+                    f"{dst}/mlp_ln",
+                    {"gamma": v[f"{src}/ffn/layer_norm/gamma"], "beta": v[f"{src}/ffn/layer_norm/beta"]},
+                )
                 for j in (0, 1):
-                    _put(w, f"{dst}/mlp/fc{j + 1}", _dense(v[f"{src}/ffn/linear_{j}/weight"],
-                                                           v[f"{src}/ffn/linear_{j}/bias"]))
+                    _put(
+                        w,
+                        f"{dst}/mlp/fc{j + 1}",
+                        _dense(v[f"{src}/ffn/linear_{j}/weight"], v[f"{src}/ffn/linear_{j}/bias"]),
+                    )
             _put(w, f"{side}/ln_post", {"gamma": v[f"{side}/layer_norm/gamma"], "beta": v[f"{side}/layer_norm/beta"]})
         w["decoder/embedding"] = np.ascontiguousarray(v["decoder/embeddings/weight"].T, np.float32)
         w["decoder/positions"] = np.asarray(v["decoder/position_encodings/encodings"], np.float32)
@@ -284,17 +299,33 @@ def read_hf_folder(folder: str | Path) -> Checkpoint:
     if hf.get("model_type") != "whisper":
         raise CheckpointError(f"{folder / HF_CONFIG_FILE} has model_type {hf.get('model_type')!r}, not 'whisper'")
     sizes = {}
-    for key in ("num_mel_bins", "max_source_positions", "d_model", "encoder_attention_heads", "encoder_layers",
-                "vocab_size", "max_target_positions", "decoder_attention_heads", "decoder_layers"):
+    for key in (
+        "num_mel_bins",
+        "max_source_positions",
+        "d_model",
+        "encoder_attention_heads",
+        "encoder_layers",
+        "vocab_size",
+        "max_target_positions",
+        "decoder_attention_heads",
+        "decoder_layers",
+    ):
         sizes[key] = hf.get(key)
         if not isinstance(sizes[key], int) or isinstance(sizes[key], bool) or sizes[key] <= 0:
-            raise CheckpointError(f"{folder / HF_CONFIG_FILE}: {key} must be a positive whole number, "
-                                  f"not {sizes[key]!r}")
+            raise CheckpointError(
+                f"{folder / HF_CONFIG_FILE}: {key} must be a positive whole number, not {sizes[key]!r}"
+            )
     config = WhisperConfig(
-        n_mels=sizes["num_mel_bins"], n_audio_ctx=sizes["max_source_positions"], n_audio_state=sizes["d_model"],
-        n_audio_head=sizes["encoder_attention_heads"], n_audio_layer=sizes["encoder_layers"],
-        n_vocab=sizes["vocab_size"], n_text_ctx=sizes["max_target_positions"], n_text_state=sizes["d_model"],
-        n_text_head=sizes["decoder_attention_heads"], n_text_layer=sizes["decoder_layers"],
+        n_mels=sizes["num_mel_bins"],
+        n_audio_ctx=sizes["max_source_positions"],
+        n_audio_state=sizes["d_model"],
+        n_audio_head=sizes["encoder_attention_heads"],
+        n_audio_layer=sizes["encoder_layers"],
+        n_vocab=sizes["vocab_size"],
+        n_text_ctx=sizes["max_target_positions"],
+        n_text_state=sizes["d_model"],
+        n_text_head=sizes["decoder_attention_heads"],
+        n_text_layer=sizes["decoder_layers"],
     )
     t = {name.removeprefix("model."): np.asarray(array, np.float32) for name, array in tensors.items()}
     try:
@@ -309,12 +340,17 @@ def read_hf_folder(folder: str | Path) -> Checkpoint:
                 attn = f"{src}.self_attn"
                 d = config.n_audio_state if side == "encoder" else config.n_text_state
                 zero = np.zeros(d, np.float32)  # Whisper's key projections have no bias
-                qkv = np.concatenate([t[f"{attn}.q_proj.weight"], t[f"{attn}.k_proj.weight"], t[f"{attn}.v_proj.weight"]])
+                qkv = np.concatenate(
+                    [t[f"{attn}.q_proj.weight"], t[f"{attn}.k_proj.weight"], t[f"{attn}.v_proj.weight"]]
+                )
                 qkv_bias = np.concatenate([t[f"{attn}.q_proj.bias"], zero, t[f"{attn}.v_proj.bias"]])
                 _put(w, f"{dst}/attn", {f"qkv/{k}": a for k, a in _dense(qkv, qkv_bias).items()})
                 _put(w, f"{dst}/attn/out", _dense(t[f"{attn}.out_proj.weight"], t[f"{attn}.out_proj.bias"]))
-                _put(w, f"{dst}/attn_ln", {"gamma": t[f"{src}.self_attn_layer_norm.weight"],
-                                           "beta": t[f"{src}.self_attn_layer_norm.bias"]})
+                _put(
+                    w,
+                    f"{dst}/attn_ln",
+                    {"gamma": t[f"{src}.self_attn_layer_norm.weight"], "beta": t[f"{src}.self_attn_layer_norm.bias"]},
+                )
                 if side == "decoder":
                     cross = f"{src}.encoder_attn"
                     kv = np.concatenate([t[f"{cross}.k_proj.weight"], t[f"{cross}.v_proj.weight"]])
@@ -322,17 +358,28 @@ def read_hf_folder(folder: str | Path) -> Checkpoint:
                     _put(w, f"{dst}/cross/q", _dense(t[f"{cross}.q_proj.weight"], t[f"{cross}.q_proj.bias"]))
                     _put(w, f"{dst}/cross/kv", _dense(kv, kv_bias))
                     _put(w, f"{dst}/cross/out", _dense(t[f"{cross}.out_proj.weight"], t[f"{cross}.out_proj.bias"]))
-                    _put(w, f"{dst}/cross_ln", {"gamma": t[f"{src}.encoder_attn_layer_norm.weight"],
-                                                "beta": t[f"{src}.encoder_attn_layer_norm.bias"]})
-                _put(w, f"{dst}/mlp_ln", {"gamma": t[f"{src}.final_layer_norm.weight"],
-                                          "beta": t[f"{src}.final_layer_norm.bias"]})
+                    _put(
+                        w,
+                        f"{dst}/cross_ln",
+                        {
+                            "gamma": t[f"{src}.encoder_attn_layer_norm.weight"],
+                            "beta": t[f"{src}.encoder_attn_layer_norm.bias"],
+                        },
+                    )
+                _put(
+                    w,
+                    f"{dst}/mlp_ln",
+                    {"gamma": t[f"{src}.final_layer_norm.weight"], "beta": t[f"{src}.final_layer_norm.bias"]},
+                )
                 _put(w, f"{dst}/mlp/fc1", _dense(t[f"{src}.fc1.weight"], t[f"{src}.fc1.bias"]))
                 _put(w, f"{dst}/mlp/fc2", _dense(t[f"{src}.fc2.weight"], t[f"{src}.fc2.bias"]))
             _put(w, f"{side}/ln_post", {"gamma": t[f"{side}.layer_norm.weight"], "beta": t[f"{side}.layer_norm.bias"]})
         w["decoder/embedding"] = np.ascontiguousarray(t["decoder.embed_tokens.weight"].T)
         w["decoder/positions"] = t["decoder.embed_positions.weight"]
     except KeyError as err:
-        raise CheckpointError(f"{folder / SAFETENSORS_FILE} lacks the tensor {err.args[0]!r}: not a Whisper model") from None
+        raise CheckpointError(
+            f"{folder / SAFETENSORS_FILE} lacks the tensor {err.args[0]!r}: not a Whisper model"
+        ) from None
     except (IndexError, TypeError, ValueError) as err:
         raise CheckpointError(f"{folder / SAFETENSORS_FILE} is corrupt: a tensor has the wrong shape ({err})") from None
     generation = GenerationConfig()

@@ -41,8 +41,10 @@ class WhisperConfig:
         for name, value in asdict(self).items():
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"WhisperConfig.{name} must be a positive integer, got {value!r}")
-        for state, head, side in ((self.n_audio_state, self.n_audio_head, "audio"),
-                                  (self.n_text_state, self.n_text_head, "text")):
+        for state, head, side in (
+            (self.n_audio_state, self.n_audio_head, "audio"),
+            (self.n_text_state, self.n_text_head, "text"),
+        ):
             if state % head:
                 raise ValueError(f"n_{side}_state ({state}) is not divisible by n_{side}_head ({head})")
 

@@ -78,7 +78,9 @@ class TokenRules:
         stamps = logits[:, begin:]
         top = stamps.max(axis=1, keepdims=True)
         with np.errstate(invalid="ignore"):
-            stamp_total = np.where(np.isfinite(top[:, 0]), top[:, 0] + np.log(np.exp(stamps - top).sum(axis=1)), NEG_INF)
+            stamp_total = np.where(
+                np.isfinite(top[:, 0]), top[:, 0] + np.log(np.exp(stamps - top).sum(axis=1)), NEG_INF
+            )
         logits[stamp_total > text_best, :begin] = NEG_INF
 
 
@@ -135,9 +137,19 @@ class _Decoder:
         return np.array(logits, np.float32)
 
 
-def greedy(inference, cross_kv, cache, first_logits: np.ndarray, *, rules: TokenRules, max_new_tokens: int,
-           length_penalty: float = 1.0, temperature: float = 0.0, rng: np.random.Generator | None = None,
-           prefix: tuple[list[int], float] = ([], 0.0)) -> list[Hypothesis]:
+def greedy(
+    inference,
+    cross_kv,
+    cache,
+    first_logits: np.ndarray,
+    *,
+    rules: TokenRules,
+    max_new_tokens: int,
+    length_penalty: float = 1.0,
+    temperature: float = 0.0,
+    rng: np.random.Generator | None = None,
+    prefix: tuple[list[int], float] = ([], 0.0),
+) -> list[Hypothesis]:
     """Greedy search (or sampling at ``temperature`` > 0) of every row of a batch.
 
     Parameters
@@ -184,8 +196,16 @@ def greedy(inference, cross_kv, cache, first_logits: np.ndarray, *, rules: Token
     return [Hypothesis(tuple(s), float(t), _score(float(t), len(s), length_penalty)) for s, t in zip(sampled, totals)]
 
 
-def draft_greedy(inference, cross_kv, prompt: list[int], draft: list[int], *, rules: TokenRules,
-                 max_new_tokens: int, length_penalty: float = 1.0) -> tuple[Hypothesis, int]:
+def draft_greedy(
+    inference,
+    cross_kv,
+    prompt: list[int],
+    draft: list[int],
+    *,
+    rules: TokenRules,
+    max_new_tokens: int,
+    length_penalty: float = 1.0,
+) -> tuple[Hypothesis, int]:
     """Greedy search of one window that first checks a guess of its transcript in a single decoder call.
 
     Speculative decoding with an earlier transcript as the draft: the prompt and the draft go through
@@ -223,13 +243,31 @@ def draft_greedy(inference, cross_kv, prompt: list[int], draft: list[int], *, ru
         # the cache is causal: its first positions are those of the prompt and the kept tokens
         cache = inference.truncate(cache, n + len(kept))
     first = logits[:, n - 1 + len(kept)]
-    (hypothesis,) = greedy(inference, cross_kv, cache, first, rules=rules, max_new_tokens=max_new_tokens,
-                           length_penalty=length_penalty, prefix=(kept, total))
+    (hypothesis,) = greedy(
+        inference,
+        cross_kv,
+        cache,
+        first,
+        rules=rules,
+        max_new_tokens=max_new_tokens,
+        length_penalty=length_penalty,
+        prefix=(kept, total),
+    )
     return hypothesis, len(kept)
 
 
-def beam_search(inference, cross_kv, cache, first_logits: np.ndarray, *, rules: TokenRules, max_new_tokens: int,
-                beam_size: int = 5, patience: float = 1.0, length_penalty: float = 1.0) -> list[Hypothesis]:
+def beam_search(
+    inference,
+    cross_kv,
+    cache,
+    first_logits: np.ndarray,
+    *,
+    rules: TokenRules,
+    max_new_tokens: int,
+    beam_size: int = 5,
+    patience: float = 1.0,
+    length_penalty: float = 1.0,
+) -> list[Hypothesis]:
     """Beam search of every row of a batch, CTranslate2's way (see the module's docstring).
 
     The first step expands each row's single prompt; later steps run ``beam_size`` rows per input.

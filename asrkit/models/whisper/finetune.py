@@ -103,11 +103,15 @@ class FinetuneOptions:
         if self.trainable not in TRAINABLE:
             raise ValueError(f"trainable {self.trainable!r} is not one of {', '.join(TRAINABLE)}")
         if self.steps < 1 or self.batch_size < 1 or self.lora_rank < 1 or self.copies < 0:
-            raise ValueError(f"need steps, batch_size and lora_rank >= 1 and copies >= 0; got {self.steps}, "
-                             f"{self.batch_size}, {self.lora_rank}, {self.copies}")
+            raise ValueError(
+                f"need steps, batch_size and lora_rank >= 1 and copies >= 0; got {self.steps}, "
+                f"{self.batch_size}, {self.lora_rank}, {self.copies}"
+            )
         if (self.peak_lr is not None and not self.peak_lr > 0) or not 0 <= self.timestamp_fraction <= 1:
-            raise ValueError(f"peak_lr must be positive and timestamp_fraction within [0, 1]; got {self.peak_lr}, "
-                             f"{self.timestamp_fraction}")
+            raise ValueError(
+                f"peak_lr must be positive and timestamp_fraction within [0, 1]; got {self.peak_lr}, "
+                f"{self.timestamp_fraction}"
+            )
         if self.eval_every < 1 or self.checkpoint_every < 1 or self.patience < 1:
             raise ValueError("eval_every, checkpoint_every and patience must be at least 1")
 
@@ -240,11 +244,14 @@ def encode_examples(
     An :class:`EncodedSet` of ``len(audios) * (1 + copies)`` rows, or None when cancelled.
     """
     if len(audios) != len(texts) or not audios:
-        raise ValueError(f"need one transcript per clip and at least one clip; got {len(audios)} clips and "
-                         f"{len(texts)} transcripts")
+        raise ValueError(
+            f"need one transcript per clip and at least one clip; got {len(audios)} clips and {len(texts)} transcripts"
+        )
     for i, audio in enumerate(audios):
         if len(audio) > N_FRAMES * 160:
-            raise ValueError(f"clip {i} lasts {len(audio) / SAMPLE_RATE:.1f} s: fine-tuning takes clips of at most 30 s")
+            raise ValueError(
+                f"clip {i} lasts {len(audio) / SAMPLE_RATE:.1f} s: fine-tuning takes clips of at most 30 s"
+            )
     inference = model.transcriber.inference
     config = inference.config
     rows = [(i, c) for c in range(1 + copies) for i in range(len(audios))]
@@ -252,8 +259,16 @@ def encode_examples(
     durations = tuple(len(audios[i]) / SAMPLE_RATE for i, _ in rows)
     shape = (len(rows), config.n_audio_ctx, config.n_audio_state)
     # what the stored features were made from: other clips, copies or seed make them stale
-    digest = _digest({"texts": out_texts, "durations": durations, "copies": copies, "seed": seed,
-                      "samples": [int(a.size) for a in audios], "model": model.name})
+    digest = _digest(
+        {
+            "texts": out_texts,
+            "durations": durations,
+            "copies": copies,
+            "seed": seed,
+            "samples": [int(a.size) for a in audios],
+            "model": model.name,
+        }
+    )
     stamp = Path(path).with_suffix(".json") if path is not None else None
     if path is not None and Path(path).is_file() and stamp.is_file() and json.loads(stamp.read_text()) == digest:
         cached = np.load(path, mmap_mode="r")
@@ -275,7 +290,7 @@ def encode_examples(
                 partial.unlink(missing_ok=True)
             return None
         mels = []
-        for i, copy in rows[start:start + batch_size]:
+        for i, copy in rows[start : start + batch_size]:
             if copy == 0:
                 mels.append(pad_or_trim(log_mel_spectrogram(audios[i], n_mels=config.n_mels, padding=160)))
             else:
@@ -283,7 +298,7 @@ def encode_examples(
                 mels.append(_augmented_mel(audios[i], config.n_mels, rng, augmenter))
         with model.lock:
             encoded = inference.encode(np.stack(mels))
-        features[start:start + len(mels)] = np.asarray(encoded, np.float16)
+        features[start : start + len(mels)] = np.asarray(encoded, np.float16)
         tell(Progress("encoding", start + len(mels), len(rows), elapsed_s=time.monotonic() - began))
     if partial is not None:
         features.flush()
@@ -315,8 +330,11 @@ def trainable_variables(network, options: FinetuneOptions) -> dict[str, object]:
     decoder = network.decoder
     if options.trainable == "decoder":
         named = network.named_variables()
-        return {name: v for name, v in named.items()
-                if name.startswith("decoder/block_") or name.startswith("decoder/ln_post")}
+        return {
+            name: v
+            for name, v in named.items()
+            if name.startswith("decoder/block_") or name.startswith("decoder/ln_post")
+        }
     keras.utils.set_random_seed(options.seed)
     variables = {}
     for name, dense in _decoder_denses(decoder).items():
@@ -332,8 +350,10 @@ def learned_arrays(network, options: FinetuneOptions) -> dict[str, np.ndarray]:
     import keras
 
     if options.trainable == "decoder":
-        return {name: keras.ops.convert_to_numpy(v).astype(np.float32)
-                for name, v in trainable_variables(network, options).items()}
+        return {
+            name: keras.ops.convert_to_numpy(v).astype(np.float32)
+            for name, v in trainable_variables(network, options).items()
+        }
     arrays = {}
     for name, dense in _decoder_denses(network.decoder).items():
         scale = dense.lora_alpha / dense.lora_rank
@@ -342,7 +362,9 @@ def learned_arrays(network, options: FinetuneOptions) -> dict[str, np.ndarray]:
     return arrays
 
 
-def apply_learned(weights: dict[str, np.ndarray], learned: dict[str, np.ndarray], *, source: Path) -> dict[str, np.ndarray]:
+def apply_learned(
+    weights: dict[str, np.ndarray], learned: dict[str, np.ndarray], *, source: Path
+) -> dict[str, np.ndarray]:
     """A checkpoint's weights with a fine-tuned model's learned arrays put in (full arrays replace, LoRA
     factors add their product); names and shapes are checked against the base."""
     out = dict(weights)
@@ -371,7 +393,7 @@ def _batches(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
     per_epoch = max(1, n // batch_size) if n >= batch_size else 1
     epoch, index = divmod(step, per_epoch)
     order = np.random.default_rng((seed, epoch)).permutation(n)
-    rows = order[index * batch_size:(index + 1) * batch_size]
+    rows = order[index * batch_size : (index + 1) * batch_size]
     return rows if len(rows) else order[:batch_size]
 
 
@@ -379,10 +401,12 @@ class _Targets:
     """Every row's token sequence (with and without timestamps, drawn per row and epoch)."""
 
     def __init__(self, tokenizer, data: EncodedSet, options: FinetuneOptions) -> None:
-        self.plain = [target_tokens(tokenizer, t, duration_s=d, timestamps=False)
-                      for t, d in zip(data.texts, data.durations_s)]
-        self.timed = [target_tokens(tokenizer, t, duration_s=d, timestamps=True)
-                      for t, d in zip(data.texts, data.durations_s)]
+        self.plain = [
+            target_tokens(tokenizer, t, duration_s=d, timestamps=False) for t, d in zip(data.texts, data.durations_s)
+        ]
+        self.timed = [
+            target_tokens(tokenizer, t, duration_s=d, timestamps=True) for t, d in zip(data.texts, data.durations_s)
+        ]
         self.fraction, self.seed, self.eot = options.timestamp_fraction, options.seed, tokenizer.eot
 
     def batch(self, rows: np.ndarray, step: int, *, timestamps: bool | None = None):
@@ -428,11 +452,13 @@ class _Steps:
 
         self.loss = tf.function(loss_of, input_signature=[features, ints, ints, floats])
         self.train = tf.function(train, input_signature=[features, ints, ints, floats])
-        self.cross = tf.function(lambda feats: decoder.cross_keys_values(tf.cast(feats, tf.float32)),
-                                 input_signature=[features])
+        self.cross = tf.function(
+            lambda feats: decoder.cross_keys_values(tf.cast(feats, tf.float32)), input_signature=[features]
+        )
         kv = tf.TensorSpec([None, c.n_text_head, None, c.n_text_state // c.n_text_head], tf.float32)
-        self.last_logits = tf.function(lambda tokens, cross: decoder(tokens, cross)[0][:, -1],
-                                       input_signature=[ints, [(kv, kv)] * c.n_text_layer])
+        self.last_logits = tf.function(
+            lambda tokens, cross: decoder(tokens, cross)[0][:, -1], input_signature=[ints, [(kv, kv)] * c.n_text_layer]
+        )
 
 
 def _greedy_texts(steps: _Steps, tokenizer, features: np.ndarray, *, max_tokens: int = 64) -> list[str]:
@@ -470,8 +496,9 @@ def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
 def _save_arrays(path: Path, arrays: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> None:
     from safetensors.numpy import save_file
 
-    _write_atomically(path, lambda p: save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(p),
-                                                metadata=metadata))
+    _write_atomically(
+        path, lambda p: save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(p), metadata=metadata)
+    )
 
 
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
@@ -524,8 +551,9 @@ def finetune(
     # a checkpoint resumes only the run it came from: the same options on the same clips
     run = {"options": asdict(options), "data": _digest({"texts": data.texts, "durations": data.durations_s})}
     if saved.is_file() and json.loads(saved.read_text()) != run:
-        raise ValueError(f"{run_dir} holds a run with other options or clips ({saved}); use a new folder to start "
-                         "afresh")
+        raise ValueError(
+            f"{run_dir} holds a run with other options or clips ({saved}); use a new folder to start afresh"
+        )
     _write_atomically(saved, lambda p: p.write_text(json.dumps(run, indent=1)))
     tell = on_progress or (lambda _: None)
     cancel = cancel or threading.Event()
@@ -534,8 +562,9 @@ def finetune(
     variables = trainable_variables(network, options)
     names, weights = list(variables), list(variables.values())
     schedule = LearningRate(options.learning_rate, options.warmup_steps, options.steps, 0.1)
-    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=options.weight_decay,
-                                       global_clipnorm=options.clip_norm)
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule, weight_decay=options.weight_decay, global_clipnorm=options.clip_norm
+    )
     optimizer.build(weights)
     steps = _Steps(network, weights, optimizer)
     targets = _Targets(tokenizer, data, options)
@@ -623,20 +652,32 @@ def finetune(
         for name, v in zip(names, weights):
             v.assign(best[name])
     history = run_dir / HISTORY_FILE
-    _write_atomically(history, lambda p: p.write_text(
-        "".join(json.dumps({"step": s, "loss": l}) + "\n" for s, l in state["losses"])
-        + "".join(json.dumps({"step": e["step"], "dev_loss": e["loss"], "dev_wer": e["wer"]}) + "\n"
-                  for e in state["evaluations"])))
+    _write_atomically(
+        history,
+        lambda p: p.write_text(
+            "".join(json.dumps({"step": s, "loss": l}) + "\n" for s, l in state["losses"])
+            + "".join(
+                json.dumps({"step": e["step"], "dev_loss": e["loss"], "dev_wer": e["wer"]}) + "\n"
+                for e in state["evaluations"]
+            )
+        ),
+    )
     tell(Progress("done", state["step"], options.steps, elapsed_s=train_s))
     return FinetuneResult(
-        steps=state["step"], best_step=best_step, losses=tuple(tuple(x) for x in state["losses"]),
-        evaluations=tuple(Evaluation(**e) for e in state["evaluations"]), train_s=train_s,
-        cancelled=stopped == "cancelled", stopped=stopped, options=options,
+        steps=state["step"],
+        best_step=best_step,
+        losses=tuple(tuple(x) for x in state["losses"]),
+        evaluations=tuple(Evaluation(**e) for e in state["evaluations"]),
+        train_s=train_s,
+        cancelled=stopped == "cancelled",
+        stopped=stopped,
+        options=options,
     )
 
 
-def save_finetuned(model, result: FinetuneResult, *, folder: str | Path, card: ModelCard,
-                   run: dict | None = None) -> Path:
+def save_finetuned(
+    model, result: FinetuneResult, *, folder: str | Path, card: ModelCard, run: dict | None = None
+) -> Path:
     """Write a fine-tuned model: its card (which names the base's weights and the learned file with
     both SHA-256s, the options and steps, and ``run``'s figures) and the learned arrays. The folder
     appears whole or not at all."""
@@ -657,11 +698,19 @@ def save_finetuned(model, result: FinetuneResult, *, folder: str | Path, card: M
     base_spec = dict(model.card.config.get("weights", {}))
     if "package" not in base_spec:
         base_spec["path"] = str(weights_folder(model.card, model.folder))
-    config = {**model.card.config, "weights": base_spec,
-              "finetuned": {"file": FINETUNED_FILE, "sha256": sha256_file(partial / FINETUNED_FILE),
-                            "base_model": model.card.name,
-                            "options": asdict(result.options), "steps": result.steps, "best_step": result.best_step,
-                            **(run or {})}}
+    config = {
+        **model.card.config,
+        "weights": base_spec,
+        "finetuned": {
+            "file": FINETUNED_FILE,
+            "sha256": sha256_file(partial / FINETUNED_FILE),
+            "base_model": model.card.name,
+            "options": asdict(result.options),
+            "steps": result.steps,
+            "best_step": result.best_step,
+            **(run or {}),
+        },
+    }
     replace(card, config=config).save(partial)
     if folder.exists():
         folder.replace(old)

@@ -8,12 +8,12 @@ were trained with.
 from __future__ import annotations
 
 import operator
-from functools import lru_cache
+from functools import cache
 
-import asrkit._librosa  # noqa: F401  (sets NUMBA_CACHE_DIR before librosa loads numba)
 import librosa
 import numpy as np
 
+import asrkit._librosa  # noqa: F401  (sets NUMBA_CACHE_DIR before librosa loads numba)
 from asrkit.audio import SAMPLE_RATE
 
 N_FFT = 400  # 25 ms window
@@ -31,7 +31,7 @@ TOKENS_PER_SECOND = SAMPLE_RATE // N_SAMPLES_PER_TOKEN  # 50 encoder positions p
 _WINDOW = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
 
 
-@lru_cache(maxsize=None)
+@cache
 def mel_filters(n_mels: int) -> np.ndarray:
     """Slaney-normalised mel filterbank Whisper uses, 0 to 8 kHz.
 

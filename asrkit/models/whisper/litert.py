@@ -158,12 +158,18 @@ def _graphs(network: WhisperNetwork):
     kv = [None, n_head, None, head]
     cross = [None, n_head, c.n_audio_ctx, head]
     encode_fn = tf.function(encode, input_signature=[tf.TensorSpec([1, c.n_frames, c.n_mels], tf.float32, name="mel")])
-    decode_fn = tf.function(decode, input_signature=[
-        tf.TensorSpec([None, None], tf.int32, name="tokens"),
-        tf.TensorSpec([], tf.int32, name="offset"),
-        *[tf.TensorSpec(kv, tf.float32, name=n) for n in _names("cache_k", n_layer) + _names("cache_v", n_layer)],
-        *[tf.TensorSpec(cross, tf.float32, name=n) for n in _names("cross_k", n_layer) + _names("cross_v", n_layer)],
-    ])
+    decode_fn = tf.function(
+        decode,
+        input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name="tokens"),
+            tf.TensorSpec([], tf.int32, name="offset"),
+            *[tf.TensorSpec(kv, tf.float32, name=n) for n in _names("cache_k", n_layer) + _names("cache_v", n_layer)],
+            *[
+                tf.TensorSpec(cross, tf.float32, name=n)
+                for n in _names("cross_k", n_layer) + _names("cross_v", n_layer)
+            ],
+        ],
+    )
     return encode_fn, decode_fn
 
 
@@ -191,8 +197,9 @@ def convert(network: WhisperNetwork, name: str, function, quantization: str = "f
         return converter.convert()
 
 
-def export_whisper_litert(model: WhisperModel, folder: str | Path, *, quantization: str = "float16",
-                          name: str | None = None) -> Path:
+def export_whisper_litert(
+    model: WhisperModel, folder: str | Path, *, quantization: str = "float16", name: str | None = None
+) -> Path:
     """Write a loaded (Keras) Whisper model as a LiteRT model folder; returns the folder.
 
     The card keeps the model's decoding options and description, names the backend ``whisper-litert``,
@@ -205,8 +212,10 @@ def export_whisper_litert(model: WhisperModel, folder: str | Path, *, quantizati
     network = transcriber.inference.network
     started = time.perf_counter()
     encode_fn, decode_fn = _graphs(network)
-    flatbuffers = {ENCODER_FILE: convert(network, ENCODE, encode_fn, quantization),
-                   DECODER_FILE: convert(network, DECODE, decode_fn, quantization)}
+    flatbuffers = {
+        ENCODER_FILE: convert(network, ENCODE, encode_fn, quantization),
+        DECODER_FILE: convert(network, DECODE, decode_fn, quantization),
+    }
     seconds = time.perf_counter() - started
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -336,8 +345,13 @@ class KeyValueCache:
     overwritten. Growing it a second time copies the arrays first, so caches behave as values.
     """
 
-    def __init__(self, arrays: list[np.ndarray], length: int, limit: int,
-                 origin: tuple[list[np.ndarray], np.ndarray] | None = None) -> None:
+    def __init__(
+        self,
+        arrays: list[np.ndarray],
+        length: int,
+        limit: int,
+        origin: tuple[list[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
         self.arrays, self.length, self.limit = arrays, length, limit
         # (the arrays, the rows) this cache was picked from, which the decoder may hold already
         self.origin = origin
@@ -384,8 +398,9 @@ class KeyValueCache:
     def take(self, rows: np.ndarray) -> KeyValueCache:
         rows = np.asarray(rows, np.int64)
         # only the filled positions are copied
-        return KeyValueCache(self._resized(self.arrays[0].shape[2], rows), self.length, self.limit,
-                             origin=(self.arrays, rows))
+        return KeyValueCache(
+            self._resized(self.arrays[0].shape[2], rows), self.length, self.limit, origin=(self.arrays, rows)
+        )
 
 
 class WhisperLiteRTInference:
@@ -502,8 +517,9 @@ class WhisperLiteRTInference:
 
     def _empty(self, tokens: np.ndarray) -> KeyValueCache:
         batch, length = np.shape(tokens)
-        return KeyValueCache.empty(batch, 2 * self.n_layer, self.n_head, self.head, tokens=length,
-                                   limit=self.config.n_text_ctx)
+        return KeyValueCache.empty(
+            batch, 2 * self.n_layer, self.n_head, self.head, tokens=length, limit=self.config.n_text_ctx
+        )
 
     def prefill(self, tokens: np.ndarray, cross_kv: CrossKeysValues):
         """Logits (B, T, n_vocab) of a prompt (B, T) and the cache it leaves."""
@@ -555,7 +571,8 @@ class WhisperLiteRTModel(WhisperModel):
             alignment_heads=tuple(tuple(pair) for pair in gen.get("alignment_heads", ())),
         )
         tokenizer = WhisperTokenizer.from_file(weights / TOKENIZER_FILE, multilingual=config.multilingual)
-        inference = WhisperLiteRTInference((weights / ENCODER_FILE).read_bytes(),
-                                           (weights / DECODER_FILE).read_bytes(), config)
+        inference = WhisperLiteRTInference(
+            (weights / ENCODER_FILE).read_bytes(), (weights / DECODER_FILE).read_bytes(), config
+        )
         transcriber = Transcriber(inference, tokenizer, generation, options=_options(card.config.get("decoding", {})))
         return cls(transcriber, card, batch_size=batch_size)

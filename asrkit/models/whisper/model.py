@@ -24,15 +24,20 @@ from asrkit.models.base import card_file, check_setting_types
 from asrkit.models.seq2seq import Seq2SeqModel, spread_words
 from asrkit.models.whisper.checkpoint import CheckpointError, read_checkpoint, sha256_file
 from asrkit.models.whisper.frontend import CHUNK_LENGTH_S
-from asrkit.models.whisper.tokenizer import TOKENIZER_FILE, WhisperTokenizer
 from asrkit.models.whisper.streaming import StreamingOptions, WhisperStreamRecognizer
+from asrkit.models.whisper.tokenizer import TOKENIZER_FILE, WhisperTokenizer
 from asrkit.models.whisper.transcribe import Segment, TranscribeOptions, Transcriber
 
 BACKEND = "whisper"
 # A quick transcript (Seq2SeqModel.text): greedy, one temperature, no timestamps, no alignment, so a
 # clip costs one encoder run and a short greedy decode.
-QUICK_OPTIONS = {"beam_size": 1, "temperatures": (0.0,), "without_timestamps": True, "word_timestamps": False,
-                     "condition_on_previous_text": False}
+QUICK_OPTIONS = {
+    "beam_size": 1,
+    "temperatures": (0.0,),
+    "without_timestamps": True,
+    "word_timestamps": False,
+    "condition_on_previous_text": False,
+}
 # Longest prompt of expected words, tokens (a name is 1 to 4): a live pass's prompt holds it and then
 # the committed text, StreamingOptions.prompt_tokens (120) together, and this leaves the committed
 # text at least half of that.
@@ -63,16 +68,18 @@ def weights_folder(card: ModelCard, folder: Path) -> Path:
     package, sub = spec.get("package"), spec.get("path", ".")
     listed = spec.get("sha256", {})
     if not isinstance(listed, dict) or not all(isinstance(v, str) for v in listed.values()):
-        raise CardError(f"{folder / CARD_FILE}: config.weights.sha256 must map file names to hex digests, "
-                        f"not {listed!r:.80}")
+        raise CardError(
+            f"{folder / CARD_FILE}: config.weights.sha256 must map file names to hex digests, not {listed!r:.80}"
+        )
     if not isinstance(sub, str):
         raise CardError(f"{folder / CARD_FILE}: config.weights.path must be a string, not {sub!r}")
     if package is None:
         found = (folder / sub).resolve()
     elif not isinstance(package, str) or not package.isidentifier():
         # a dotted name would make find_spec import its parent packages: a card must not run code
-        raise CardError(f"{folder / CARD_FILE}: config.weights.package must be a top-level package name, "
-                        f"not {package!r}")
+        raise CardError(
+            f"{folder / CARD_FILE}: config.weights.package must be a top-level package name, not {package!r}"
+        )
     else:
         spec_found = importlib.util.find_spec(package)
         if spec_found is None or not spec_found.submodule_search_locations:
@@ -84,8 +91,9 @@ def weights_folder(card: ModelCard, folder: Path) -> Path:
         package_folder = Path(next(iter(spec_found.submodule_search_locations)))
         found = _inside(package_folder, sub, source=folder / CARD_FILE)
     if not found.is_dir():
-        raise CheckpointError(f"{card.name}: its weights folder {found} (config.weights in {folder / CARD_FILE}) "
-                              "is not a folder")
+        raise CheckpointError(
+            f"{card.name}: its weights folder {found} (config.weights in {folder / CARD_FILE}) is not a folder"
+        )
     return found
 
 
@@ -102,8 +110,7 @@ def verify_weights(card: ModelCard, folder: Path) -> None:
     """Check every file the card lists under ``config["weights"]["sha256"]`` (names inside ``folder``, the
     weights folder; :func:`weights_folder` has checked the listing's shape)."""
     for name, expected in card.config.get("weights", {}).get("sha256", {}).items():
-        path = card_file(folder, name, what="the weight file", source=f"the card of {card.name}",
-                         error=CheckpointError)
+        path = card_file(folder, name, what="the weight file", source=f"the card of {card.name}", error=CheckpointError)
         actual = sha256_file(path)
         if actual != expected:
             raise CheckpointError(
@@ -119,8 +126,10 @@ def finetuned_file(card: ModelCard, folder: Path) -> Path:
     path = card_file(folder, spec.get("file"), what=f"{card.name}: its fine-tuned weights", error=CheckpointError)
     actual = sha256_file(path)
     if actual != spec.get("sha256"):
-        raise CheckpointError(f"{card.name}: {path} has SHA-256 {actual}, its card expects {spec.get('sha256')}: "
-                              "the file is corrupt or not the one the model was measured with")
+        raise CheckpointError(
+            f"{card.name}: {path} has SHA-256 {actual}, its card expects {spec.get('sha256')}: "
+            "the file is corrupt or not the one the model was measured with"
+        )
     return path
 
 
@@ -172,8 +181,9 @@ class WhisperModel(Seq2SeqModel):
         self.folder: Path | None = None
 
     @classmethod
-    def load(cls, folder: str | Path, *, batch_size: int = 8, device: str = "auto", warm_up: bool = True
-             ) -> WhisperModel:
+    def load(
+        cls, folder: str | Path, *, batch_size: int = 8, device: str = "auto", warm_up: bool = True
+    ) -> WhisperModel:
         """A registered folder (with card.json) or a CTranslate2 / Hugging Face Whisper folder; ``warm_up``
         compiles the decoding functions now (see :meth:`warm_up`), which training does not need."""
         from asrkit.models.keras_ctc import select_device
@@ -196,7 +206,8 @@ class WhisperModel(Seq2SeqModel):
         if card is None:
             params = sum(a.size for a in checkpoint.weights.values()) / 1e6
             card = ModelCard(
-                name=f"whisper:{folder.name}", trained=True,
+                name=f"whisper:{folder.name}",
+                trained=True,
                 description=f"Whisper encoder-decoder, {params:.1f}M parameters, read from {folder}",
                 training_data="see the checkpoint's own model card",
                 config={"backend": BACKEND, "whisper": checkpoint.config.to_dict()},
@@ -250,12 +261,16 @@ class WhisperModel(Seq2SeqModel):
         text = " ".join(prompt.split())
         tokens = self.transcriber.tokenizer.encode(" " + text) if text else []
         if len(tokens) > MAX_PROMPT_TOKENS:
-            raise PromptError(f"the prompt for {self.name} is {len(tokens)} tokens long ({len(text)} characters); "
-                              f"it takes at most {MAX_PROMPT_TOKENS} tokens: list fewer words")
+            raise PromptError(
+                f"the prompt for {self.name} is {len(tokens)} tokens long ({len(text)} characters); "
+                f"it takes at most {MAX_PROMPT_TOKENS} tokens: list fewer words"
+            )
         special = self.transcriber.tokenizer.eot
         if any(t >= special for t in tokens):
-            raise PromptError(f"the prompt for {self.name} holds the text of a Whisper special token "
-                              f"(<|...|>), which would steer its decoder: {text!r}")
+            raise PromptError(
+                f"the prompt for {self.name} holds the text of a Whisper special token "
+                f"(<|...|>), which would steer its decoder: {text!r}"
+            )
         options = replace(self.options, initial_prompt=text or None)
         prompted = copy.copy(self)
         prompted.transcriber = copy.copy(self.transcriber)
@@ -267,8 +282,9 @@ class WhisperModel(Seq2SeqModel):
         the model's, and pass through ``create_stream(options=...)``."""
         return WhisperStreamRecognizer(self, options or self.streaming)
 
-    def segments(self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None
-                 ) -> list[list[Segment]]:
+    def segments(
+        self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None
+    ) -> list[list[Segment]]:
         """Whisper's own segments (text as written, with punctuation and timestamps) of each clip."""
         with self.lock:
             return self.transcriber.transcribe_batch([np.asarray(a, np.float32) for a in audios], options=options)
@@ -278,16 +294,16 @@ class WhisperModel(Seq2SeqModel):
         options = replace(self.options, **QUICK_OPTIONS)
         return [" ".join("".join(s.text for s in segs).split()) for segs in self.segments(audios, options=options)]
 
-    def transcribe_batch(self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None
-                         ) -> list[Transcript]:
+    def transcribe_batch(
+        self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None
+    ) -> list[Transcript]:
         results = []
         for start in range(0, len(audios), self.batch_size):
             batch = [np.asarray(a, np.float32) for a in audios[start : start + self.batch_size]]
             for audio, segs in zip(batch, self.segments(batch, options=options)):
                 words = tuple(w for s in segs for w in _segment_words(s))
                 text = " ".join("".join(s.text for s in segs).split())
-                results.append(Transcript(text=text, duration_s=len(audio) / SAMPLE_RATE, words=words,
-                                          model=self.name))
+                results.append(Transcript(text=text, duration_s=len(audio) / SAMPLE_RATE, words=words, model=self.name))
         return results
 
 

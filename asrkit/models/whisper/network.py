@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 
-import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
 import keras
 import numpy as np
 from keras import ops
 
+import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
 from asrkit.models.whisper.config import WhisperConfig
 
 LAYER_NORM_EPSILON = 1e-5
@@ -190,8 +190,9 @@ class AudioEncoder(keras.layers.Layer):
         self.conv1.build((None, None, c.n_mels))
         self.conv2.build((None, None, c.n_audio_state))
         # sinusoids in every released checkpoint, but read from it rather than recomputed
-        self.positions = self.add_weight(shape=(c.n_audio_ctx, c.n_audio_state), name="positions",
-                                         trainable=False, initializer="zeros")
+        self.positions = self.add_weight(
+            shape=(c.n_audio_ctx, c.n_audio_state), name="positions", trainable=False, initializer="zeros"
+        )
         for layer in (*self.blocks, self.ln_post):
             layer.build((None, None, c.n_audio_state))
 
@@ -244,11 +245,14 @@ class TextDecoder(keras.layers.Layer):
         """
         offset = 0 if cache is None else ops.shape(cache[0][0])[2]
         t = ops.shape(tokens)[1]
-        x = ops.transpose(ops.take(self.embedding, tokens, axis=1), (1, 2, 0)) + ops.slice(self.positions, (offset, 0), (t, self.config.n_text_state))
+        x = ops.transpose(ops.take(self.embedding, tokens, axis=1), (1, 2, 0)) + ops.slice(
+            self.positions, (offset, 0), (t, self.config.n_text_state)
+        )
         new_cache, weights = [], []
         for i, block in enumerate(self.blocks):
-            x, kv, w = block(x, cross_kv[i], cache=None if cache is None else cache[i], offset=offset,
-                             return_weights=return_weights)
+            x, kv, w = block(
+                x, cross_kv[i], cache=None if cache is None else cache[i], offset=offset, return_weights=return_weights
+            )
             new_cache.append(kv)
             weights.append(w)
         logits = ops.matmul(self.ln_post(x), self.embedding)
@@ -291,5 +295,7 @@ class WhisperNetwork(keras.layers.Layer):
             raise ValueError(f"checkpoint does not fit the network: missing {missing[:5]}, unexpected {extra[:5]}")
         for name, variable in named.items():
             if tuple(variable.shape) != arrays[name].shape:
-                raise ValueError(f"{name}: the network has shape {tuple(variable.shape)}, the checkpoint {arrays[name].shape}")
+                raise ValueError(
+                    f"{name}: the network has shape {tuple(variable.shape)}, the checkpoint {arrays[name].shape}"
+                )
             variable.assign(arrays[name])

@@ -42,7 +42,6 @@ from asrkit.models.whisper.decoding import compression_ratio, draft_greedy, log_
 from asrkit.models.whisper.frontend import CHUNK_LENGTH_S, FRAMES_PER_SECOND, HOP_LENGTH, log_mel_spectrogram
 from asrkit.models.whisper.transcribe import INPUT_STRIDE, Transcriber
 
-
 # seconds of audio a trim keeps before the committed word or segment end it trims at: the alignment may
 # put that end a little late, and a buffer starting inside the next word would lose it; the committed
 # words this keeps are matched by their text and not shown twice
@@ -90,7 +89,8 @@ class StreamingOptions:
             raise ValueError(f"step_s must be positive and catch_up at least 0, got {self.step_s}, {self.catch_up}")
         if not 0 < self.trim_s <= self.max_buffer_s <= CHUNK_LENGTH_S:
             raise ValueError(
-                f"need 0 < trim_s <= max_buffer_s <= {CHUNK_LENGTH_S}, got {self.trim_s} and {self.max_buffer_s}")
+                f"need 0 < trim_s <= max_buffer_s <= {CHUNK_LENGTH_S}, got {self.trim_s} and {self.max_buffer_s}"
+            )
 
     def window_for(self, buffer_s: float) -> float:
         """The shortest window holding ``buffer_s`` seconds and the padding after it (else 30 s)."""
@@ -158,8 +158,9 @@ class WhisperStreamRecognizer:
         transcriber: Transcriber = model.transcriber
         self.transcriber = transcriber
         self.tokenizer = transcriber.tokenizer
-        self.decoding = replace(model.options, beam_size=1, temperatures=(0.0,), without_timestamps=False,
-                                word_timestamps=True)
+        self.decoding = replace(
+            model.options, beam_size=1, temperatures=(0.0,), without_timestamps=False, word_timestamps=True
+        )
         self._base_rules = transcriber.rules(self.decoding)
         self._last_pass_s = 0.0
         self.reset()
@@ -186,10 +187,17 @@ class WhisperStreamRecognizer:
     @property
     def status(self) -> StreamStatus:
         return StreamStatus(
-            passes=self._passes, fallbacks=self._fallbacks, unprompted=self._unprompted,
-            last_pass_s=self._last_pass_s, window_s=self._window_s, interval_s=self.interval_s,
-            buffer_s=self._length / SAMPLE_RATE, trimmed_s=self._offset_s, tokens=self._tokens,
-            draft_kept=self._draft_kept, keeping_up=self.interval_s <= self.options.step_s,
+            passes=self._passes,
+            fallbacks=self._fallbacks,
+            unprompted=self._unprompted,
+            last_pass_s=self._last_pass_s,
+            window_s=self._window_s,
+            interval_s=self.interval_s,
+            buffer_s=self._length / SAMPLE_RATE,
+            trimmed_s=self._offset_s,
+            tokens=self._tokens,
+            draft_kept=self._draft_kept,
+            keeping_up=self.interval_s <= self.options.step_s,
         )
 
     def accept_waveform(self, samples: np.ndarray) -> bool:
@@ -290,11 +298,11 @@ class WhisperStreamRecognizer:
         buffer_s = len(audio) / SAMPLE_RATE
         content = len(audio) // HOP_LENGTH
         budget = math.ceil(o.max_tokens_per_s * buffer_s) + 10
-        window_s = o.window_for(buffer_s)
         draft = list(self._pass.tokens) if self._pass else []
-        for window_s in dict.fromkeys((window_s, o.window_lengths_s[-1])):
-            cross, tokens, avg_logprob, no_speech = self._decode_window(audio, window_s, content, budget, draft,
-                                                                        said=said)
+        for window_s in dict.fromkeys((o.window_for(buffer_s), o.window_lengths_s[-1])):
+            cross, tokens, avg_logprob, no_speech = self._decode_window(
+                audio, window_s, content, budget, draft, said=said
+            )
             text = self.tokenizer.decode([t for t in tokens if t < self.tokenizer.eot])
             threshold = d.compression_ratio_threshold
             looping = len(tokens) >= budget or (threshold is not None and compression_ratio(text.strip()) > threshold)
@@ -317,8 +325,9 @@ class WhisperStreamRecognizer:
         threshold = self.decoding.no_speech_threshold
         return self._guessed(avg_logprob) and threshold is not None and no_speech > threshold
 
-    def _decode_window(self, audio: np.ndarray, window_s: float, content: int, budget: int, draft: list[int], *,
-                       said: bool = True):
+    def _decode_window(
+        self, audio: np.ndarray, window_s: float, content: int, budget: int, draft: list[int], *, said: bool = True
+    ):
         """(cross keys/values, tokens, mean log probability, no-speech probability) of one window; its
         prompt holds the committed text before the buffer if ``said``."""
         tr, tok = self.transcriber, self.tokenizer
@@ -348,8 +357,14 @@ class WhisperStreamRecognizer:
         text = [t for piece in pieces for t in piece[2] if t < eot]
         if not text:
             return _Pass((), (), (), tuple(tokens))
-        (alignment,) = find_alignment(tr.inference, cross, text_tokens=[text], num_frames=[content],
-                                      tokenizer=self.tokenizer, alignment_heads=tr.alignment_heads)
+        (alignment,) = find_alignment(
+            tr.inference,
+            cross,
+            text_tokens=[text],
+            num_frames=[content],
+            tokenizer=self.tokenizer,
+            alignment_heads=tr.alignment_heads,
+        )
         (segments,), _ = add_word_timestamps([alignment], [pieces], time_offsets=[0.0], eot=eot)
         end_s = content / FRAMES_PER_SECOND
         shift = self._offset_s

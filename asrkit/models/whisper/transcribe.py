@@ -124,15 +124,17 @@ class WindowResult:
 class Transcriber:
     """Whisper's transcription policy over a :class:`~asrkit.models.whisper.inference.WhisperInference`."""
 
-    def __init__(self, inference, tokenizer, generation: GenerationConfig, *,
-                 options: TranscribeOptions = TranscribeOptions()) -> None:
+    def __init__(
+        self, inference, tokenizer, generation: GenerationConfig, *, options: TranscribeOptions = TranscribeOptions()
+    ) -> None:
         self.inference, self.tokenizer, self.options = inference, tokenizer, options
         self.generation = generation
         c = inference.config
         # a checkpoint that names no alignment heads aligns with every head of the decoder's upper
         # half, as openai/whisper does
         self.alignment_heads = generation.alignment_heads or tuple(
-            (layer, head) for layer in range(c.n_text_layer // 2, c.n_text_layer) for head in range(c.n_text_head))
+            (layer, head) for layer in range(c.n_text_layer // 2, c.n_text_layer) for head in range(c.n_text_head)
+        )
         self.max_length = c.n_text_ctx
 
     def suppressed_tokens(self, options: TranscribeOptions) -> tuple[int, ...]:
@@ -160,8 +162,7 @@ class Transcriber:
             max_initial_timestamp_index=round(options.max_initial_timestamp / TIMESTAMP_STEP_S),
         )
 
-    def prompt(self, previous: Sequence[int], options: TranscribeOptions, *, budget: int | None = None
-               ) -> list[int]:
+    def prompt(self, previous: Sequence[int], options: TranscribeOptions, *, budget: int | None = None) -> list[int]:
         """The decoder's prompt: ``options.initial_prompt`` and the end of the text so far, ``budget``
         tokens together at most (and at most half the decoder's positions, the default), then the
         start-of-transcript sequence."""
@@ -178,8 +179,9 @@ class Transcriber:
             prompt.append(tok.no_timestamps)
         return prompt
 
-    def decode_windows(self, mels: np.ndarray, prompts: list[list[int]], options: TranscribeOptions
-                       ) -> tuple[list[WindowResult], list]:
+    def decode_windows(
+        self, mels: np.ndarray, prompts: list[list[int]], options: TranscribeOptions
+    ) -> tuple[list[WindowResult], list]:
         """Decode windows (B, n_mels, 3000) with equal-length prompts, each with temperature fallback;
         also returns the windows' cross-attention keys and values (for word alignment)."""
         features = self.inference.encode(mels)
@@ -207,17 +209,42 @@ class Transcriber:
                 no_speech = probs[:, self.tokenizer.no_speech]
             first = logits[:, -1]
             if temperature > 0:
-                found = greedy(self.inference, cross, cache, first, rules=rules, max_new_tokens=max_new,
-                               length_penalty=options.length_penalty, temperature=temperature, rng=rng)
-                best = [max(found[j * n_samples:(j + 1) * n_samples], key=lambda h: h.score)
-                        for j in range(len(rows))]
+                found = greedy(
+                    self.inference,
+                    cross,
+                    cache,
+                    first,
+                    rules=rules,
+                    max_new_tokens=max_new,
+                    length_penalty=options.length_penalty,
+                    temperature=temperature,
+                    rng=rng,
+                )
+                best = [
+                    max(found[j * n_samples : (j + 1) * n_samples], key=lambda h: h.score) for j in range(len(rows))
+                ]
             elif options.beam_size > 1:
-                best = beam_search(self.inference, cross, cache, first, rules=rules, max_new_tokens=max_new,
-                                   beam_size=options.beam_size, patience=options.patience,
-                                   length_penalty=options.length_penalty)
+                best = beam_search(
+                    self.inference,
+                    cross,
+                    cache,
+                    first,
+                    rules=rules,
+                    max_new_tokens=max_new,
+                    beam_size=options.beam_size,
+                    patience=options.patience,
+                    length_penalty=options.length_penalty,
+                )
             else:
-                best = greedy(self.inference, cross, cache, first, rules=rules, max_new_tokens=max_new,
-                              length_penalty=options.length_penalty)
+                best = greedy(
+                    self.inference,
+                    cross,
+                    cache,
+                    first,
+                    rules=rules,
+                    max_new_tokens=max_new,
+                    length_penalty=options.length_penalty,
+                )
             still = []
             for i, hypothesis in zip(pending, best):
                 ratio = compression_ratio(self.tokenizer.decode(hypothesis.tokens).strip())
@@ -239,14 +266,19 @@ class Transcriber:
     @staticmethod
     def _acceptable(result: WindowResult, options: TranscribeOptions) -> bool:
         avg = result.hypothesis.avg_logprob
-        loop = options.compression_ratio_threshold is not None and result.compression_ratio > options.compression_ratio_threshold
+        loop = (
+            options.compression_ratio_threshold is not None
+            and result.compression_ratio > options.compression_ratio_threshold
+        )
         guess = options.log_prob_threshold is not None and avg < options.log_prob_threshold
-        silent = (options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold
-                  and guess)
+        silent = (
+            options.no_speech_threshold is not None and result.no_speech_prob > options.no_speech_threshold and guess
+        )
         return silent or not (loop or guess)
 
-    def split_segments(self, tokens: Sequence[int], *, seek: int, segment_size: int
-                       ) -> tuple[list[tuple[float, float, list[int]]], int, bool]:
+    def split_segments(
+        self, tokens: Sequence[int], *, seek: int, segment_size: int
+    ) -> tuple[list[tuple[float, float, list[int]]], int, bool]:
         """(start s, end s, tokens) of each timestamped segment of a window's transcript, where the
         next window starts (in mel frames), and whether the transcript ended on a lone timestamp
         (no speech after it in this window)."""
@@ -266,8 +298,9 @@ class Transcriber:
         segments, last = [], 0
         for cut in cuts:
             piece = tokens[last:cut]
-            segments.append((offset + (piece[0] - begin) * TIMESTAMP_STEP_S,
-                             offset + (piece[-1] - begin) * TIMESTAMP_STEP_S, piece))
+            segments.append(
+                (offset + (piece[0] - begin) * TIMESTAMP_STEP_S, offset + (piece[-1] - begin) * TIMESTAMP_STEP_S, piece)
+            )
             last = cut
         if single_ending:
             # a lone timestamp at the end: no speech after it in this window
@@ -275,8 +308,9 @@ class Transcriber:
         # the last segment was cut off: the next window starts at its start
         return segments, seek + (tokens[last - 1] - begin) * INPUT_STRIDE
 
-    def transcribe_batch(self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None
-                         ) -> list[list[Segment]]:
+    def transcribe_batch(
+        self, audios: Sequence[np.ndarray], *, options: TranscribeOptions | None = None
+    ) -> list[list[Segment]]:
         """Segments of each clip; windows of different clips are decoded together when their prompts
         have the same length (every first window, and every window of clips up to 30 s)."""
         options = options or self.options
@@ -296,14 +330,14 @@ class Transcriber:
             groups: dict[int, list[int]] = {}
             prompts = {}
             for i in active:
-                prompts[i] = self.prompt(history[i][reset_at[i]:], options)
+                prompts[i] = self.prompt(history[i][reset_at[i] :], options)
                 groups.setdefault(len(prompts[i]), []).append(i)
             for members in groups.values():
                 sizes = [min(N_FRAMES, content[i] - seeks[i]) for i in members]
                 if options.silence_peak is not None:
                     heard = []
                     for i, size in zip(members, sizes):
-                        window = audios[i][seeks[i] * HOP_LENGTH:(seeks[i] + size) * HOP_LENGTH]
+                        window = audios[i][seeks[i] * HOP_LENGTH : (seeks[i] + size) * HOP_LENGTH]
                         if window.size and np.abs(window).max() >= options.silence_peak:
                             heard.append(i)
                         else:
@@ -312,7 +346,7 @@ class Transcriber:
                     if not members:
                         continue
                     sizes = [min(N_FRAMES, content[i] - seeks[i]) for i in members]
-                windows = np.stack([pad_or_trim(mels[i][:, seeks[i]:seeks[i] + n]) for i, n in zip(members, sizes)])
+                windows = np.stack([pad_or_trim(mels[i][:, seeks[i] : seeks[i] + n]) for i, n in zip(members, sizes)])
                 results, cross = self.decode_windows(windows, [prompts[i] for i in members], options)
                 windows_out = []
                 for row, (i, size, result) in enumerate(zip(members, sizes, results)):
@@ -322,7 +356,7 @@ class Transcriber:
                     pieces, next_seek = self.split_segments(result.hypothesis.tokens, seek=seeks[i], segment_size=size)
                     windows_out.append((row, i, size, result, pieces, next_seek))
                 words = self._align(windows_out, cross, seeks, last_speech) if options.word_timestamps else {}
-                for row, i, size, result, pieces, next_seek in windows_out:
+                for _row, i, _size, result, pieces, next_seek in windows_out:
                     # word times annotate the segments; they never move the seek, so a transcript is
                     # the same with and without them (and faster-whisper's default)
                     aligned = words.get(i)
@@ -335,10 +369,23 @@ class Transcriber:
                         if aligned is not None:
                             start, end, timed = aligned[k].start, aligned[k].end, aligned[k].words
                         history[i].extend(tokens)
-                        segments[i].append(Segment(start, end, text, tuple(tokens), result.hypothesis.avg_logprob,
-                                                   result.compression_ratio, result.no_speech_prob,
-                                                   result.temperature, timed))
-                    if not options.condition_on_previous_text or result.temperature > options.prompt_reset_on_temperature:
+                        segments[i].append(
+                            Segment(
+                                start,
+                                end,
+                                text,
+                                tuple(tokens),
+                                result.hypothesis.avg_logprob,
+                                result.compression_ratio,
+                                result.no_speech_prob,
+                                result.temperature,
+                                timed,
+                            )
+                        )
+                    if (
+                        not options.condition_on_previous_text
+                        or result.temperature > options.prompt_reset_on_temperature
+                    ):
                         reset_at[i] = len(history[i])
 
     def _silent(self, result: WindowResult, options: TranscribeOptions) -> bool:
@@ -348,8 +395,9 @@ class Transcriber:
         enough to pass the log-probability rule alone, with a no-speech probability near 1."""
         if options.no_speech_threshold is None or result.no_speech_prob <= options.no_speech_threshold:
             return False
-        confident = (options.log_prob_threshold is not None
-                     and result.hypothesis.avg_logprob > options.log_prob_threshold)
+        confident = (
+            options.log_prob_threshold is not None and result.hypothesis.avg_logprob > options.log_prob_threshold
+        )
         return not confident or not any(c.isalnum() for c in self.tokenizer.decode(result.hypothesis.tokens))
 
     def _align(self, windows, cross, seeks, last_speech) -> dict[int, list]:
@@ -361,15 +409,22 @@ class Transcriber:
             return {}
         rows = np.array([w[0] for w, _ in todo])
         alignments = find_alignment(
-            self.inference, self.inference.gather(cross, rows), text_tokens=[text for _, text in todo],
-            num_frames=[w[2] for w, _ in todo], tokenizer=self.tokenizer,
+            self.inference,
+            self.inference.gather(cross, rows),
+            text_tokens=[text for _, text in todo],
+            num_frames=[w[2] for w, _ in todo],
+            tokenizer=self.tokenizer,
             alignment_heads=self.alignment_heads,
         )
         aligned = {}
         for (w, _), alignment in zip(todo, alignments):
             i = w[1]
             (segments,), last_speech[i] = add_word_timestamps(
-                [alignment], [w[4]], time_offsets=[seeks[i] / FRAMES_PER_SECOND], eot=eot,
-                last_speech_timestamp=last_speech[i])
+                [alignment],
+                [w[4]],
+                time_offsets=[seeks[i] / FRAMES_PER_SECOND],
+                eot=eot,
+                last_speech_timestamp=last_speech[i],
+            )
             aligned[i] = segments
         return aligned
