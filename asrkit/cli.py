@@ -27,10 +27,10 @@ from asrkit.contracts import PromptError
 from asrkit.data.synth import ENGINES
 from asrkit.distributed import DistributedError, RayOptions
 from asrkit.errors import AsrkitError
-from asrkit.evaluate import EvalReport, HypothesisCache, evaluate, format_report
+from asrkit.evaluate import EvalReport, HypothesisCache, evaluate, format_report, record_in_card
 from asrkit.formats import FORMATS, render
 from asrkit.manifest import ManifestWarning, read_manifest
-from asrkit.models import GENERAL_KEY, ModelCard, UnknownModelError, list_models, load_model, resolve_model
+from asrkit.models import ModelCard, UnknownModelError, list_models, load_model, resolve_model
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
 SUFFIXES = {"text": ".txt", "json": ".json", "srt": ".srt", "vtt": ".vtt"}
@@ -276,21 +276,8 @@ def _eval(args: argparse.Namespace, config: Config) -> int:
             print(f"wrote {written}")
     if args.record:
         folder = resolve_model(args.model, config=config)
-        card = ModelCard.load(folder)
-        earlier = card.metrics.get(args.manifest.stem)
-        # measuring a set again keeps the card's word on whether it is general speech (its headline depends on it)
-        general = {GENERAL_KEY: True} if isinstance(earlier, dict) and earlier.get(GENERAL_KEY) is True else {}
-        card.metrics[args.manifest.stem] = {
-            "wer": round(report.corpus.wer, 4),
-            "wer_95": [round(report.wer_interval.low, 4), round(report.wer_interval.high, 4)],
-            "cer": round(report.corpus.cer, 4),
-            "utterances": len(report.rows),
-            "rtf": round(report.rtf, 4),
-            **general,
-            "command": args.command_line,
-        }
-        card.save(folder)
-        print(f"recorded in {folder / 'card.json'}")
+        card = record_in_card(report, folder, set_name=args.manifest.stem, command=args.command_line)
+        print(f"recorded in {card}")
     return EXIT_PARTIAL if report.failed else EXIT_OK
 
 

@@ -24,6 +24,10 @@ import numpy as np
 from asrkit.errors import AsrkitError
 
 CARD_FILE = "card.json"
+# The key of a card's metrics entry that marks its set as general speech, whose WER compares models fairly
+# (e.g. speakers no training data has); a narrow set (isolated digits) or a model's own held-out takes say
+# less about how it does on speech in general, and leave it out.
+GENERAL_KEY = "general"
 # A card is a few kilobytes of JSON (the largest shipped one is under 3 KB); anything past this is not
 # one, and is not read whole.
 MAX_CARD_BYTES = 1 << 20

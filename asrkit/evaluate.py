@@ -10,12 +10,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from asrkit.audio import DEFAULT_LIMITS, AudioError, AudioLimits, load_audio
 from asrkit.config import Config
-from asrkit.contracts import CARD_FILE, ASRModel, Span, Transcript
+from asrkit.contracts import CARD_FILE, GENERAL_KEY, ASRModel, ModelCard, Span, Transcript
 from asrkit.manifest import MAX_NAMED, ManifestError, ManifestWarning, Utterance
 from asrkit.metrics import NORMALIZER_NAME, CorpusScore, Interval, UtteranceScore, bootstrap_interval, score_corpus
 from asrkit.text import normalize_text
@@ -201,6 +202,32 @@ def scorable(utterances: Sequence[Utterance]) -> list[int]:
             stacklevel=3,
         )
     return kept
+
+
+def card_metrics(report: EvalReport, *, command: str, general: bool = False) -> dict[str, Any]:
+    """What a model card's ``metrics`` keeps of one evaluated set: WER with its 95% interval, CER,
+    utterances, RTF, whether the set is general speech (:data:`~asrkit.contracts.GENERAL_KEY`), and the
+    command that measures it again."""
+    interval = report.wer_interval
+    return {
+        "wer": round(report.corpus.wer, 4),
+        "wer_95": [round(interval.low, 4), round(interval.high, 4)],
+        "cer": round(report.corpus.cer, 4),
+        "utterances": len(report.rows),
+        "rtf": round(report.rtf, 4),
+        **({GENERAL_KEY: True} if general else {}),
+        "command": command,
+    }
+
+
+def record_in_card(report: EvalReport, folder: str | Path, *, set_name: str, command: str) -> Path:
+    """Store ``report``'s figures in the card of the model in ``folder`` under ``set_name``; a set the card
+    already marks as general speech stays marked (the model's headline WER depends on it). The card's path."""
+    card = ModelCard.load(folder)
+    earlier = card.metrics.get(set_name)
+    general = isinstance(earlier, dict) and earlier.get(GENERAL_KEY) is True
+    card.metrics[set_name] = card_metrics(report, command=command, general=general)
+    return card.save(folder)
 
 
 def cached_outcomes(utterances: Sequence[Utterance], cache: HypothesisCache | None) -> list[Outcome | None]:

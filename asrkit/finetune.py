@@ -29,8 +29,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from asrkit.config import Config
+from asrkit.evaluate import card_metrics
 from asrkit.manifest import Utterance, read_manifest
-from asrkit.models.base import GENERAL_KEY
 from asrkit.models.whisper.finetune import FinetuneOptions, FinetuneResult, Progress
 from asrkit.text import normalize_text
 
@@ -306,18 +306,9 @@ def finetune_model(
     for path, role in comparisons:
         after = _evaluate(tuned, folder, path, progress)
         sets.append(SetComparison(path.stem, path, len(after.rows), before[path].corpus.wer, after.corpus.wer, role))
-        interval = after.wer_interval
-        metrics[path.stem] = {
-            "wer": round(after.corpus.wer, 4),
-            "wer_95": [round(interval.low, 4), round(interval.high, 4)],
-            "cer": round(after.corpus.cer, 4),
-            "utterances": len(after.rows),
-            "rtf": round(after.rtf, 4),
-            "base_wer": round(before[path].corpus.wer, 4),
-            # a forgetting-check set is general speech: the model's headline (see headline_metric)
-            **({GENERAL_KEY: True} if role == "general" else {}),
-            "command": f"asrkit eval {path} --model {name}",
-        }
+        # a forgetting-check set is general speech: the model's headline (see headline_metric)
+        entry = card_metrics(after, command=f"asrkit eval {path} --model {name}", general=role == "general")
+        metrics[path.stem] = {**entry, "base_wer": round(before[path].corpus.wer, 4)}
     report = FinetuneReport(
         name,
         folder,

@@ -320,12 +320,12 @@ def send(view, audio: np.ndarray, *, start: bool = True, stop: bool = True) -> N
     """Play ``audio`` into the view's microphone in 200 ms chunks."""
     mic = view.microphone
     if start:
-        mic._receive(mic, {"type": "started", "rate": SAMPLE_RATE}, [])
+        mic.receive(mic, {"type": "started", "rate": SAMPLE_RATE}, [])
     pcm = (audio * 32767).astype("<i2")
     for seq, begin in enumerate(range(0, len(pcm), 3200)):
-        mic._receive(mic, {"type": "chunk", "rate": SAMPLE_RATE, "seq": seq}, [pcm[begin : begin + 3200].tobytes()])
+        mic.receive(mic, {"type": "chunk", "rate": SAMPLE_RATE, "seq": seq}, [pcm[begin : begin + 3200].tobytes()])
     if stop:
-        mic._receive(mic, {"type": "stopped"}, [])
+        mic.receive(mic, {"type": "stopped"}, [])
 
 
 def test_the_view_flags_bad_takes_saves_good_ones_and_reopens_the_session(tmp_path):

@@ -37,16 +37,16 @@ def speak(
     """Send ``audio`` (float, 16 kHz) to the view's microphone as the page would."""
     mic = view.microphone
     if start:
-        mic._receive(mic, {"type": "started", "rate": SAMPLE_RATE}, [])
+        mic.receive(mic, {"type": "started", "rate": SAMPLE_RATE}, [])
     pcm = (audio * 32767).astype(np.int16)
     size = round(chunk_s * SAMPLE_RATE)
     for seq, begin in enumerate(range(0, len(pcm), size)):
-        mic._receive(mic, *chunk_message(seq, pcm[begin : begin + size]))
+        mic.receive(mic, *chunk_message(seq, pcm[begin : begin + size]))
         time.sleep(pace_s)
 
 
 def stop(view: LiveTranscriber, finished: list) -> None:
-    view.microphone._receive(view.microphone, {"type": "stopped"}, [])
+    view.microphone.receive(view.microphone, {"type": "stopped"}, [])
     deadline = time.monotonic() + 60
     while not finished and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -82,10 +82,10 @@ def test_a_malformed_message_is_reported_and_the_stream_carries_on():
         ("junk", []),
         ({"type": "chunk", "rate": 16000, "seq": 10}, [np.full(100, np.iinfo(np.int16).max, "<i2").tobytes() + b"\0"]),
     ):
-        mic._receive(mic, content, buffers)
+        mic.receive(mic, content, buffers)
     assert mic.malformed == 3 and "malformed" in mic.message
     # a chunk at another rate mid-stream is well-formed but unusable: said in the status, not raised
-    mic._receive(mic, *chunk_message(11, np.zeros(4800, np.int16), rate=48000))
+    mic.receive(mic, *chunk_message(11, np.zeros(4800, np.int16), rate=48000))
     stop(view, finished)
     assert "48000 Hz" in view.status.value
     assert view.run is None and 'data-audio-s="1.0"' in view.status.value
@@ -390,9 +390,9 @@ def test_the_file_tab_transcribes_a_recording_from_its_microphone():
     view = FileTranscriber(model)
     view._jobs.submit = lambda fn, *args, **kwargs: fn(*args, **kwargs)  # transcribe here, not on the thread
     mic = view.microphone
-    mic._receive(mic, {"type": "started", "rate": 48000}, [])
+    mic.receive(mic, {"type": "started", "rate": 48000}, [])
     for seq in range(10):
-        mic._receive(mic, *chunk_message(seq, np.full(9600, 1000, np.int16), rate=48000))
-    mic._receive(mic, {"type": "stopped"}, [])
+        mic.receive(mic, *chunk_message(seq, np.full(9600, 1000, np.int16), rate=48000))
+    mic.receive(mic, {"type": "stopped"}, [])
     assert model.pieces == [2 * SAMPLE_RATE] and "recording.wav" in view.status.value
     assert view.player.format == "wav" and view.player.value[:4] == b"RIFF"

@@ -132,15 +132,15 @@ def test_the_live_tab_streams_with_the_expected_words(model, clip):
     finished: list[str] = []
     view.on_finished(finished.append)
     mic = view.microphone
-    mic._receive(mic, {"type": "started", "rate": SAMPLE_RATE}, [])
+    mic.receive(mic, {"type": "started", "rate": SAMPLE_RATE}, [])
     pcm = (np.concatenate([clip, np.zeros(SAMPLE_RATE, np.float32)]) * 32767).astype("<i2")
     size = SAMPLE_RATE // 5
     for seq, begin in enumerate(range(0, len(pcm), size)):
-        mic._receive(
+        mic.receive(
             mic,
             {"type": "chunk", "rate": SAMPLE_RATE, "seq": seq, "sent_ms": time.time() * 1000},
             [pcm[begin : begin + size].tobytes()],
         )
-    mic._receive(mic, {"type": "stopped"}, [])
+    mic.receive(mic, {"type": "stopped"}, [])
     _wait_for(lambda: finished, "the end of the recording")
     assert "Whittemore" in finished[0] and 'data-dropped-s="0.0"' in view.status.value, finished

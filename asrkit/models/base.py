@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 # Importable from here as they were before they moved to asrkit.contracts.
 from asrkit.contracts import (  # noqa: F401
     CARD_FILE,
+    GENERAL_KEY,
     MAX_CARD_BYTES,
     ASRModel,
     CardError,
@@ -27,11 +28,6 @@ from asrkit.contracts import (  # noqa: F401
     json_kind,
     regular_file,
 )
-
-# The key of a card's metrics entry that marks its set as general speech, whose WER compares models fairly
-# (e.g. speakers no training data has); a narrow set (isolated digits) or a model's own held-out takes say
-# less about how it does on speech in general, and leave it out.
-GENERAL_KEY = "general"
 
 
 def card_file(

@@ -151,7 +151,7 @@ class Microphone(anywidget.AnyWidget):
         self.malformed = 0
         # recent browser-to-kernel delays, seconds
         self.transport_s: deque[float] = deque(maxlen=TRANSPORT_HISTORY)
-        self.on_msg(self._receive)
+        self.on_msg(self.receive)
 
     def on_chunk(self, handler: Callable[[Chunk], None]) -> None:
         """Call ``handler(chunk)`` for each chunk of audio."""
@@ -169,7 +169,9 @@ class Microphone(anywidget.AnyWidget):
         """Ask the browser to stop capturing (its last chunks and "stopped" still arrive)."""
         self.send({"command": "stop"})
 
-    def _receive(self, _widget, content, buffers) -> None:
+    def receive(self, _widget, content, buffers) -> None:
+        """Take one message from the page (a chunk of audio, or the capture's state), as the widget's comm
+        delivers it; another front-end, or a test standing in for the browser, calls it the same way."""
         received = time.time()
         kind = content.get("type") if isinstance(content, dict) else None
         if kind == "chunk":
