@@ -247,34 +247,17 @@ def finetune_model(
             cancel=cancel,
         )
     encode_s = time.monotonic() - encode_began
-    if train_set is None or (held_utts and held_set is None):
-        result = FinetuneResult(0, 0, (), (), 0.0, True, "cancelled", options)
+
+    def report(
+        result: FinetuneResult, folder: Path | None = None, sets: tuple[SetComparison, ...] = ()
+    ) -> FinetuneReport:
         return FinetuneReport(
             name,
-            None,
+            folder,
             model.name,
             run_dir,
             result,
-            (),
-            len(train_utts),
-            len(held_utts),
-            excluded,
-            encode_s,
-            0.0,
-            time.monotonic() - began,
-            _peak_rss_mb(),
-        )
-    result = finetune(
-        model, train_set, held_set, run_dir=run_dir, options=options, on_progress=on_progress, cancel=cancel
-    )
-    if result.cancelled:
-        return FinetuneReport(
-            name,
-            None,
-            model.name,
-            run_dir,
-            result,
-            (),
+            sets,
             len(train_utts),
             len(held_utts),
             excluded,
@@ -283,6 +266,14 @@ def finetune_model(
             time.monotonic() - began,
             _peak_rss_mb(),
         )
+
+    if train_set is None or (held_utts and held_set is None):
+        return report(FinetuneResult(0, 0, (), (), 0.0, True, "cancelled", options))
+    result = finetune(
+        model, train_set, held_set, run_dir=run_dir, options=options, on_progress=on_progress, cancel=cancel
+    )
+    if result.cancelled:
+        return report(result)
     plot_training(run_dir / HISTORY_FILE).figure.savefig(run_dir / CURVE_FILE, dpi=100)
     # the encoded clips (gigabytes for an hour of audio) only serve a resumed run
     for features in (FEATURES_FILE, HELD_OUT_FILE):
@@ -309,26 +300,12 @@ def finetune_model(
         # a forgetting-check set is general speech: the model's headline (see headline_metric)
         entry = card_metrics(after, command=f"asrkit eval {path} --model {name}", general=role == "general")
         metrics[path.stem] = {**entry, "base_wer": round(before[path].corpus.wer, 4)}
-    report = FinetuneReport(
-        name,
-        folder,
-        model.name,
-        run_dir,
-        result,
-        tuple(sets),
-        len(train_utts),
-        len(held_utts),
-        excluded,
-        encode_s,
-        result.train_s,
-        time.monotonic() - began,
-        _peak_rss_mb(),
-    )
+    done = report(result, folder, tuple(sets))
     if any(role == "general" for _, role in comparisons):
         # recorded with the metrics, which a model's identity (and its cached transcripts) leaves out
-        metrics["forgetting"] = report.forgetting or f"none (general sets within {FORGETTING_POINTS:g} point)"
+        metrics["forgetting"] = done.forgetting or f"none (general sets within {FORGETTING_POINTS:g} point)"
     replace(tuned.card, metrics=metrics).save(folder)
-    return report
+    return done
 
 
 def _peak_rss_mb() -> float:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import shutil
 import time
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 from conftest import shared_path
+from matplotlib.text import Text
+from PIL import Image
 
 import asrkit.models as registry
 from asrkit.audio import SAMPLE_RATE, AudioLimits, load_audio, wav_bytes
@@ -17,12 +22,13 @@ from asrkit.contracts import Span, Transcript
 from asrkit.metrics import score
 from asrkit.models import load_model
 from asrkit.streaming import ChunkedStream
+from asrkit.widgets import picker as picker_module
 from asrkit.widgets.file_mode import FileTranscriber, download_links
 from asrkit.widgets.live import LiveOptions, LiveTranscriber
 from asrkit.widgets.microphone import ChunkError, decode_chunk
 from asrkit.widgets.picker import ModelPicker
 from asrkit.widgets.read_aloud import ReadAloud
-from asrkit.widgets.spectrogram import LiveSpectrogram
+from asrkit.widgets.spectrogram import ROW_PIXELS, LiveSpectrogram
 
 GOFORWARD = "speech/fixtures/wav/ps_goforward.flac"
 
@@ -101,7 +107,9 @@ def test_live_view_shows_committed_and_partial_text_and_bounded_spectrogram():
     assert 'class="asrkit-committed"' in view.transcript.value and 'class="asrkit-partial"' in view.transcript.value
     stop(view, finished)
     assert score("go forward ten meters", finished[0]).wer <= 0.5, finished
-    assert view.spectrogram.value[:4] == b"\x89PNG" and view._picture._ring.shape == (200, 80)
+    # the picture shows the last 2 s only, 100 frames a second, each of the 80 mel bands ROW_PIXELS tall
+    assert view.spectrogram.value[:4] == b"\x89PNG"
+    assert Image.open(io.BytesIO(view.spectrogram.value)).size == (200, 80 * ROW_PIXELS)
     assert 'data-dropped-s="0.0"' in view.status.value and "RTF" in view.status.value
     # the last words sit under the spectrogram at their times
     assert "meters" in view.words.value and "left:" in view.words.value
@@ -144,6 +152,37 @@ def test_a_model_failing_mid_stream_is_said_in_the_status_and_the_view_goes_on()
     stop(view, finished)
 
 
+class _SayingRecognizer:
+    """Hears nothing while the audio comes, and ``text`` when it ends."""
+
+    def __init__(self, text: str) -> None:
+        self.words = tuple(Span(word, 0.1 * i, 0.1 * i + 0.1) for i, word in enumerate(text.split()))
+
+    def reset(self) -> None:
+        pass
+
+    def accept_waveform(self, samples: np.ndarray) -> bool:
+        return False
+
+    def hypothesis(self) -> tuple[Span, ...]:
+        return ()
+
+    def finish(self) -> tuple[Span, ...]:
+        return self.words
+
+
+class _SayingModel:
+    """A stand-in model whose streams hear ``text`` in any recording."""
+
+    name = "saying"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def create_stream(self, **options):
+        return ChunkedStream(_SayingRecognizer(self.text), **options)
+
+
 def test_switching_models_mid_recording_keeps_the_words_so_far():
     audio = load_audio(shared_path(GOFORWARD))
     model = load_model()
@@ -167,20 +206,42 @@ def test_spectrogram_memory_does_not_grow():
 
 
 def test_read_aloud_scores_against_the_prompt():
-    view = ReadAloud(load_model(), prompts=["the birch canoe slid on the smooth planks"], seed=0)
+    model = _SayingModel("the birch canoe slid on smooth planks")
+    view = ReadAloud(model, prompts=["the birch canoe slid on the smooth planks"], seed=0)
     assert view.prompt.value == "the birch canoe slid on the smooth planks"
-    view._score("the birch canoe slid on smooth planks")
+    finished: list[str] = []
+    view.live.on_finished(finished.append)  # heard after the view's own handler has scored the reading
+    speak(view.live, np.zeros(SAMPLE_RATE // 5, np.float32))
+    stop(view.live, finished)
+    assert finished == ["the birch canoe slid on smooth planks"]
     assert "WER 12.5%" in view.result.value and 'class="del"' in view.result.value
     view.prompt.value = ""
-    view._score("anything")
-    assert "Type the sentence" in view.result.value
+    model.text, finished[:] = "anything", []
+    speak(view.live, np.zeros(SAMPLE_RATE // 5, np.float32))
+    stop(view.live, finished)
+    assert finished == ["anything"] and "Type the sentence" in view.result.value
+
+
+def upload(view: FileTranscriber, name: str, data: bytes) -> None:
+    """Choose ``data`` as the file ``name`` in the view's file chooser, as the browser reports it, and
+    wait for the view to show the outcome."""
+    view.upload.value = (
+        {
+            "name": name,
+            "type": "",
+            "size": len(data),
+            "content": memoryview(data),
+            "last_modified": datetime.now(UTC),
+        },
+    )
+    view.wait(timeout=120)
 
 
 def test_file_mode_reports_bad_audio_and_transcribes_good(tmp_path):
     view = FileTranscriber(load_model())
-    view._transcribe("notes.txt", b"not audio at all", view.model)
+    upload(view, "notes.txt", b"not audio at all")
     assert "not audio" in view.status.value and view.downloads.value == ""
-    view._transcribe("clip.flac", shared_path(GOFORWARD).read_bytes(), view.model)
+    upload(view, "clip.flac", shared_path(GOFORWARD).read_bytes())
     assert "transcribed by" in view.status.value and view.picture.value[:4] == b"\x89PNG"
     assert view.downloads.value.count("<a ") == 4
 
@@ -245,6 +306,14 @@ def test_picker_orders_by_measured_wer_hides_poor_models_and_reports_broken_card
     assert "(UNTRAINED)" in picker.dropdown.options[-1][0] and "more model" not in picker.note.value
 
 
+def loaded(picker: ModelPicker) -> None:
+    """Wait for the model being loaded: the dropdown is disabled from the choice until it has loaded."""
+    deadline = time.monotonic() + 60
+    while picker.dropdown.disabled and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not picker.dropdown.disabled, "the model never loaded"
+
+
 def test_picker_refresh_keeps_the_choice_and_leaves_a_deleted_model(tmp_path, monkeypatch):
     shipped, user = tmp_path / "shipped", tmp_path / "user"
     _card(
@@ -259,19 +328,27 @@ def test_picker_refresh_keeps_the_choice_and_leaves_a_deleted_model(tmp_path, mo
     monkeypatch.setenv("ASR_MODEL_NAME", "pocketsphinx")
     picker = ModelPicker(config=Config.from_env())
     loads = []
-    monkeypatch.setattr(picker._loader, "submit", lambda fn, name: loads.append(name))
+
+    def load(name: str, *, config: Config):
+        # the picker's loading, recorded; the model in use stands in for whatever it asks for
+        loads.append(name)
+        return picker.model
+
+    monkeypatch.setattr(picker_module, "load_model", load)
     # a better model appears first in the list: the dropdown passes through it, which is no choice
     _card(user / "better", name="better", metrics={"held_out": {"wer_after": 0.0}})
     picker.refresh()
     assert picker.dropdown.options[0][1] == "better"
-    assert picker.dropdown.value == "pocketsphinx" and loads == []
+    assert picker.dropdown.value == "pocketsphinx" and not picker.dropdown.disabled and loads == []
+    # the user picks it
+    picker.dropdown.value = "better"
+    loaded(picker)
+    assert loads == ["better"] and picker.dropdown.value == "better"
     # the model in use is deleted: the default takes its place
-    picker._chosen = "better"
-    import shutil
-
     shutil.rmtree(user / "better")
     picker.refresh()
-    assert loads == [registry.DEFAULT_MODEL]
+    loaded(picker)
+    assert loads == ["better", registry.DEFAULT_MODEL]
 
 
 def test_picker_labels_size_and_keeps_a_slower_twin_behind_show_all(tmp_path, monkeypatch):
@@ -324,7 +401,10 @@ def test_spectrogram_word_labels_never_overlap_and_the_caption_stays_in_the_figu
     canvas.draw()
     renderer = canvas.get_renderer()
     boxes = sorted((t.get_window_extent(renderer) for t in ax.texts), key=lambda b: b.x0)
-    caption = ax._left_title  # the caption is the left-aligned title, which matplotlib names only privately
+    # the caption is the left-aligned title: the one text among the axes' artists that reads as it does
+    captions = [t for t in ax.get_children() if isinstance(t, Text) and t.get_text() == ax.get_title(loc="left")]
+    assert len(captions) == 1
+    caption = captions[0]
     inside = caption.get_window_extent(renderer)
     assert 10 <= len(boxes) < len(words)
     assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))
@@ -361,7 +441,8 @@ def test_file_mode_transcribes_long_audio_in_pieces_cut_at_silence_and_shows_tim
     view = FileTranscriber(model)
     seen: list[float] = []
     view.progress.observe(lambda change: seen.append(change["new"]), names="value")
-    view._transcribe("talk.wav", audio, model)
+    view.submit("talk.wav", audio)
+    view.wait(timeout=60)
     assert len(model.pieces) == len(bounds) == 3 and seen[-1] == 1.0 and len(set(seen)) >= 3
     assert "transcribed by counting" in view.status.value
     lines = re.findall(r"\[(\d+:\d\d)\]</span>([^<]+)", view.transcript.value)
@@ -379,7 +460,7 @@ def test_file_mode_says_plainly_what_is_wrong_with_a_file_and_hides_the_picture_
         (b"not audio at all", "notes.txt is not audio"),
         (wav_bytes(np.zeros(2 * SAMPLE_RATE, np.float32)), "notes.txt is longer than the"),
     ):
-        view._transcribe("notes.txt", data, view.model)
+        upload(view, "notes.txt", data)
         assert said in view.status.value and "&lt;bytes&gt;" not in view.status.value.split("title=")[0]
         assert view.picture.layout.display == "none" and view.player.layout.display == "none"
         assert view.transcript.value == view.downloads.value == ""
@@ -388,11 +469,11 @@ def test_file_mode_says_plainly_what_is_wrong_with_a_file_and_hides_the_picture_
 def test_the_file_tab_transcribes_a_recording_from_its_microphone():
     model = _Counting()
     view = FileTranscriber(model)
-    view._jobs.submit = lambda fn, *args, **kwargs: fn(*args, **kwargs)  # transcribe here, not on the thread
     mic = view.microphone
     mic.receive(mic, {"type": "started", "rate": 48000}, [])
     for seq in range(10):
         mic.receive(mic, *chunk_message(seq, np.full(9600, 1000, np.int16), rate=48000))
     mic.receive(mic, {"type": "stopped"}, [])
+    view.wait(timeout=60)
     assert model.pieces == [2 * SAMPLE_RATE] and "recording.wav" in view.status.value
     assert view.player.format == "wav" and view.player.value[:4] == b"RIFF"

@@ -114,9 +114,14 @@ def test_choosing_another_set_cancels_the_run_and_only_the_new_one_shows(tmp_pat
     gate = threading.Event()
     model = ScriptedModel("scripted", {**heard_a, **heard_b}, gate)
     page = ErrorAnalysis(
-        sets={"a": first, "b": second}, models=[DEFAULT_MODEL], cache_dir=None, loader=lambda name: model, batch_size=2
+        sets={"a": first, "b": second},
+        models=[DEFAULT_MODEL],
+        cache_dir=None,
+        loader=lambda name: model,
+        batch_size=2,
+        start=False,
     )
-    old = page._thread
+    old = page.restart()  # the first run's thread
     assert model.entered.wait(30)
     page.set_choice.value = "b"  # while the first run is held in its first batch
     gate.set()

@@ -21,10 +21,13 @@ def test_filters_sort_and_page_only_what_matches():
     ex.contains.value = ""
     ex.sort.value = "WER, best first"
     assert [r.score.wer for r in ex.rows] == sorted(r.score.wer for r in report.rows)
-    ex._turn(1)
-    assert ex.page == 1 and ex.shown == ex.rows[7:14]
-    ex._turn(99)
-    assert ex.page == 5 and len(ex.shown) == 5
+    ex.next.click()
+    assert ex.page == 1 and ex.shown == ex.rows[7:14] and ex.page_label.value.startswith("page 2 of 6")
+    for _ in range(10):  # past the last page: it stays there
+        ex.next.click()
+    assert ex.page == 5 and len(ex.shown) == 5 and ex.page_label.value.startswith("page 6 of 6")
+    ex.previous.click()
+    assert ex.page == 4 and ex.shown == ex.rows[28:35]
 
 
 def test_picking_a_row_shows_alignment_audio_and_a_plot_with_error_words():

@@ -178,9 +178,9 @@ def test_whisper_round_trip_keeps_its_weights_transcribes_and_streams(whisper, m
 
 
 def test_evaluation_caches_a_hub_folder_and_skips_the_cache_for_a_hub_name(wav2vec2_dir, tmp_path):
-    from asrkit.cli import _cache_for
+    from asrkit.cli.recognise import cache_for
     from asrkit.config import Config
 
-    assert _cache_for(str(wav2vec2_dir), config=Config(), cache_dir=tmp_path).path.name.startswith("tiny-wav2vec2-")
+    assert cache_for(str(wav2vec2_dir), config=Config(), cache_dir=tmp_path).path.name.startswith("tiny-wav2vec2-")
     # a name has no folder whose files would tell one version of the model from the next
-    assert _cache_for("hf:facebook/wav2vec2-base-960h", config=Config(), cache_dir=tmp_path) is None
+    assert cache_for("hf:facebook/wav2vec2-base-960h", config=Config(), cache_dir=tmp_path) is None

@@ -16,9 +16,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL for the TensorFlow imported below)
+
 import numpy as np
 
-import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL for the TensorFlow imported below)
 from asrkit.audio import DEFAULT_LIMITS, SAMPLE_RATE, AudioLimits
 from asrkit.contracts import ModelCard, ModelUnavailableError, Span, Transcript
 from asrkit.models.base import NoPrompt

@@ -11,10 +11,11 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
+
 import keras
 import numpy as np
 
-import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
 from asrkit.contracts import ModelCard, ModelFileError, regular_file
 from asrkit.lm import NGramLM
 from asrkit.models.ctc import CTCModel, CTCModelConfig

@@ -20,10 +20,11 @@ from __future__ import annotations
 import weakref
 from typing import TYPE_CHECKING
 
+import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
+
 import keras
 import numpy as np
 
-import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
 from asrkit.models import ctc
 from asrkit.streaming import ChunkedStream
 

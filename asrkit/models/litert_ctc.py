@@ -23,9 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL for the TensorFlow imported below)
+
 import numpy as np
 
-import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL for the TensorFlow imported below)
 from asrkit.contracts import CARD_FILE, CardError, ModelCard, ModelFileError, regular_file
 from asrkit.lm import NGramLM
 from asrkit.models.base import card_file, check_setting_types

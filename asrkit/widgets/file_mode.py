@@ -331,6 +331,13 @@ class FileTranscriber(w.VBox):
             self._transcribe, name, data, model, prompt=self.prompt.prompt if model is not self.model else ""
         )
 
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait until every file handed in so far (uploaded, recorded or passed to :meth:`submit`) is
+        transcribed, or refused, and the page shows it; at most ``timeout`` seconds (then raises
+        :class:`TimeoutError`)."""
+        # one file at a time, in order: once a job queued now has run, every earlier one has
+        self._jobs.submit(lambda: None).result(timeout)
+
     def _failed(self, name: str, err: AudioError) -> None:
         detail = str(err).replace("<bytes>", name).replace("<array>", name)
         self.status.value = (

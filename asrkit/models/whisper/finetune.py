@@ -40,9 +40,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL for the TensorFlow imported below)
+
 import numpy as np
 
-import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL for the TensorFlow imported below)
 from asrkit.audio import SAMPLE_RATE
 from asrkit.contracts import ModelCard
 from asrkit.models.whisper.checkpoint import CheckpointError, sha256_file

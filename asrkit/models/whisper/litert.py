@@ -46,9 +46,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL for the TensorFlow imported below)
+
 import numpy as np
 
-import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL for the TensorFlow imported below)
 from asrkit.contracts import ModelCard
 from asrkit.models.whisper.checkpoint import sha256_file
 from asrkit.models.whisper.config import GenerationConfig, WhisperConfig

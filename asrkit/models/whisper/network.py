@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 
+import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
+
 import keras
 import numpy as np
 from keras import ops
 
-import asrkit._tf  # noqa: F401  (sets KERAS_BACKEND and TF_CPP_MIN_LOG_LEVEL before TensorFlow loads)
 from asrkit.models.whisper.config import WhisperConfig
 
 LAYER_NORM_EPSILON = 1e-5

@@ -208,22 +208,7 @@ class Transcriber:
                 probs = np.exp(log_softmax(logits[:, sot_index]))
                 no_speech = probs[:, self.tokenizer.no_speech]
             first = logits[:, -1]
-            if temperature > 0:
-                found = greedy(
-                    self.inference,
-                    cross,
-                    cache,
-                    first,
-                    rules=rules,
-                    max_new_tokens=max_new,
-                    length_penalty=options.length_penalty,
-                    temperature=temperature,
-                    rng=rng,
-                )
-                best = [
-                    max(found[j * n_samples : (j + 1) * n_samples], key=lambda h: h.score) for j in range(len(rows))
-                ]
-            elif options.beam_size > 1:
+            if temperature == 0 and options.beam_size > 1:
                 best = beam_search(
                     self.inference,
                     cross,
@@ -236,7 +221,7 @@ class Transcriber:
                     length_penalty=options.length_penalty,
                 )
             else:
-                best = greedy(
+                found = greedy(
                     self.inference,
                     cross,
                     cache,
@@ -244,7 +229,13 @@ class Transcriber:
                     rules=rules,
                     max_new_tokens=max_new,
                     length_penalty=options.length_penalty,
+                    temperature=temperature,
+                    rng=rng,
                 )
+                # the best of each row's samples (one sample at temperature 0)
+                best = [
+                    max(found[j * n_samples : (j + 1) * n_samples], key=lambda h: h.score) for j in range(len(rows))
+                ]
             still = []
             for i, hypothesis in zip(pending, best):
                 ratio = compression_ratio(self.tokenizer.decode(hypothesis.tokens).strip())
