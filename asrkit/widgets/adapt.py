@@ -48,7 +48,7 @@ STYLE = (
     """<style>
 .asrkit-adapt-prompt{font-size:28px;line-height:1.3;padding:14px 16px;border:1px solid #ccd;border-radius:6px;
   background:#f7f9ff;min-height:1.4em}
-.asrkit-adapt-counter{font-size:14px;color:#555}
+.asrkit-adapt-counter{font-size:14px;color:#555} .asrkit-adapt-hint{font-size:13px;line-height:1.3;color:#555}
 .asrkit-adapt-ok{color:#1a7f37} .asrkit-adapt-bad{color:#b42318}
 .asrkit-adapt-compare{border-collapse:collapse;font-size:14px;margin-top:6px}
 .asrkit-adapt-compare td,.asrkit-adapt-compare th{border:1px solid #ddd;padding:4px 8px;text-align:left;
@@ -169,7 +169,7 @@ class AdaptView(w.VBox):
             value=user,
             description="your name",
             continuous_update=False,
-            layout=w.Layout(width="20em"),
+            layout=w.Layout(width="20em", max_width="100%"),
             style={"description_width": "initial"},
         )
         self.prompt_set = w.Dropdown(
@@ -189,9 +189,14 @@ class AdaptView(w.VBox):
             value=False,
             indent=False,
             layout=w.Layout(width="auto"),
-            description="hands-free: the microphone stays on; pause after each prompt and the next one comes",
+            description="hands-free",
         )
         self.hands_free.add_class("asrkit-adapt-handsfree")
+        # beside the box rather than in its description, which a narrow screen would cut short
+        hands_free_hint = w.HTML(
+            "<span class='asrkit-adapt-hint'>(the microphone stays on: pause after each prompt and the next one "
+            "comes)</span>"
+        )
         self.back = w.Button(description="back", icon="backward", tooltip="re-record the previous prompt")
         self.skip = w.Button(description="skip", icon="forward", tooltip="leave this prompt out")
         self.take = w.HTML()
@@ -203,13 +208,15 @@ class AdaptView(w.VBox):
         self.run.add_class("asrkit-adapt-run")
         self.cancel = w.Button(description="Cancel", icon="stop", disabled=True)
         self.cancel.add_class("asrkit-adapt-cancel")
-        self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="20em"))
+        self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="20em", max_width="100%"))
         self.progress_text = w.HTML()
         self.progress_text.add_class("asrkit-adapt-progress")
         self.result = w.HTML()
         self.result.add_class("asrkit-adapt-results")
         self.mine = w.Dropdown(
-            description="your models", layout=w.Layout(width="24em"), style={"description_width": "initial"}
+            description="your models",
+            layout=w.Layout(width="24em", max_width="100%"),
+            style={"description_width": "initial"},
         )
         self.mine.add_class("asrkit-adapt-mine")
         self.delete = w.Button(
@@ -242,17 +249,19 @@ class AdaptView(w.VBox):
                     f"of {html.escape(self.options.base_model)} on most of your takes and measures both models on "
                     "the rest.</p>"
                 ),
-                w.HBox([self.user, self.prompt_set]),
+                w.HBox([self.user, self.prompt_set], layout=w.Layout(flex_flow="row wrap")),
                 self.note,
                 self.counter,
                 self.prompt,
-                w.HBox([self.microphone, self.back, self.skip]),
-                self.hands_free,
+                w.HBox([self.microphone, self.back, self.skip], layout=w.Layout(flex_flow="row wrap")),
+                w.HBox([self.hands_free, hands_free_hint], layout=w.Layout(flex_flow="row wrap", align_items="center")),
                 self.take,
                 self.playback,
-                w.HBox([self.run, self.cancel, self.progress, self.progress_text]),
+                w.HBox(
+                    [self.run, self.cancel, self.progress, self.progress_text], layout=w.Layout(flex_flow="row wrap")
+                ),
                 self.result,
-                w.HBox([self.mine, self.delete, self.delete_note]),
+                w.HBox([self.mine, self.delete, self.delete_note], layout=w.Layout(flex_flow="row wrap")),
             ]
         )
         self.add_class("asrkit-adapt")

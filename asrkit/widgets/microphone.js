@@ -131,6 +131,8 @@ async function render({ model, el }) {
       }),
     );
     if (inputs.some((d) => d.deviceId === chosen)) devices.value = chosen;
+    // an empty list reads as a broken control; the note says why nothing records
+    devices.hidden = inputs.length === 0;
   }
 
   function level(peak) {
