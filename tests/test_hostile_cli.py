@@ -141,3 +141,39 @@ def test_info_names_unreadable_cards_and_still_answers(tmp_path, tiny_model_dir,
 def test_the_catalogue_is_wide():
     rows = CLI_CASES + WHISPER_ROWS
     assert len({c[0] for c in rows}) + len(CHUNK_CASES) == len(rows) + len(CHUNK_CASES) >= 25
+
+
+# a terminal would clear the screen, retitle its window and ring at these
+TERMINAL_TRAP = "\x1b[2J\x1b]0;owned\x07\x9b31m"
+
+
+def test_file_names_manifests_and_cards_never_reach_the_terminal_as_control_sequences(tmp_path, tiny_model_dir, capsys):
+    import json
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+
+    clip = tmp_path / f"clip{TERMINAL_TRAP}.wav"
+    sf.write(clip, np.zeros(8000, np.float32), 16000)
+    manifest = tmp_path / "trap.tsv"
+    manifest.write_text(f"path\ttranscript\n{clip.name}\tsay {TERMINAL_TRAP} it\n", encoding="utf-8")
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    card = json.loads((model / "card.json").read_text(encoding="utf-8"))
+    card["description"] = f"a model{TERMINAL_TRAP}"
+    (model / "card.json").write_text(json.dumps(card), encoding="utf-8")
+
+    runs = [
+        ["transcribe", str(clip), str(tmp_path / "missing.wav"), "--model", str(model)],
+        ["eval", str(manifest), "--model", str(model), "--no-cache"],
+        ["info", "--model", str(model)],
+        ["transcribe", str(tmp_path / f"gone{TERMINAL_TRAP}.wav"), "--model", str(model)],
+    ]
+    for argv in runs:
+        main(argv)
+        out, err = capsys.readouterr()
+        for text in (out, err):
+            assert not any(c in text for c in "\x1b\x07\x9b"), (argv, text)
+        # written out, so a person still sees what the name or card holds
+        assert "\\x1b[2J" in out + err, (argv, out, err)

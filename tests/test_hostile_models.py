@@ -217,7 +217,7 @@ LM_CASES = [
     ),
     ("lm-dev-zero-link-out", _with_lm("z.arpa", _link("z.arpa", "/dev/zero")), ModelFileError, "outside the model"),
     ("lm-missing", _with_lm("lm.arpa"), ModelFileError, "the language model"),
-    ("lm-a-number", _with_lm(5), CardError, "names the language model 5: expected the name of a file"),
+    ("lm-a-number", _with_lm(5), CardError, "DecoderConfig.lm must be str or null, not 5"),
     ("lm-a-folder", _with_lm("sub", lambda f: (f / "sub").mkdir()), ModelFileError, "is not a regular file"),
     (
         "lm-endless-line",
@@ -262,6 +262,18 @@ WHISPER_CARD_CASES = [
         CardError,
         "unknown decoding options: beams",
     ),
+    # a wrong type is named before the options' own checks could meet it; a value out of range is named too
+    ("whisper-beam-as-text", _whisper_card({"path": "."}, decoding={"beam_size": "5"}), CardError, "beam_size must"),
+    ("whisper-beam-zero", _whisper_card({"path": "."}, decoding={"beam_size": 0}), CardError, "from 1 to 64"),
+    ("whisper-beam-huge", _whisper_card({"path": "."}, decoding={"best_of": 10**9}), CardError, "from 1 to 64"),
+    (
+        "whisper-temperature-text",
+        _whisper_card({"path": "."}, decoding={"temperatures": [0, "hot"]}),
+        CardError,
+        "temperatures must be like",
+    ),
+    ("whisper-tokens-none", _whisper_card({"path": "."}, decoding={"max_new_tokens": 0}), CardError, "at least 1"),
+    ("whisper-tokens-text", _whisper_card({"path": "."}, decoding={"max_new_tokens": "9"}), CardError, "int or null"),
 ]
 WHISPER_FILE_CASES = [
     ("whisper-model-bin-corrupt", _ct2_copy(model_bin=b"\x06\0\0\0\x0b\0WhisperSpec"), CheckpointError, "truncated"),

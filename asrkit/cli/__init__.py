@@ -12,7 +12,7 @@ import sys
 
 import asrkit
 from asrkit.cli import models, recognise, training
-from asrkit.cli.common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
+from asrkit.cli.common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, printable
 from asrkit.cli.recognise import LiveTranscript
 from asrkit.cli.training import InputFileError
 from asrkit.config import Config
@@ -61,5 +61,5 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args, Config.from_env())
     # every input, setting or model asrkit refuses, each with a message naming it; anything else is a bug
     except AsrkitError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {printable(str(err))}", file=sys.stderr)
         return EXIT_USAGE

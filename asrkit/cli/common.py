@@ -12,7 +12,15 @@ from asrkit.config import Config
 from asrkit.manifest import ManifestWarning
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE = 0, 1, 2
+# Control characters (C0 and C1) but tab and newline, as the command prints them: written out as \xNN, so
+# that a file name, manifest or model card cannot move a terminal's cursor, recolour it or retitle it.
+CONTROL_ESCAPES = str.maketrans({c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if chr(c) not in "\t\n"})
 MODEL_HELP = "registry name or model folder (default: $ASR_MODEL_NAME or 'default')"
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters written out (see CONTROL_ESCAPES), lines and tabs kept."""
+    return text.translate(CONTROL_ESCAPES)
 
 
 def at_least_one(text: str) -> int:

@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 
 import asrkit
-from asrkit.cli.common import EXIT_OK, EXIT_USAGE, MODEL_HELP
+from asrkit.cli.common import EXIT_OK, EXIT_USAGE, MODEL_HELP, printable
 from asrkit.config import Config
 from asrkit.models import list_models, load_model, resolve_model
 
@@ -89,19 +89,20 @@ def _info(args: argparse.Namespace, config: Config) -> int:
     model = load_model(folder, config=config)
     card = model.card
     trained = "trained" if card.trained else "UNTRAINED (random weights, transcripts are meaningless)"
-    print(f"model: {card.name} [{trained}] from {folder}")
-    print(f"  {card.description}")
+    # a card is the model's author's text: shown with its control characters written out
+    print(printable(f"model: {card.name} [{trained}] from {folder}"))
+    print(printable(f"  {card.description}"))
     if card.training_data:
-        print(f"  training data: {card.training_data}")
+        print(printable(f"  training data: {card.training_data}"))
     # per-split results are dicts; training figures (steps, greedy dev WER) are plain values
     for key, value in card.metrics.items():
         shown = ", ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else value
-        print(f"  {key}: {shown}")
+        print(printable(f"  {key}: {shown}"))
     print(f"device: {getattr(model, 'device', 'cpu')}")
     listing = list_models()
-    print("registered models: " + ", ".join(e.name for e in listing.entries))
+    print(printable("registered models: " + ", ".join(e.name for e in listing.entries)))
     for broken in listing.broken:
-        print(f"  left out, its card unreadable: {broken.describe()}")
+        print(printable(f"  left out, its card unreadable: {broken.describe()}"))
     return EXIT_OK
 
 

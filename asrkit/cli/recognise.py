@@ -13,7 +13,16 @@ from typing import TextIO
 from tqdm.auto import tqdm
 
 from asrkit.audio import AudioError, load_audio
-from asrkit.cli.common import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, MODEL_HELP, at_least_one, plain_warnings
+from asrkit.cli.common import (
+    CONTROL_ESCAPES,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    MODEL_HELP,
+    at_least_one,
+    plain_warnings,
+    printable,
+)
 from asrkit.config import Config
 from asrkit.contracts import PromptError
 from asrkit.distributed import DistributedError, RayOptions
@@ -25,9 +34,9 @@ from asrkit.models import UnknownModelError, load_model, resolve_model
 SUFFIXES = {"text": ".txt", "json": ".json", "srt": ".srt", "vtt": ".vtt"}
 # Longest --chunk-ms: live chunks are tens to hundreds of milliseconds; a minute is past any live use.
 MAX_CHUNK_MS = 60_000.0
-# How 'transcribe' writes a backslash, tab, newline or carriage return in a FILE<TAB>transcript line, so that
-# one line stays one file whatever its name holds.
-LINE_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+# How 'transcribe' writes a backslash, tab, newline, carriage return or other control character in a
+# FILE<TAB>transcript line, so that one line stays one file whatever its name holds.
+LINE_ESCAPES = CONTROL_ESCAPES | str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 PROMPT_HELP = "words to expect, e.g. 'Dashwood, Voila, Kaldi' (names and terms, at most about 20; Whisper models only)"
 
 
@@ -161,7 +170,7 @@ def _transcribe(args: argparse.Namespace, config: Config) -> int:
         try:
             audio = load_audio(path, limits=config.limits)
         except AudioError as err:
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: {printable(str(err))}", file=sys.stderr)
             status = EXIT_PARTIAL
             continue
         _emit(args, path, model.transcribe(audio), trained=model.card.trained, many=many)
@@ -196,7 +205,7 @@ def _transcribe_on_ray(args: argparse.Namespace, config: Config) -> int:
     status = EXIT_OK
     for utt, outcome in zip(utterances, run.outcomes):
         if outcome.error is not None:
-            print(f"error: {outcome.error}", file=sys.stderr)
+            print(f"error: {printable(outcome.error)}", file=sys.stderr)
             status = EXIT_PARTIAL
             continue
         _emit(args, utt.audio_path, outcome.transcript, trained=run.trained, many=True)
@@ -275,7 +284,7 @@ def _eval(args: argparse.Namespace, config: Config) -> int:
         report = evaluate(model, utterances, batch_size=config.model.batch_size, limits=config.limits)
     else:
         report = _evaluated(args, config, args.model, utterances)
-    print(format_report(report))
+    print(printable(format_report(report)))
     if args.json:
         files.write_json(report, args.json, manifest=str(args.manifest), command=args.command_line)
     if args.csv:
@@ -316,11 +325,13 @@ def _compare(args: argparse.Namespace, config: Config) -> int:
     c = compare(a, b)
     print(f"{len(c.differences)} of {len(a.rows)} utterances transcribed differently")
     for d in c.differences[: args.show]:
-        print(f"{d.row_a.utterance.id}  WER {100 * d.row_a.score.wer:.0f}% -> {100 * d.row_b.score.wer:.0f}%")
         print(
-            f"  reference: {d.row_a.score.reference}\n"
-            f"  {a.model}: {d.row_a.score.hypothesis}\n"
-            f"  {b.model}: {d.row_b.score.hypothesis}"
+            printable(
+                f"{d.row_a.utterance.id}  WER {100 * d.row_a.score.wer:.0f}% -> {100 * d.row_b.score.wer:.0f}%\n"
+                f"  reference: {d.row_a.score.reference}\n"
+                f"  {a.model}: {d.row_a.score.hypothesis}\n"
+                f"  {b.model}: {d.row_b.score.hypothesis}"
+            )
         )
     print(
         f"\nWER {a.model} {100 * a.corpus.wer:.2f}%, {b.model} {100 * b.corpus.wer:.2f}%: "
@@ -409,7 +420,7 @@ def _stream(args: argparse.Namespace, config: Config) -> int:
     try:
         audio = load_audio(args.file, limits=config.limits)
     except AudioError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {printable(str(err))}", file=sys.stderr)
         return EXIT_PARTIAL
     stream = model.create_stream()
     live = LiveTranscript(sys.stdout, tty=sys.stdout.isatty())

@@ -10,7 +10,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from asrkit.audio import load_audio
-from asrkit.cli.common import EXIT_OK, EXIT_USAGE, at_least_one
+from asrkit.cli.common import EXIT_OK, EXIT_USAGE, at_least_one, printable
 from asrkit.config import Config
 from asrkit.data.synth import ENGINES
 from asrkit.errors import AsrkitError
@@ -272,7 +272,7 @@ def _adapt(args: argparse.Namespace, config: Config) -> int:
         )
         bar.close()
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {printable(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     print(
         f"held-out WER ({len(result.held_out)} takes of {session.user}): {result.base_model} "
@@ -338,7 +338,7 @@ def _finetune(args: argparse.Namespace, config: Config) -> int:
             on_progress=show,
         )
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {printable(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     finally:
         for bar in bars.values():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import MISSING, dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_args, get_type_hints
 
 # Importable from here as they were before they moved to asrkit.contracts.
 from asrkit.contracts import (  # noqa: F401
@@ -77,17 +77,36 @@ def check_setting_types(settings: Any, *, source: str) -> None:
     CardError
         Naming the setting, its default and the value found.
     """
-    for f in fields(settings):
-        value, default = getattr(settings, f.name), f.default
+    check_setting_values(type(settings), {f.name: getattr(settings, f.name) for f in fields(settings)}, source=source)
+
+
+def check_setting_values(kind: type, values: dict[str, Any], *, source: str) -> None:
+    """:func:`check_setting_types` for ``values`` meant for the dataclass ``kind``, before it is built (so
+    that its own checks never meet a value of the wrong type). A setting whose default is None must be of
+    the type its annotation names besides None; the items of a tuple, of its default's first item's."""
+    hints = get_type_hints(kind)
+    defaults = {f.name: f.default for f in fields(kind)}
+    for name, value in values.items():
+        default = defaults.get(name, MISSING)
         if is_dataclass(value):
             check_setting_types(value, source=source)
-        elif default is not MISSING and default is not None and value is not None:
-            if isinstance(default, float):
-                fits = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-            else:
-                fits = type(value) is type(default)
-            if not fits:
-                raise CardError(f"{source}: {type(settings).__name__}.{f.name} must be like {default!r}, not {value!r}")
+        elif value is None or default is MISSING:
+            continue
+        elif default is None:
+            kinds = [t for t in get_args(hints[name]) if t is not type(None) and isinstance(t, type)]
+            if kinds and not _fits(value, kinds[0]()):
+                raise CardError(f"{source}: {kind.__name__}.{name} must be {kinds[0].__name__} or null, not {value!r}")
+        elif not _fits(value, default) or (
+            isinstance(default, tuple) and default and not all(_fits(item, default[0]) for item in value)
+        ):
+            raise CardError(f"{source}: {kind.__name__}.{name} must be like {default!r}, not {value!r}")
+
+
+def _fits(value: Any, default: Any) -> bool:
+    """Whether ``value`` has the JSON type of ``default`` (any finite number where a float is due)."""
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return type(value) is type(default)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 
 from asrkit.audio import SAMPLE_RATE
 from asrkit.contracts import CARD_FILE, CardError, ModelCard, ModelUnavailableError, PromptError, Span, Transcript
-from asrkit.models.base import card_file, check_setting_types
+from asrkit.models.base import card_file, check_setting_values
 from asrkit.models.seq2seq import Seq2SeqModel, spread_words
 from asrkit.models.whisper.checkpoint import CheckpointError, read_checkpoint, sha256_file
 from asrkit.models.whisper.frontend import CHUNK_LENGTH_S
@@ -149,9 +149,11 @@ def _options(data: Any, *, source: str | Path = "the model card") -> TranscribeO
     if unknown:
         raise CardError(f"{source}: unknown decoding options: {', '.join(sorted(unknown))}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    options = TranscribeOptions(**values)
-    check_setting_types(options, source=str(source))
-    return options
+    check_setting_values(TranscribeOptions, values, source=str(source))
+    try:
+        return TranscribeOptions(**values)
+    except ValueError as err:  # a value out of its range
+        raise CardError(f"{source}: config.decoding: {err}") from None
 
 
 class WhisperModel(Seq2SeqModel):

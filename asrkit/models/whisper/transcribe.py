@@ -26,6 +26,11 @@ INPUT_STRIDE = 2
 MEL_PADDING = 160
 
 
+# Most hypotheses a window's search keeps (beam_size) or samples (best_of): well above the published
+# settings (5), and small enough that no setting asks for a search the size of the machine's memory.
+MAX_CANDIDATES = 64
+
+
 @dataclass(frozen=True)
 class TranscribeOptions:
     """How to decode; the defaults are faster-whisper's.
@@ -80,8 +85,14 @@ class TranscribeOptions:
     silence_peak: float | None = 1e-3
 
     def __post_init__(self) -> None:
-        if self.beam_size < 1 or self.best_of < 1:
-            raise ValueError(f"beam_size ({self.beam_size}) and best_of ({self.best_of}) must be at least 1")
+        if not (1 <= self.beam_size <= MAX_CANDIDATES and 1 <= self.best_of <= MAX_CANDIDATES):
+            raise ValueError(
+                f"beam_size ({self.beam_size}) and best_of ({self.best_of}) must be from 1 to {MAX_CANDIDATES}"
+            )
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1 (or None), got {self.max_new_tokens}")
+        if self.silence_peak is not None and self.silence_peak < 0:
+            raise ValueError(f"silence_peak must be at least 0 (or None), got {self.silence_peak}")
         if self.patience <= 0:
             raise ValueError(f"patience must be positive, got {self.patience}")
         if not self.temperatures or any(t < 0 for t in self.temperatures):
