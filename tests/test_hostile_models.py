@@ -265,6 +265,7 @@ WHISPER_CARD_CASES = [
     # a wrong type is named before the options' own checks could meet it; a value out of range is named too
     ("whisper-beam-as-text", _whisper_card({"path": "."}, decoding={"beam_size": "5"}), CardError, "beam_size must"),
     ("whisper-beam-zero", _whisper_card({"path": "."}, decoding={"beam_size": 0}), CardError, "from 1 to 64"),
+    ("whisper-beam-null", _whisper_card({"path": "."}, decoding={"beam_size": None}), CardError, "not null"),
     ("whisper-beam-huge", _whisper_card({"path": "."}, decoding={"best_of": 10**9}), CardError, "from 1 to 64"),
     (
         "whisper-temperature-text",

@@ -82,16 +82,20 @@ def check_setting_types(settings: Any, *, source: str) -> None:
 
 def check_setting_values(kind: type, values: dict[str, Any], *, source: str) -> None:
     """:func:`check_setting_types` for ``values`` meant for the dataclass ``kind``, before it is built (so
-    that its own checks never meet a value of the wrong type). A setting whose default is None must be of
-    the type its annotation names besides None; the items of a tuple, of its default's first item's."""
+    that its own checks never meet a value of the wrong type). A setting may be None (null) only where its
+    annotation allows it; one whose default is None must otherwise be of the type its annotation names;
+    the items of a tuple, of its default's first item's."""
     hints = get_type_hints(kind)
     defaults = {f.name: f.default for f in fields(kind)}
     for name, value in values.items():
         default = defaults.get(name, MISSING)
         if is_dataclass(value):
             check_setting_types(value, source=source)
-        elif value is None or default is MISSING:
+        elif default is MISSING:
             continue
+        elif value is None:
+            if default is not None and type(None) not in get_args(hints[name]):
+                raise CardError(f"{source}: {kind.__name__}.{name} must be like {default!r}, not null")
         elif default is None:
             kinds = [t for t in get_args(hints[name]) if t is not type(None) and isinstance(t, type)]
             if kinds and not _fits(value, kinds[0]()):
